@@ -1,0 +1,140 @@
+"""fnotui's entry point: arguments, the headless ``--run``, ``--list``, and the dashboard.
+
+This is the one place where engine exceptions become a message and an exit code. Textual is
+imported only when the dashboard opens, so headless use on a GPU box never needs a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+examples:
+  fnotui --run arm_stable_warmup                 train one arm of ./arms.toml in the foreground
+  fnotui --run arm_stable_warmup --profile quick a few-minute CPU version (runs in <output_dir>_quick)
+  fnotui --run arm_control --set epochs=2 --set data.train_stride=32
+  fnotui --list                                  arms and the state of their runs
+
+exit codes:
+  0    every requested arm finished
+  1    a run failed (the error is in the arm's status.json, telemetry and run.log)
+  2    bad input: arms file, --set, unknown arm or profile; nothing was written
+  130  stopped by SIGINT/SIGTERM after saving the model, history and a final status
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fnotui",
+        description="Train and compare FNO generator arms for ptychographic reconstruction.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--run", nargs="+", metavar="ARM", help="train these arms, one after the other")
+    action.add_argument("--list", action="store_true", help="list arms and their run state")
+    p.add_argument("--arms", default="arms.toml", metavar="FILE",
+                   help="arms file (default: ./arms.toml)")
+    p.add_argument("--out", metavar="DIR", help="output directory (overrides [study] output_dir)")
+    p.add_argument("--profile", metavar="NAME",
+                   help="apply [profiles.NAME] of the arms file (e.g. quick)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a knob for every selected arm; repeatable; data knobs as "
+                        "data.KEY (e.g. --set epochs=2 --set data.train_stride=32)")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    return p
+
+
+def _err(message: str) -> None:
+    print(f"fnotui: error: {message}", file=sys.stderr)
+
+
+def _load(args):
+    from engine.arms import load_study
+
+    return load_study(args.arms, profile=args.profile, overrides=args.overrides,
+                      output_dir=args.out)
+
+
+def cmd_run(args) -> int:
+    from engine.errors import ConfigError, FnotuiError, RunLockedError
+    from engine.rundir import data_cache_dir
+    from engine.train import resolve_device, train_arm
+
+    try:
+        study = _load(args)
+        arms = [study.arm(name) for name in args.run]  # every name checked before any run
+        resolve_device(args.device)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    cache = data_cache_dir(study.output_dir)
+    for cfg in arms:
+        print(f"fnotui: training {cfg.name} -> {study.run_dir(cfg.name)}", flush=True)
+        try:
+            result = train_arm(cfg, study.run_dir(cfg.name), cache_dir=cache, device=args.device,
+                               log=lambda m: print(m, flush=True))
+        except RunLockedError as exc:
+            _err(str(exc))
+            return EXIT_BAD_INPUT
+        except ConfigError as exc:  # e.g. a probe file found unusable while building data
+            _err(f"arm {cfg.name!r}: {exc}")
+            return EXIT_BAD_INPUT
+        except (FnotuiError, RuntimeError, OSError, ValueError) as exc:
+            _err(f"arm {cfg.name!r} failed: {type(exc).__name__}: {exc}")
+            return EXIT_RUN_FAILED
+        if result.state != "finished":
+            print(f"fnotui: {cfg.name} stopped after {result.epochs_done} epochs; "
+                  f"model, history and status saved", flush=True)
+            return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from engine.errors import ConfigError
+    from engine.status import read_status, run_state
+
+    try:
+        study = _load(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    print(f"study {study.name} ({study.path}) -> {study.output_dir}")
+    width = max(len(n) for n in study.arms)
+    for name, cfg in study.arms.items():
+        run_dir = study.run_dir(name)
+        state = run_state(run_dir)
+        st = read_status(run_dir) or {}
+        progress = f"epoch {st.get('epoch', 0)}/{st.get('epochs', cfg.train.epochs)}" \
+            if state != "not started" else f"{cfg.train.epochs} epochs"
+        print(f"  {name:<{width}}  {state:<11}  {progress:<14}  {cfg.model.architecture}, "
+              f"{cfg.train.optimizer} lr {cfg.train.lr:g}, {cfg.train.scheduler}, "
+              f"clip {cfg.train.clip_algorithm + ' ' + format(cfg.train.grad_clip, 'g') if cfg.train.grad_clip > 0 else 'off'}")
+    return EXIT_OK
+
+
+def cmd_dashboard(args) -> int:
+    _err("the interactive dashboard is not built yet; use --run ARM or --list "
+         "(see fnotui --help)")
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.run:
+        return cmd_run(args)
+    if args.list:
+        return cmd_list(args)
+    return cmd_dashboard(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

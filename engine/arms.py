@@ -1,0 +1,276 @@
+"""Read arms.toml: merge defaults, profile and per-arm overrides, reject anything unknown.
+
+Layout of the file (README.md and docs/arms.md have the full reference)::
+
+    [study]              name, output_dir
+    [data]               data recipe shared by every arm (engine.config.DATA_KNOBS)
+    [defaults]           model and training knobs shared by every arm
+    [arms.<name>]        overrides for one arm; [arms.<name>.data] overrides the recipe
+    [profiles.<name>]    overrides applied to every arm with --profile; [profiles.<name>.data]
+
+Precedence, lowest first: knob default < [data]/[defaults] < [arms.X] < [profiles.P] < --set.
+Every error names the file, the arm, the key, the bad value and what is allowed, and is raised
+before anything is written (ConfigError -> exit code 2 at the CLI).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import (
+    DATA_KNOBS,
+    MODEL_KNOBS,
+    TRAIN_KNOBS,
+    ArmConfig,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
+from engine.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+# Arm names become directory names: keep them to a portable, shell-safe alphabet.
+ARM_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+STUDY_KEYS = ("name", "output_dir")
+TOP_LEVEL_TABLES = ("study", "data", "defaults", "arms", "profiles")
+
+_DATA = {k.name: k for k in DATA_KNOBS}
+_MODEL = {k.name: k for k in MODEL_KNOBS}
+_TRAIN = {k.name: k for k in TRAIN_KNOBS}
+_ARM_LEVEL = {**_MODEL, **_TRAIN}  # flat keys of [defaults], [arms.X], [profiles.P]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed arms.toml: study identity and every arm, fully resolved."""
+
+    path: Path
+    name: str
+    output_dir: Path  # resolved relative to the arms file's directory
+    arms: dict[str, ArmConfig]
+    profile: str | None = None
+
+    def arm(self, name: str) -> ArmConfig:
+        if name not in self.arms:
+            raise ConfigError(
+                f"{self.path}: no arm named {name!r}; arms in this file: {', '.join(self.arms)}"
+            )
+        return self.arms[name]
+
+    def run_dir(self, arm: str) -> Path:
+        return self.output_dir / arm
+
+
+def _where(path: Path, arm: str | None, table: str) -> str:
+    return f"{path}: [{table}]" if arm is None else f"{path}: arm {arm!r} ([{table}])"
+
+
+def _suggest(key: str, allowed) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(where: str, key: str, allowed) -> ConfigError:
+    return ConfigError(
+        f"{where}: unknown key {key!r}{_suggest(key, allowed)}; allowed keys: "
+        + ", ".join(sorted(allowed))
+    )
+
+
+def _check_value(where: str, knob, key: str, value: Any) -> Any:
+    try:
+        return knob.check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key {key!r} has bad value {value!r}: {exc}") from None
+
+
+def _check_table(where: str, table: Any, knobs: dict, sub_tables: tuple[str, ...] = ()) -> dict:
+    """Validate a flat table of knobs; returns {key: coerced value}. Sub-tables are skipped."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(table).__name__} {table!r}")
+    out = {}
+    for key, value in table.items():
+        if key in sub_tables:
+            continue
+        if key not in knobs:
+            raise _unknown_key(where, key, list(knobs) + list(sub_tables))
+        out[key] = _check_value(where, knobs[key], key, value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse one ``--set KEY=VALUE``: dotted key path and a TOML-typed value.
+
+    The value is read as a TOML value (``2``, ``5e-4``, ``true``, ``"adam"``); a bare word that is
+    not valid TOML (``adam``, ``WarmupCosine``) is taken as a string, so quoting is optional.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set epochs=2")
+    key, raw = text.split("=", 1)
+    key, raw = key.strip(), raw.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"--set {text!r}: empty key; expected KEY=VALUE, e.g. data.N=128")
+    if raw == "":
+        raise ConfigError(f"--set {text!r}: empty value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return parts, value
+
+
+def _apply_overrides(path: Path, arm: str, overrides: list[str], arm_table: dict,
+                     data_table: dict) -> None:
+    """Apply ``--set`` overrides in place, validating each against its knob."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        where = f"--set {text!r} for arm {arm!r}"
+        if len(parts) == 2 and parts[0] == "data":
+            knob = _DATA.get(parts[1])
+            if knob is None:
+                raise _unknown_key(where, parts[1], _DATA)
+            data_table[parts[1]] = _check_value(where, knob, parts[1], value)
+        elif len(parts) == 1:
+            knob = _ARM_LEVEL.get(parts[0])
+            if knob is None:
+                raise _unknown_key(where, parts[0], list(_ARM_LEVEL) + ["data.<key>"])
+            arm_table[parts[0]] = _check_value(where, knob, parts[0], value)
+        else:
+            raise ConfigError(
+                f"{where}: key {'.'.join(parts)!r} is not a knob; use KEY or data.KEY"
+            )
+
+
+def _split_arm_level(values: dict) -> tuple[dict, dict]:
+    model = {k: v for k, v in values.items() if k in _MODEL}
+    train = {k: v for k, v in values.items() if k in _TRAIN}
+    return model, train
+
+
+def load_study(
+    path: str | Path,
+    *,
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    output_dir: str | Path | None = None,
+    validate_models: bool = True,
+) -> Study:
+    """Parse and validate an arms file; ``overrides`` are ``--set`` strings applied to every arm."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: arms file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read arms file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+    for key in raw:
+        if key not in TOP_LEVEL_TABLES:
+            raise _unknown_key(f"{path}: top level", key, TOP_LEVEL_TABLES)
+
+    study = raw.get("study", {})
+    if not isinstance(study, dict):
+        raise ConfigError(f"{path}: [study] must be a table")
+    for key, value in study.items():
+        if key not in STUDY_KEYS:
+            raise _unknown_key(f"{path}: [study]", key, STUDY_KEYS)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"{path}: [study] key {key!r} has bad value {value!r}: expected a non-empty string"
+            )
+    study_name = study.get("name", path.stem)
+    out = Path(output_dir) if output_dir is not None else Path(study.get("output_dir", "runs"))
+    if not out.is_absolute() and output_dir is None:
+        out = path.parent / out
+
+    base_data = _check_table(f"{path}: [data]", raw.get("data", {}), _DATA)
+    base_arm = _check_table(f"{path}: [defaults]", raw.get("defaults", {}), _ARM_LEVEL)
+
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: [profiles] must be a table of [profiles.<name>] tables")
+    parsed_profiles = {}  # every profile is validated, not only the selected one
+    for pname, ptable in profiles.items():
+        where = f"{path}: [profiles.{pname}]"
+        p_arm = _check_table(where, ptable, _ARM_LEVEL, sub_tables=("data",))
+        p_data = _check_table(f"{path}: [profiles.{pname}.data]", ptable.get("data", {}), _DATA)
+        parsed_profiles[pname] = (p_arm, p_data)
+    prof_arm: dict = {}
+    prof_data: dict = {}
+    if profile is not None:
+        if profile not in parsed_profiles:
+            known = ", ".join(parsed_profiles) or "none defined"
+            raise ConfigError(f"{path}: no profile named {profile!r}; profiles: {known}")
+        prof_arm, prof_data = parsed_profiles[profile]
+        if output_dir is None:
+            # A profile changes the experiment, so its runs never share directories with the
+            # faithful study's runs (domain.md section 12, item 7). An explicit --out wins.
+            out = out.parent / f"{out.name}_{profile}"
+
+    arms_raw = raw.get("arms", {})
+    if not isinstance(arms_raw, dict) or not arms_raw:
+        raise ConfigError(f"{path}: no arms defined; add at least one [arms.<name>] table")
+
+    arms: dict[str, ArmConfig] = {}
+    for arm_name, table in arms_raw.items():
+        if not ARM_NAME_RE.match(arm_name):
+            raise ConfigError(
+                f"{path}: arm name {arm_name!r} is not allowed: arm names become directory "
+                f"names and may use only letters, digits, '_', '.' and '-'"
+            )
+        if arm_name in (".", ".."):
+            raise ConfigError(f"{path}: arm name {arm_name!r} is not allowed")
+        where = _where(path, arm_name, f"arms.{arm_name}")
+        arm_vals = _check_table(where, table, _ARM_LEVEL, sub_tables=("data",))
+        data_vals = _check_table(
+            _where(path, arm_name, f"arms.{arm_name}.data"), table.get("data", {}), _DATA
+        )
+        merged_arm = {**base_arm, **arm_vals, **prof_arm}
+        merged_data = {**base_data, **data_vals, **prof_data}
+        _apply_overrides(path, arm_name, overrides or [], merged_arm, merged_data)
+        model_vals, train_vals = _split_arm_level(merged_arm)
+        cfg = ArmConfig(
+            name=arm_name,
+            data=DataConfig(**merged_data),
+            model=ModelConfig(**model_vals),
+            train=TrainConfig(**train_vals),
+        )
+        _check_cross_field(path, cfg, validate_models)
+        arms[arm_name] = cfg
+
+    return Study(path=path, name=study_name, output_dir=out, arms=arms, profile=profile)
+
+
+def _check_cross_field(path: Path, cfg: ArmConfig, validate_models: bool) -> None:
+    """Constraints between knobs, checked with the modules that own them, before any write."""
+    from engine.data import validate_data_config
+
+    prefix = f"{path}: arm {cfg.name!r}"
+    try:
+        validate_data_config(cfg.data)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}: {exc}") from None
+    if validate_models:
+        import torch
+
+        from engine.models import build_model
+
+        # Building on the meta device runs every shape check of the generator without
+        # allocating its weights, so a 4-billion-parameter arm is refused in milliseconds.
+        try:
+            with torch.device("meta"):
+                build_model(cfg.model, cfg.data.N)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}: {exc}") from None

@@ -1,0 +1,54 @@
+"""The layout of one arm's run directory: every file name lives here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.telemetry import TELEMETRY_FILE
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def telemetry(self) -> Path:
+        return self.root / TELEMETRY_FILE
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.pt"
+
+    @property
+    def recon(self) -> Path:
+        return self.root / "recon.npz"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+
+def data_cache_dir(output_dir: Path) -> Path:
+    """Datasets are shared by every arm of a study with the same recipe, keyed by recipe hash."""
+    return Path(output_dir) / ".cache" / "data"

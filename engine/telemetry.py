@@ -1,0 +1,179 @@
+"""Append-only JSONL telemetry: record encoding, the one writer, and a tolerant reader.
+
+Strict JSON on every line (engineering-notes section 9): NaN and +-inf are not JSON, so each
+non-finite float is written as ``null`` and named in the record's ``nonfinite`` object
+(dotted field path -> "nan" | "inf" | "-inf"); ``decode_record`` restores them. Losing the record
+that carries the NaN would be the worst possible bug for a collapse-hunting tool.
+
+The full schema is documented in docs/telemetry.md; bump SCHEMA's major version only on a
+breaking change, otherwise add fields.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.errors import TelemetryError
+
+SCHEMA = "fnotui/1"
+TELEMETRY_FILE = "telemetry.jsonl"
+# A line longer than this is a broken writer, not a record: readers skip it and count it.
+MAX_LINE_BYTES = 1 << 20
+
+RECORD_TYPES = ("header", "step", "epoch", "event", "status", "segment")
+
+
+def _nonfinite_name(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    return "inf" if x > 0 else "-inf"
+
+
+def encode_record(record: dict) -> str:
+    """One strict-JSON line (with trailing newline); non-finite floats become null + a note."""
+    nonfinite: dict[str, str] = {}
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            nonfinite[path] = _nonfinite_name(value)
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, f"{path}.{i}") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(record, "")
+    if nonfinite:
+        cleaned["nonfinite"] = nonfinite
+    return json.dumps(cleaned, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def _set_path(obj: Any, parts: list[str], value: float) -> None:
+    for part in parts[:-1]:
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    last = parts[-1]
+    if isinstance(obj, list):
+        obj[int(last)] = value
+    else:
+        obj[last] = value
+
+
+_NONFINITE_VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def decode_record(line: str | bytes) -> dict:
+    """Parse one line and restore the non-finite values it names. Raises ValueError if bad."""
+    record = json.loads(line)
+    if not isinstance(record, dict):
+        raise ValueError("a telemetry record must be a JSON object")
+    for path, name in record.pop("nonfinite", {}).items():
+        try:
+            _set_path(record, path.split("."), _NONFINITE_VALUES[name])
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ValueError(f"bad nonfinite entry {path!r}: {name!r}") from None
+    return record
+
+
+class TelemetryWriter:
+    """The single writer of one arm's telemetry file.
+
+    One ``write()`` per complete line (so a crash leaves at most one partial last line), a flush
+    after every record, ``fsync`` on demand (the loop calls it at each epoch end and at exit).
+    A partial last line left by an earlier crash is terminated before appending, so the new
+    records never get glued onto it.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._terminate_partial_line()
+        self._fh = open(self.path, "ab", buffering=0)
+        self.records_written = 0
+        self.bytes_written = 0
+
+    def _terminate_partial_line(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() == 0:
+                    return
+                fh.seek(-1, os.SEEK_END)
+                last = fh.read(1)
+        except FileNotFoundError:
+            return
+        if last != b"\n":
+            with open(self.path, "ab") as fh:
+                fh.write(b"\n")
+
+    def write(self, record: dict) -> None:
+        data = encode_record(record).encode("utf-8")
+        try:
+            self._fh.write(data)  # unbuffered: one write() syscall per line
+        except OSError as exc:
+            raise TelemetryError(f"cannot append to {self.path}: {exc}") from exc
+        self.records_written += 1
+        self.bytes_written += len(data)
+
+    def fsync(self) -> None:
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise TelemetryError(f"cannot fsync {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            try:
+                self.fsync()
+            finally:
+                self._fh.close()
+
+    def __enter__(self) -> "TelemetryWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ReadStats:
+    """What a reader could not use: counted, never hidden."""
+
+    def __init__(self) -> None:
+        self.bad_lines = 0
+        self.partial_tail = False
+        self.unknown_types = 0
+
+
+def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict]:
+    """Every complete, parseable record of a telemetry file, in order.
+
+    Unparseable or over-long lines are skipped and counted; an unterminated last line is the
+    writer's record in progress (or a crash leftover) and is never parsed.
+    """
+    stats = stats if stats is not None else ReadStats()
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if tail:
+        stats.partial_tail = True
+    for raw in lines:
+        if not raw.strip():
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            stats.bad_lines += 1
+            continue
+        try:
+            record = decode_record(raw)
+        except ValueError:
+            stats.bad_lines += 1
+            continue
+        if record.get("type") not in RECORD_TYPES:
+            stats.unknown_types += 1
+        yield record

@@ -1,0 +1,420 @@
+"""The training loop of one arm, in plain PyTorch, readable top to bottom (domain.md section 6).
+
+Seed -> dataset -> model -> physics -> optimizer, schedule, clipper -> header record -> per epoch:
+set the epoch's LR, training steps (step records), validation, schedule update, epoch record,
+history/status -> final evaluation on the last weights -> artifacts.
+
+Everything the loop does to the optimisation is read back from the live objects and written to
+the telemetry header, so a knob that did not arrive is visible (domain.md section 12).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from engine.atomic import atomic_write_bytes, atomic_write_json
+from engine.config import ArmConfig
+from engine.data import load_or_build_dataset
+from engine.evaluate import evaluate
+from engine.models import build_model, describe_model
+from engine.optim import (
+    GradClipper,
+    LRSchedule,
+    build_optimizer,
+    current_lr,
+    describe_optimizer,
+    set_lr,
+)
+from engine.physics import PHYSICS_GAIN, ForwardModel, get_loss
+from engine.rundir import RunDir
+from engine.status import RunLock, StatusFile
+from engine.telemetry import SCHEMA, TelemetryWriter
+
+# Step records are buffered on the device and copied to the host in one transfer every this many
+# steps (or at the epoch end): a per-step .item() would stall a GPU (engineering-notes 4.3).
+STEP_FLUSH_EVERY = 32
+# Predicted-amplitude spread is measured on this many test patches (a fixed, scan-ordered batch).
+PROBE_BATCH = 64
+
+
+@dataclass
+class EpochSummary:
+    """What the console line and callers need after each epoch."""
+
+    epoch: int  # 1-based, as printed
+    epochs: int
+    train_loss: float
+    val_loss: float
+    grad_norm: float
+    lr: float
+    samples_per_s: float
+    epoch_time: float
+    eta_s: float
+
+
+@dataclass
+class RunResult:
+    state: str  # finished | killed
+    run_dir: Path
+    history: dict
+    metrics: dict | None = None
+    epochs_done: int = 0
+    wall_time: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGINT: the loop finishes the current step, saves, and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+
+    def __call__(self, signum, _frame) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def install(self):
+        previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from engine.errors import ConfigError
+
+        raise ConfigError(f"--device {requested!r}: CUDA is not available on this machine")
+    return dev
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> dict:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic and device.type == "cuda":
+        # cuBLAS needs this before its first call to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    return {"seed": seed, "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def tensor_summary(t: torch.Tensor) -> dict:
+    t = t.detach().float()
+    return {"mean": t.mean().item(), "std": t.std(unbiased=False).item(),
+            "abs_max": t.abs().max().item()}
+
+
+def stable_block_summaries(model: torch.nn.Module) -> tuple[dict, dict]:
+    """LayerScale gammas and normalisation weights, by state-dict name (domain.md section 8.4)."""
+    layerscale, norms = {}, {}
+    for name, p in model.named_parameters():
+        if "layerscale" in name:
+            layerscale[name] = tensor_summary(p)
+        elif "norm" in name and name.endswith("weight"):
+            norms[name] = tensor_summary(p)
+    return layerscale, norms
+
+
+def _device_info(device: torch.device) -> dict:
+    info = {"type": device.type, "name": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+        info["threads"] = torch.get_num_threads()
+    return info
+
+
+@torch.no_grad()
+def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int) -> tuple[float, float]:
+    """Validation loss (mean over batches, each normalised by its own mean observation, as the
+    original did) and the mean per-patch std of the predicted amplitude over the first
+    PROBE_BATCH test patches (fixed and scan-ordered, so epochs are comparable)."""
+    was_training = model.training
+    model.eval()
+    losses, stds = [], []
+    for start in range(0, x_test.shape[0], batch):
+        xb = x_test[start:start + batch]
+        obj = model(xb)
+        losses.append(loss_fn(physics(obj), xb[:, 0]))
+        if start < PROBE_BATCH:
+            probe_amp = obj[:PROBE_BATCH - start].abs().flatten(1)
+            stds.append(probe_amp.std(dim=1, unbiased=False))
+    model.train(was_training)
+    return float(torch.stack(losses).mean().item()), float(torch.cat(stds).mean().item())
+
+
+def train_arm(
+    cfg: ArmConfig,
+    run_dir: Path,
+    *,
+    cache_dir: Path,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Train one arm into ``run_dir``. Raises on failure after recording it in status/telemetry.
+
+    Every line given to ``log`` is also appended, time-stamped, to the arm's run.log, so the
+    console story survives a detached or headless run.
+    """
+    run = RunDir(Path(run_dir))
+    lock = RunLock(run)
+    lock.acquire()
+    log = _tee_to_run_log(run.log, log)
+    stop = StopRequest()
+    restore_signals = stop.install()
+    status = StatusFile(run, cfg.name, cfg.train.epochs)
+    telemetry = None
+    try:
+        status.write(state="running")
+        telemetry = TelemetryWriter(run.telemetry)
+        result = _train(cfg, run, cache_dir, device, log, stop, status, telemetry)
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        log(f"[{cfg.name}] failed: {message}")
+        if telemetry is not None:
+            try:
+                telemetry.write({"type": "status", "state": "failed", "error": message,
+                                 "t": time.time()})
+            except Exception:  # the disk may be the failure; status.json still tries below
+                pass
+        try:
+            status.finish("failed", exit_code=1, error=message)
+        except OSError:
+            pass
+        raise
+    else:
+        exit_code = 0 if result.state == "finished" else 130
+        telemetry.write({"type": "status", "state": result.state, "exit_code": exit_code,
+                         "epochs_done": result.epochs_done, "t": time.time()})
+        status.finish(result.state, exit_code=exit_code,
+                      error=f"stopped by {stop.signal_name}" if stop.requested else None)
+        return result
+    finally:
+        if telemetry is not None:
+            telemetry.close()
+        restore_signals()
+        lock.release()
+
+
+def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
+           stop: StopRequest, status: StatusFile, telemetry: TelemetryWriter) -> RunResult:
+    t_start = time.time()
+    tc = cfg.train
+    dev = resolve_device(device_name)
+    seeding = seed_everything(tc.seed, tc.deterministic, dev)
+    atomic_write_json(run.config, cfg.to_dict())
+
+    dataset = load_or_build_dataset(cfg.data, cache_dir, log=log)
+    torch.manual_seed(tc.seed)  # weights depend on the training seed only, not on data timing
+    model = build_model(cfg.model, cfg.data.N).to(dev)
+    physics = ForwardModel(torch.from_numpy(dataset.probe)).to(dev)
+    loss_fn = get_loss(tc.loss)
+    optimizer = build_optimizer(model.parameters(), tc)
+    schedule = LRSchedule(tc)
+    clipper = GradClipper(model.parameters(), tc)
+
+    x_train = torch.from_numpy(dataset.train.diffraction).unsqueeze(1).to(dev)
+    x_test = torch.from_numpy(dataset.test.diffraction).unsqueeze(1).to(dev)
+    amp_test = torch.from_numpy(dataset.test.amplitude).to(dev)
+    n_train = x_train.shape[0]
+    steps_per_epoch = math.ceil(n_train / tc.batch_size)
+    target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean())
+    shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
+
+    model_info = describe_model(model)
+    header = {
+        "type": "header",
+        "schema": SCHEMA,
+        "arm": cfg.name,
+        "config": cfg.to_dict(),
+        "model": model_info,
+        "parameters": model_info["parameters"],
+        "channel_schedule": model_info.get("channels"),
+        "optimizer": describe_optimizer(optimizer),
+        "scheduler": schedule.describe(),
+        "clip": clipper.describe(),
+        "loss": {"mode": tc.loss, "physics_gain": PHYSICS_GAIN,
+                 "normalisation": "divided by the batch-mean observed amplitude (detached)"},
+        "dataset": dataset.meta,
+        "n_train": n_train,
+        "n_test": int(x_test.shape[0]),
+        "steps_per_epoch": steps_per_epoch,
+        "target_amp_std": target_amp_std,
+        "seeding": seeding,
+        "device": _device_info(dev),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start_time": t_start,
+        "t": t_start,
+    }
+    telemetry.write(header)
+    telemetry.fsync()
+    log(f"[{cfg.name}] {model_info['architecture']}: {model_info['parameters']:,} parameters, "
+        f"channels {model_info.get('channels')}, optimizer {header['optimizer']['class']}, "
+        f"scheduler {tc.scheduler}, clip {clipper.describe()['algorithm'] or 'off'}, "
+        f"device {dev}, {n_train} train / {x_test.shape[0]} test patterns")
+
+    history: dict[str, list] = {"train_loss": [], "val_loss": [], "grad_norm": [], "lr": [],
+                                "pred_amp_std": [], "epoch_time": []}
+    global_step = 0
+    epochs_done = 0
+    model.train()
+    for epoch in range(tc.epochs):
+        set_lr(optimizer, schedule.lr_for_epoch(epoch))
+        lr = current_lr(optimizer)  # read back: this is what the optimizer will use
+        t_epoch = time.time()
+        perm = torch.randperm(n_train, generator=shuffle).to(dev)
+        pending: list[tuple] = []  # (step, loss, pre, post, t) with device tensors
+        loss_sum = torch.zeros((), device=dev)
+        grad_sum = torch.zeros((), device=dev)
+        grad_count = 0
+        for i in range(steps_per_epoch):
+            idx = perm[i * tc.batch_size:(i + 1) * tc.batch_size]
+            xb = x_train[idx]
+            pred = physics(model(xb))
+            loss = loss_fn(pred, xb[:, 0])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            measure = global_step % tc.grad_norm_log_freq == 0
+            pre, post = clipper(measure=measure)
+            optimizer.step()
+            loss_sum += loss.detach() * xb.shape[0]
+            if pre is not None:
+                grad_sum += pre
+                grad_count += 1
+            pending.append((global_step, loss.detach(), pre, post, time.time()))
+            global_step += 1
+            if len(pending) >= STEP_FLUSH_EVERY or i == steps_per_epoch - 1 or stop.requested:
+                _flush_steps(telemetry, pending, epoch, lr)
+                pending = []
+            status.beat(epoch=epoch, step=global_step)
+            if stop.requested:
+                break
+        if stop.requested:
+            log(f"[{cfg.name}] {stop.signal_name} received: stopping after step {global_step}")
+            break
+
+        train_loss = float((loss_sum / n_train).item())
+        grad_norm = float((grad_sum / max(grad_count, 1)).item()) if grad_count else math.nan
+        val_loss, pred_std = validate(model, physics, loss_fn, x_test, tc.infer_batch_size)
+        schedule.observe(val_loss)
+        epoch_time = time.time() - t_epoch
+        layerscale, norms = stable_block_summaries(model)
+        record = {
+            "type": "epoch", "epoch": epoch, "step": global_step, "train_loss": train_loss,
+            "val_loss": val_loss, "grad_norm": grad_norm, "lr": lr,
+            "next_lr": schedule.lr_for_epoch(epoch + 1) if epoch + 1 < tc.epochs else None,
+            "pred_amp_std": pred_std, "target_amp_std": target_amp_std,
+            "epoch_time": epoch_time, "samples_per_s": n_train / epoch_time, "t": time.time(),
+        }
+        if layerscale:
+            record["layerscale"] = layerscale
+        if norms:
+            record["norm_weights"] = norms
+        telemetry.write(record)
+        telemetry.fsync()
+        for key, value in (("train_loss", train_loss), ("val_loss", val_loss),
+                           ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std),
+                           ("epoch_time", epoch_time)):
+            history[key].append(value)
+        atomic_write_json(run.history, history)
+        epochs_done = epoch + 1
+        status.write(epoch=epochs_done, step=global_step)
+        eta = (tc.epochs - epochs_done) * float(np.mean(history["epoch_time"]))
+        log(format_epoch_line(cfg.name, EpochSummary(
+            epochs_done, tc.epochs, train_loss, val_loss, grad_norm, lr, n_train / epoch_time,
+            epoch_time, eta)))
+
+    _save_model(run.model, model)
+    atomic_write_json(run.history, history)
+    if stop.requested:
+        return RunResult("killed", run.root, history, epochs_done=epochs_done,
+                         wall_time=time.time() - t_start)
+
+    evaluation = evaluate(model, dataset.test, dataset.ground_truth, tc.infer_batch_size, dev,
+                          phase_vacuous=bool(dataset.meta.get("phase_vacuous", False)))
+    atomic_write_json(run.metrics, evaluation.metrics)
+    evaluation.save_npz(run.recon)
+    telemetry.write({"type": "event", "rule": "final_metrics", "epoch": epochs_done - 1,
+                     "step": global_step, "metrics": _headline(evaluation.metrics),
+                     "t": time.time()})
+    log(f"[{cfg.name}] finished in {_fmt_duration(time.time() - t_start)}: amplitude ssim "
+        f"{evaluation.metrics['ssim'][0]:.4f}, mae {evaluation.metrics['mae'][0]:.4g}; "
+        f"artifacts in {run.root}")
+    return RunResult("finished", run.root, history, metrics=evaluation.metrics,
+                     epochs_done=epochs_done, wall_time=time.time() - t_start)
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def format_epoch_line(arm: str, e: EpochSummary) -> str:
+    return (f"[{arm}] epoch {e.epoch:>{len(str(e.epochs))}}/{e.epochs}  loss {e.train_loss:.4g}  "
+            f"val {e.val_loss:.4g}  |g| {e.grad_norm:.3g}  lr {e.lr:.3g}  "
+            f"{e.samples_per_s:.0f} samples/s  {e.epoch_time:.1f}s/epoch  "
+            f"ETA {_fmt_duration(e.eta_s)}")
+
+
+def _tee_to_run_log(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
+    def emit(message: str) -> None:
+        log(message)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp} {message}\n")
+
+    return emit
+
+
+def _headline(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50") if k in metrics}
+
+
+def _flush_steps(telemetry: TelemetryWriter, pending: list[tuple], epoch: int, lr: float) -> None:
+    """One host transfer for the buffered step values, then one record per step."""
+    if not pending:
+        return
+    nan = torch.full((), math.nan, device=pending[0][1].device)
+    values = torch.stack([
+        torch.stack([loss.float(), (nan if pre is None else pre).float(),
+                     (nan if post is None else post).float()])
+        for _, loss, pre, post, _ in pending
+    ]).cpu().tolist()
+    for (step, _, pre, post, t), (loss, pre_v, post_v) in zip(pending, values):
+        record = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr, "t": t}
+        if pre is not None:
+            record["grad_norm"] = pre_v
+        if post is not None:
+            record["grad_norm_clipped"] = post_v
+        telemetry.write(record)
+
+
+def _save_model(path: Path, model: torch.nn.Module) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
