@@ -43,12 +43,16 @@ class Knob:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.kind]
+
+        def num(x: float) -> str:
+            return str(int(x)) if self.kind is int else f"{x:g}"
+
         if self.minimum is not None and self.maximum is not None:
             lo = "(" if self.exclusive_minimum else "["
-            return f"{kind} in {lo}{self.minimum:g}, {self.maximum:g}]"
+            return f"{kind} in {lo}{num(self.minimum)}, {num(self.maximum)}]"
         if self.minimum is not None:
             op = ">" if self.exclusive_minimum else ">="
-            return f"{kind} {op} {self.minimum:g}"
+            return f"{kind} {op} {num(self.minimum)}"
         return kind
 
     def check(self, value: Any) -> Any:
@@ -101,7 +105,7 @@ DATA_KNOBS = (
          minimum=0.0, maximum=4096.0),
     Knob("probe_scale", float, 4.0, "simulation probe normalisation divisor", minimum=0.0,
          exclusive_minimum=True, maximum=1e6),
-    Knob("seed", int, 7, "data seed: objects, train shuffle order and Poisson noise",
+    Knob("seed", int, 7, "data seed: objects and Poisson noise (the training seed is separate)",
          minimum=0, maximum=2**32 - 1),
 )
 
