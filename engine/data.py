@@ -33,7 +33,8 @@ from engine import simulate
 from engine.config import DataConfig, check_all
 from engine.datacache import read_cache, recipe_digest, write_cache
 from engine.errors import ConfigError, DatasetError
-from engine.probe import IDEAL_DISK, build_probe, probe_file_digest, probe_path
+from engine.probe import IDEAL_DISK, build_probe, load_probe, probe_file_digest, probe_path
+from engine.stitch import count_patches_per_axis, gt_crop_bounds
 
 # Bump whenever simulation, stored layout or meta change: old cache files then stop matching.
 DATA_FORMAT_VERSION = 1
@@ -91,38 +92,50 @@ def _normalised(amplitudes: np.ndarray, norm: float) -> np.ndarray:
     return (amplitudes / np.float32(norm)).astype(np.float32)
 
 
-def validate_recipe(cfg: DataConfig) -> dict:
-    """Check every knob and the cross-knob geometry; return the canonical (type-coerced) recipe."""
+def _reject(key: str, value, reason: str):
+    raise ConfigError(f"data.{key} = {value!r}: {reason}")
 
-    def reject(key, value, reason):
-        raise ConfigError(f"data.{key} = {value!r}: {reason}")
 
-    recipe = check_all("data", dataclasses.asdict(cfg), reject)
+def _canonical_recipe(cfg: DataConfig) -> dict:
+    """Every knob checked against its declaration and coerced (an int nphotons becomes a float)."""
+    return check_all("data", dataclasses.asdict(cfg), _reject)
+
+
+def validate_data_config(cfg: DataConfig) -> None:
+    """Raise ConfigError naming the knob, its value and what is allowed, before anything is built.
+
+    Covers each knob's own range, the cross-knob scan geometry, and a probe file's existence, shape
+    and dtype, so a bad arms.toml fails when it is loaded rather than minutes into a run.
+    """
+    _canonical_recipe(cfg)
     n = cfg.N
     if cfg.object_size < n:
-        reject("object_size", cfg.object_size, f"expected an object at least N = {n} px wide")
+        _reject("object_size", cfg.object_size, f"expected an object at least N = {n} px wide")
     for key in ("train_stride", "test_stride"):
-        if getattr(cfg, key) >= n:
-            reject(key, getattr(cfg, key), f"expected a stride below N = {n} so patches overlap")
+        if getattr(cfg, key) > n:
+            _reject(key, getattr(cfg, key), f"expected at most N = {n} px: a longer stride leaves "
+                    f"parts of the object that no patch sees")
     if (n - cfg.test_stride) % 2:
-        reject(
+        _reject(
             "test_stride", cfg.test_stride,
             f"N - test_stride must be even so stitching keeps an equal border on both sides; "
             f"expected a stride with the parity of N = {n}",
         )
     if cfg.nphotons > NPHOTONS_MAX:
-        reject("nphotons", cfg.nphotons, f"expected at most {NPHOTONS_MAX:g} photons per pattern")
-    return recipe
+        _reject("nphotons", cfg.nphotons, f"expected at most {NPHOTONS_MAX:g} photons per pattern")
+    if cfg.probe != IDEAL_DISK:
+        load_probe(probe_path(cfg.probe), n)
 
 
 def recipe_identity(cfg: DataConfig) -> tuple[dict, str]:
-    """(canonical recipe, sha256 cache key) of a DataConfig.
+    """(canonical recipe, sha256 cache key) of a valid DataConfig.
 
     Every DataConfig field enters the key, so a new knob is keyed without anyone remembering to. A
     file probe enters by content hash, not path: editing the file invalidates the cache, moving it
     does not.
     """
-    recipe = validate_recipe(cfg)
+    validate_data_config(cfg)
+    recipe = _canonical_recipe(cfg)
     if cfg.probe != IDEAL_DISK:
         recipe["probe"] = "sha256:" + probe_file_digest(probe_path(cfg.probe))
     digest = recipe_digest({"data_format_version": DATA_FORMAT_VERSION, "recipe": recipe})
@@ -142,7 +155,7 @@ def _expected_arrays(cfg: DataConfig) -> dict:
     n, size = cfg.N, cfg.object_size
     spec = {"probe": ((n, n), np.complex64), "intensity_scale": ((), np.float64)}
     for split, (images, stride) in _geometry(cfg).items():
-        patterns = images * simulate.patches_per_axis(size, n, stride) ** 2
+        patterns = images * count_patches_per_axis(size, n, stride) ** 2
         spec[f"{split}_diffraction"] = ((patterns, n, n), np.float32)
         spec[f"{split}_object_amplitude"] = ((images, size, size), np.float32)
         spec[f"{split}_object_phase"] = ((images, size, size), np.float32)
@@ -214,10 +227,10 @@ def _assemble(
             positions=np.tile(simulate.scan_positions(size, n, stride), (images, 1)),
             norm_Y_I=float(arrays[f"{split}_norm_Y_I"]),
             stride=stride,
-            patches_per_axis=simulate.patches_per_axis(size, n, stride),
+            patches_per_axis=count_patches_per_axis(size, n, stride),
             n_images=images,
         )
-    start, stop = simulate.ground_truth_bounds(size, n, cfg.test_stride)
+    start, stop = gt_crop_bounds(size, n, cfg.test_stride)
     gt_amplitude = arrays["test_object_amplitude"][0, start:stop, start:stop]
     gt_phase = arrays["test_object_phase"][0, start:stop, start:stop]
     ground_truth = (gt_amplitude * np.exp(1j * gt_phase)).astype(np.complex64)

@@ -35,7 +35,8 @@ NPZ_PROBE_KEYS = ("probe", "probeGuess")
 
 # Ideal disk (domain.md 2.4): a 1-D Gaussian low-pass profile of std N / (width * pi^2), with the
 # original's `default_probe_scale` width 0.7, taken as an outer product (a separable radial
-# Gaussian) and thresholded at half its peak: a disk of radius std * sqrt(2 ln 2), 10.9 px at N = 64.
+# Gaussian) and thresholded at half its peak: a disk of radius std * sqrt(2 ln 2), i.e. 10.9 px
+# at N = 64.
 DISK_WIDTH = 0.7
 DISK_THRESHOLD = 0.5
 DISK_EDGE_SIGMA = 1.0

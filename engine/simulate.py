@@ -5,7 +5,8 @@ each step is testable on its own and the whole simulation is reproducible from t
 
 Conventions:
 - Scan order is row-major: within an image the patch at grid row i, column j has index i * P + j and
-  origin (i * stride, j * stride); images follow each other. Stitching relies on this order.
+  origin (i * stride, j * stride); images follow each other. Stitching relies on this order, and
+  the scan arithmetic (patch counts, stitching border, GT crop) is ``engine.stitch``'s.
 - The far field is computed by ``engine.physics.far_field_amplitude``, the function the physics
   model uses, so simulator and network cannot drift apart (|FFT2| / N, fftshift, no padding).
 """
@@ -22,6 +23,7 @@ from skimage.draw import line
 
 from engine.errors import DatasetError
 from engine.physics import far_field_amplitude
+from engine.stitch import count_patches_per_axis
 
 # (sigma, weight) of the three blurs that turn drawn segments into a smooth multi-scale amplitude.
 LINE_BLURS = ((1.0, 1.0), (5.0, 2.0), (10.0, 5.0))
@@ -59,33 +61,11 @@ def object_phase(amplitudes: np.ndarray) -> np.ndarray:
     return (np.pi * np.tanh((amplitudes - peak / 2) / (3 * mean))).astype(np.float32)
 
 
-def patches_per_axis(size: int, n: int, stride: int) -> int:
-    """Valid (unpadded) scan positions per axis: floor((size - n) / stride) + 1."""
-    return (size - n) // stride + 1
-
-
 def scan_positions(size: int, n: int, stride: int) -> np.ndarray:
     """Patch origins (row, col) of one image in scan order, int64 (P * P, 2)."""
-    p = patches_per_axis(size, n, stride)
+    p = count_patches_per_axis(size, n, stride)
     rows, cols = np.divmod(np.arange(p * p), p)
     return np.stack([rows, cols], axis=1).astype(np.int64) * stride
-
-
-def stitch_border(n: int, stride: int) -> int:
-    """Pixels dropped from each side of a patch when stitching keeps its central stride x stride."""
-    return (n - stride) // 2
-
-
-def ground_truth_bounds(size: int, n: int, test_stride: int) -> tuple[int, int]:
-    """[start, stop) on both axes of the evaluation crop of a test object (domain.md 2.8).
-
-    Drop the (size - n) mod stride trailing pixels that no scan position reaches, then the stitching
-    border from every side; the crop is then patches_per_axis * stride pixels wide and lines up with
-    the stitched reconstruction (330 px for the study's N = 64, 270 px at N = 128).
-    """
-    reached = size - (size - n) % test_stride
-    border = stitch_border(n, test_stride)
-    return border, reached - border
 
 
 def _patch_view(images: np.ndarray, n: int, stride: int) -> np.ndarray:
@@ -130,7 +110,7 @@ def intensity_scale(
     """
     n = probe.shape[0]
     weight = np.abs(probe).astype(np.float64) ** 2
-    total = patches_per_axis(amplitudes.shape[1], n, stride) ** 2 * amplitudes.shape[0]
+    total = count_patches_per_axis(amplitudes.shape[1], n, stride) ** 2 * amplitudes.shape[0]
     energy = 0.0
     for indices in _chunks(total, SIMULATION_CHUNK):
         patches = extract_patches(amplitudes, n, stride, indices).astype(np.float64)
@@ -179,7 +159,7 @@ def simulate_diffraction(
     complex exit waves of a whole split never sit in memory at once.
     """
     n = probe.shape[0]
-    total = patches_per_axis(amplitudes.shape[1], n, stride) ** 2 * amplitudes.shape[0]
+    total = count_patches_per_axis(amplitudes.shape[1], n, stride) ** 2 * amplitudes.shape[0]
     diffraction = np.empty((total, n, n), dtype=np.float32)
     expected = drawn = 0.0
     for indices in _chunks(total, SIMULATION_CHUNK):

@@ -11,10 +11,16 @@ import torch
 
 from engine import simulate
 from engine.config import DATA_KNOBS, DataConfig
-from engine.data import build_dataset, load_or_build_dataset, recipe_identity
+from engine.data import (
+    build_dataset,
+    load_or_build_dataset,
+    recipe_identity,
+    validate_data_config,
+)
 from engine.datacache import read_cache, write_cache
 from engine.errors import ConfigError, DatasetError
 from engine.physics import ForwardModel
+from engine.stitch import check_scan_order, count_patches_per_axis, gt_crop_bounds, stitch_patches
 
 SMALL = DataConfig(
     N=32, object_size=96, n_lines=40, nimgs_train=2, nimgs_test=1, train_stride=4, test_stride=8,
@@ -42,27 +48,17 @@ class LogCapture(list):
 # ---------------------------------------------------------------------------- scan geometry
 
 
-@pytest.mark.parametrize(
-    "size, n, stride, expected",
-    [(392, 64, 4, 83), (392, 64, 10, 33), (392, 128, 4, 67), (392, 128, 10, 27), (64, 64, 10, 1)],
-)
-def test_patches_per_axis_follows_the_valid_extraction_formula(size, n, stride, expected):
-    assert simulate.patches_per_axis(size, n, stride) == expected
-
-
 def test_default_recipe_gives_the_studys_pattern_counts():
     cfg = DataConfig()
-    train = cfg.nimgs_train * simulate.patches_per_axis(392, 64, cfg.train_stride) ** 2
-    test = cfg.nimgs_test * simulate.patches_per_axis(392, 64, cfg.test_stride) ** 2
+    train = cfg.nimgs_train * count_patches_per_axis(392, 64, cfg.train_stride) ** 2
+    test = cfg.nimgs_test * count_patches_per_axis(392, 64, cfg.test_stride) ** 2
     assert (train, test) == (13_778, 2_178)
 
 
 @pytest.mark.parametrize("n, side", [(64, 330), (128, 270)])
-def test_ground_truth_crop_matches_the_stitched_size(n, side):
-    start, stop = simulate.ground_truth_bounds(392, n, 10)
+def test_ground_truth_crop_of_the_study_geometry(n, side):
+    start, stop = gt_crop_bounds(392, n, 10)
     assert stop - start == side
-    assert start == simulate.stitch_border(n, 10)
-    assert side == simulate.patches_per_axis(392, n, 10) * 10
 
 
 def test_scan_positions_are_row_major_patch_origins():
@@ -180,9 +176,17 @@ def test_nphotons_is_the_mean_expected_count_of_a_training_pattern(small):
 
 
 def test_ground_truth_is_the_cropped_first_test_object(small):
-    start, stop = simulate.ground_truth_bounds(96, 32, 8)
+    start, stop = gt_crop_bounds(96, 32, 8)
     expected = small.test.object_amplitude[0, start:stop, start:stop]
     np.testing.assert_allclose(small.ground_truth, expected, rtol=1e-6)
+
+
+def test_stitched_ground_truth_patches_rebuild_the_ground_truth_crop(small_with_phase):
+    test = small_with_phase.test
+    check_scan_order(test.positions, test.patches_per_axis, test.stride)
+    patches = test.amplitude * np.exp(1j * test.phase)
+    stitched = stitch_patches(patches, test.patches_per_axis, test.stride, 32) * test.norm_Y_I
+    np.testing.assert_allclose(stitched, small_with_phase.ground_truth, rtol=1e-5, atol=1e-6)
 
 
 def test_phase_is_zero_and_flagged_vacuous_without_set_phi(small):
@@ -196,7 +200,7 @@ def test_set_phi_gives_a_nonzero_phase_that_is_not_vacuous(small_with_phase):
     assert ds.meta["phase_vacuous"] is False
     assert ds.meta["gt_phase_std"] > 0.1
     assert np.abs(ds.test.phase).max() < np.pi
-    start, stop = simulate.ground_truth_bounds(96, 32, 8)
+    start, stop = gt_crop_bounds(96, 32, 8)
     expected = ds.test.object_phase[0, start:stop, start:stop]
     np.testing.assert_allclose(np.angle(ds.ground_truth), expected, atol=1e-6)
 
@@ -229,7 +233,7 @@ def test_patch_size_128_builds():
     [
         ({"object_size": 24}, "object_size"),
         ({"test_stride": 7}, "test_stride"),
-        ({"test_stride": 32}, "test_stride"),
+        ({"test_stride": 34}, "test_stride"),
         ({"train_stride": 40}, "train_stride"),
         ({"gridsize": 2}, "gridsize"),
         ({"nphotons": 1e18}, "nphotons"),
@@ -239,6 +243,17 @@ def test_patch_size_128_builds():
 def test_invalid_recipe_raises_config_error_naming_the_knob(change, knob):
     with pytest.raises(ConfigError, match=knob):
         build_dataset(dataclasses.replace(SMALL, **change))
+
+
+def test_validation_opens_a_probe_file_before_anything_is_built(tmp_path):
+    path = tmp_path / "probe.npy"
+    np.save(path, np.ones((16, 16), dtype=np.complex64))
+    with pytest.raises(ConfigError, match=r"^probe = .*\(16, 16\)"):
+        validate_data_config(dataclasses.replace(SMALL, probe=str(path)))
+
+
+def test_stride_equal_to_patch_size_is_allowed():
+    validate_data_config(dataclasses.replace(SMALL, train_stride=32, test_stride=32))
 
 
 # ---------------------------------------------------------------------------- cache
