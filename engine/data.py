@@ -41,7 +41,6 @@ DATA_FORMAT_VERSION = 1
 # Above ~1e15 photons per pattern the brightest pixel's rate nears int64 Poisson limits, and the
 # noise is far below float32 resolution anyway.
 NPHOTONS_MAX = 1e15
-SPLITS = ("train", "test")
 # Independent random streams per purpose, derived from the data seed: objects never depend on noise
 # draws, and train and test objects always differ.
 SEED_STREAMS = {"train_objects": 0, "test_objects": 1, "train_noise": 2, "test_noise": 3}
