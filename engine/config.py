@@ -94,7 +94,7 @@ DATA_KNOBS = (
     Knob("nimgs_train", int, 2, "object images in the training split", minimum=1, maximum=64),
     Knob("nimgs_test", int, 2, "object images in the test split", minimum=1, maximum=64),
     Knob("nphotons", float, 1e9, "mean photons per diffraction pattern", minimum=0.0,
-         exclusive_minimum=True, maximum=1e20),
+         exclusive_minimum=True, maximum=1e15),
     Knob("set_phi", bool, False, "give the object a phase derived from its amplitude"),
     Knob("train_stride", int, 4, "scan stride of the training split (px)", minimum=1, maximum=4096),
     Knob("test_stride", int, 10, "scan stride of the test split (px)", minimum=1, maximum=4096),

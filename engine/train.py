@@ -253,8 +253,11 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         "optimizer": describe_optimizer(optimizer),
         "scheduler": schedule.describe(),
         "clip": clipper.describe(),
-        "loss": {"mode": tc.loss, "physics_gain": PHYSICS_GAIN,
-                 "normalisation": "divided by the batch-mean observed amplitude (detached)"},
+        # Not named "loss": a field keeps one type across record types so that
+        # polars.read_ndjson can read the whole file into one frame.
+        "physics": {"loss_mode": tc.loss, "gain": PHYSICS_GAIN,
+                    "loss_normalisation": "divided by the batch-mean observed amplitude "
+                                          "(detached)"},
         "dataset": dataset.meta,
         "n_train": n_train,
         "n_test": int(x_test.shape[0]),

@@ -1,0 +1,208 @@
+"""`fnotui --run` end to end, in a real subprocess, on a tiny arm: every artifact checked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from engine.optim import warmup_cosine_lr
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """
+[study]
+name = "tiny"
+output_dir = "runs"
+
+[data]
+N = 32
+object_size = 64
+n_lines = 30
+nimgs_train = 1
+nimgs_test = 1
+train_stride = 8
+test_stride = 8
+set_phi = true
+
+[defaults]
+fno_width = 4
+fno_blocks = 2
+fno_modes = 4
+epochs = 4
+batch_size = 8
+infer_batch_size = 7
+seed = 3
+
+[arms.tiny_warm]
+architecture = "stable_hybrid"
+scheduler = "WarmupCosine"
+lr = 2e-3
+warmup_epochs = 2
+min_lr_ratio = 0.05
+grad_clip = 1.0
+clip_algorithm = "norm"
+
+[arms.tiny_cnn]
+architecture = "cnn"
+"""
+
+
+def fnotui(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    (root / "arms.toml").write_text(textwrap.dedent(TINY))
+    return root
+
+
+def run_ok(study: Path, *args) -> subprocess.CompletedProcess:
+    out = fnotui("--arms", str(study / "arms.toml"), *args, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def warm_run(study):
+    out = run_ok(study, "--run", "tiny_warm")
+    return out, study / "runs" / "tiny_warm"
+
+
+def test_run_prints_a_readable_line_per_epoch(warm_run):
+    out, _ = warm_run
+    lines = [l for l in out.stdout.splitlines() if "] epoch " in l]
+    assert len(lines) == 4
+    for field in ("loss", "val", "|g|", "lr", "samples/s", "ETA"):
+        assert field in lines[0]
+    assert "finished" in out.stdout
+
+
+def test_every_artifact_is_written(warm_run):
+    _, run = warm_run
+    for name in ("config.json", "history.json", "metrics.json", "model.pt", "recon.npz",
+                 "status.json", "telemetry.jsonl", "run.log"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_config_json_is_the_resolved_config(warm_run):
+    _, run = warm_run
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["name"] == "tiny_warm"
+    assert cfg["train"]["scheduler"] == "WarmupCosine" and cfg["train"]["epochs"] == 4
+    assert cfg["model"]["architecture"] == "stable_hybrid" and cfg["data"]["N"] == 32
+
+
+def test_history_aligns_one_to_one_with_epochs(warm_run):
+    _, run = warm_run
+    history = json.loads((run / "history.json").read_text())
+    for key in ("train_loss", "val_loss", "grad_norm", "lr"):
+        assert len(history[key]) == 4, key
+        assert all(isinstance(v, float) and math.isfinite(v) for v in history[key])
+
+
+def test_lr_of_every_epoch_equals_the_warmup_cosine_closed_form(warm_run):
+    _, run = warm_run
+    history = json.loads((run / "history.json").read_text())
+    expected = [warmup_cosine_lr(e, 2e-3, 2, 4, 0.05) for e in range(4)]
+    assert history["lr"] == pytest.approx(expected, rel=1e-12)
+    steps = pl.read_ndjson(run / "telemetry.jsonl", infer_schema_length=None) \
+        .filter(pl.col("type") == "step")
+    per_epoch = steps.group_by("epoch").agg(pl.col("lr").unique()).sort("epoch")
+    assert [v.to_list() for v in per_epoch["lr"]] == [[x] for x in history["lr"]]
+
+
+def test_metrics_are_amplitude_phase_pairs(warm_run):
+    _, run = warm_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("mae", "mse", "psnr", "ssim", "frc50"):
+        assert len(metrics[key]) == 2, key
+    assert 0.0 <= metrics["mae"][0]
+
+
+def test_status_is_finished(warm_run):
+    _, run = warm_run
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["exit_code"] == 0
+    assert status["epoch"] == 4 and status["pid"] > 0 and status["host"]
+
+
+def test_stable_checkpoint_has_norm_and_layerscale_keys(warm_run):
+    _, run = warm_run
+    state = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    assert any("norm.weight" in k for k in state)
+    assert any("layerscale" in k for k in state)
+
+
+def test_telemetry_reads_with_polars_and_tells_the_whole_story(warm_run):
+    _, run = warm_run
+    df = pl.read_ndjson(run / "telemetry.jsonl", infer_schema_length=None)
+    types = df["type"].to_list()
+    assert types[0] == "header" and types[-1] == "status"
+    header = json.loads((run / "telemetry.jsonl").read_text().splitlines()[0])
+    assert header["schema"] == "fnotui/1"
+    assert header["optimizer"]["class"] == "Adam"
+    assert header["clip"] == {"enabled": True, "algorithm": "norm", "value": 1.0,
+                              "norm_measured": header["clip"]["norm_measured"]}
+    assert header["scheduler"]["name"] == "WarmupCosine"
+    assert header["parameters"] > 0 and header["channel_schedule"]
+    steps = df.filter(pl.col("type") == "step")
+    assert steps.height == 4 * header["steps_per_epoch"]
+    assert steps["step"].to_list() == list(range(steps.height))
+    assert steps["grad_norm"].null_count() == 0 and steps["grad_norm_clipped"].null_count() == 0
+    assert (steps["grad_norm_clipped"] <= 1.0 + 1e-4).all()
+    epochs = df.filter(pl.col("type") == "epoch")
+    assert epochs["epoch"].to_list() == [0, 1, 2, 3]
+    assert epochs["pred_amp_std"].null_count() == 0
+    assert epochs["layerscale"].null_count() == 0 and epochs["norm_weights"].null_count() == 0
+
+
+def test_list_shows_finished_and_not_started(study, warm_run):
+    out = run_ok(study, "--list")
+    assert "tiny_warm" in out.stdout and "finished" in out.stdout
+    assert "not started" in out.stdout
+
+
+def test_set_overrides_reach_the_run(study):
+    out = run_ok(study, "--run", "tiny_cnn", "--set", "epochs=1", "--set", "data.train_stride=16",
+                 "--out", str(study / "other"))
+    cfg = json.loads((study / "other" / "tiny_cnn" / "config.json").read_text())
+    assert cfg["train"]["epochs"] == 1 and cfg["data"]["train_stride"] == 16
+    assert out.stdout.count("] epoch ") == 1
+
+
+def test_bad_arms_file_exits_2_and_writes_nothing(tmp_path):
+    arms = tmp_path / "arms.toml"
+    arms.write_text(TINY.replace("grad_clip = 1.0", "grad_clipp = 1.0"))
+    out = fnotui("--arms", str(arms), "--run", "tiny_warm", cwd=tmp_path)
+    assert out.returncode == 2
+    assert str(arms) in out.stderr and "grad_clipp" in out.stderr and "tiny_warm" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arms.toml"]
+
+
+def test_unknown_arm_exits_2_and_writes_nothing(tmp_path):
+    arms = tmp_path / "arms.toml"
+    arms.write_text(TINY)
+    out = fnotui("--arms", str(arms), "--run", "tiny_warm", "nope", cwd=tmp_path)
+    assert out.returncode == 2 and "no arm named 'nope'" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arms.toml"]
+
+
+def test_help_documents_exit_codes():
+    out = fnotui("--help", cwd=REPO)
+    assert out.returncode == 0
+    for code in ("0 ", "1 ", "2 ", "130"):
+        assert f"\n  {code}" in out.stdout
