@@ -5,7 +5,9 @@ Layout of the file (README.md and docs/arms.md have the full reference)::
     [study]              name, output_dir
     [data]               data recipe shared by every arm (engine.config.DATA_KNOBS)
     [defaults]           model and training knobs shared by every arm
-    [arms.<name>]        overrides for one arm; [arms.<name>.data] overrides the recipe
+    [detect]             collapse-detector thresholds shared by every arm (DETECT_KNOBS)
+    [arms.<name>]        overrides for one arm; [arms.<name>.data] overrides the recipe,
+                         [arms.<name>.detect] the detector thresholds
     [profiles.<name>]    overrides applied to every arm with --profile; [profiles.<name>.data]
 
 Precedence, lowest first: knob default < [data]/[defaults] < [arms.X] < [profiles.P] < --set.
@@ -24,10 +26,12 @@ from typing import Any
 
 from engine.config import (
     DATA_KNOBS,
+    DETECT_KNOBS,
     MODEL_KNOBS,
     TRAIN_KNOBS,
     ArmConfig,
     DataConfig,
+    DetectConfig,
     ModelConfig,
     TrainConfig,
 )
@@ -41,11 +45,13 @@ else:  # pragma: no cover - exercised only on Python 3.10
 # Arm names become directory names: keep them to a portable, shell-safe alphabet.
 ARM_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 STUDY_KEYS = ("name", "output_dir")
-TOP_LEVEL_TABLES = ("study", "data", "defaults", "arms", "profiles")
+TOP_LEVEL_TABLES = ("study", "data", "defaults", "detect", "arms", "profiles")
 
 _DATA = {k.name: k for k in DATA_KNOBS}
 _MODEL = {k.name: k for k in MODEL_KNOBS}
 _TRAIN = {k.name: k for k in TRAIN_KNOBS}
+_DETECT = {k.name: k for k in DETECT_KNOBS}
+_SECTIONS = {"data": _DATA, "detect": _DETECT}  # sub-tables of an arm, and --set prefixes
 _ARM_LEVEL = {**_MODEL, **_TRAIN}  # flat keys of [defaults], [arms.X], [profiles.P]
 
 
@@ -129,25 +135,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def _apply_overrides(path: Path, arm: str, overrides: list[str], arm_table: dict,
-                     data_table: dict) -> None:
+def _apply_overrides(arm: str, overrides: list[str], arm_table: dict,
+                     sections: dict[str, dict]) -> None:
     """Apply ``--set`` overrides in place, validating each against its knob."""
     for text in overrides:
         parts, value = parse_override(text)
         where = f"--set {text!r} for arm {arm!r}"
-        if len(parts) == 2 and parts[0] == "data":
-            knob = _DATA.get(parts[1])
-            if knob is None:
-                raise _unknown_key(where, parts[1], _DATA)
-            data_table[parts[1]] = _check_value(where, knob, parts[1], value)
+        if len(parts) == 2 and parts[0] in _SECTIONS:
+            knobs = _SECTIONS[parts[0]]
+            if parts[1] not in knobs:
+                raise _unknown_key(where, parts[1], knobs)
+            sections[parts[0]][parts[1]] = _check_value(where, knobs[parts[1]], parts[1], value)
         elif len(parts) == 1:
             knob = _ARM_LEVEL.get(parts[0])
             if knob is None:
-                raise _unknown_key(where, parts[0], list(_ARM_LEVEL) + ["data.<key>"])
+                raise _unknown_key(where, parts[0],
+                                   list(_ARM_LEVEL) + [f"{s}.<key>" for s in _SECTIONS])
             arm_table[parts[0]] = _check_value(where, knob, parts[0], value)
         else:
             raise ConfigError(
-                f"{where}: key {'.'.join(parts)!r} is not a knob; use KEY or data.KEY"
+                f"{where}: key {'.'.join(parts)!r} is not a knob; use KEY, data.KEY or detect.KEY"
             )
 
 
@@ -197,6 +204,7 @@ def load_study(
 
     base_data = _check_table(f"{path}: [data]", raw.get("data", {}), _DATA)
     base_arm = _check_table(f"{path}: [defaults]", raw.get("defaults", {}), _ARM_LEVEL)
+    base_detect = _check_table(f"{path}: [detect]", raw.get("detect", {}), _DETECT)
 
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict):
@@ -233,19 +241,24 @@ def load_study(
         if arm_name in (".", ".."):
             raise ConfigError(f"{path}: arm name {arm_name!r} is not allowed")
         where = _where(path, arm_name, f"arms.{arm_name}")
-        arm_vals = _check_table(where, table, _ARM_LEVEL, sub_tables=("data",))
+        arm_vals = _check_table(where, table, _ARM_LEVEL, sub_tables=tuple(_SECTIONS))
         data_vals = _check_table(
             _where(path, arm_name, f"arms.{arm_name}.data"), table.get("data", {}), _DATA
         )
+        detect_vals = _check_table(
+            _where(path, arm_name, f"arms.{arm_name}.detect"), table.get("detect", {}), _DETECT
+        )
         merged_arm = {**base_arm, **arm_vals, **prof_arm}
-        merged_data = {**base_data, **data_vals, **prof_data}
-        _apply_overrides(path, arm_name, overrides or [], merged_arm, merged_data)
+        sections = {"data": {**base_data, **data_vals, **prof_data},
+                    "detect": {**base_detect, **detect_vals}}
+        _apply_overrides(arm_name, overrides or [], merged_arm, sections)
         model_vals, train_vals = _split_arm_level(merged_arm)
         cfg = ArmConfig(
             name=arm_name,
-            data=DataConfig(**merged_data),
+            data=DataConfig(**sections["data"]),
             model=ModelConfig(**model_vals),
             train=TrainConfig(**train_vals),
+            detect=DetectConfig(**sections["detect"]),
         )
         _check_cross_field(path, cfg, validate_models)
         arms[arm_name] = cfg

@@ -22,6 +22,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("Default", "Exponential", "WarmupCosine", "ReduceLROnPlateau")
 CLIP_ALGORITHMS = ("norm", "value", "agc")
 LOSS_MODES = ("mae", "poisson")
+ON_COLLAPSE = ("continue", "stop")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,47 @@ TRAIN_KNOBS = (
     Knob("seed", int, 20260128, "training seed: weights and shuffling", minimum=0,
          maximum=2**32 - 1),
     Knob("deterministic", bool, True, "request deterministic kernels (slower on GPU)"),
+    Knob("on_collapse", str, "continue", "what the engine does when a collapse, divergence or "
+         "non-finite rule fires: keep training (the curve after collapse is evidence) or stop",
+         choices=ON_COLLAPSE),
 )
+
+# --------------------------------------------------------------------------------------------
+# Collapse and instability detectors (engine/detectors.py; engineering-notes section 11).
+# [detect] applies to every arm, [arms.<name>.detect] overrides it per arm.
+
+DETECT_KNOBS = (
+    Knob("loss_spike_window", int, 128, "steps in the rolling window of the loss-spike z-score",
+         minimum=8, maximum=100_000),
+    Knob("loss_spike_warmup", int, 64, "steps before the loss-spike rule may fire", minimum=2,
+         maximum=1_000_000),
+    Knob("loss_spike_z", float, 6.0, "rolling z-score above which a step loss is a spike",
+         minimum=0.0, exclusive_minimum=True, maximum=1e6),
+    Knob("grad_spike_alpha", float, 0.97, "EMA decay of the grad-norm mean and variance",
+         minimum=0.0, exclusive_minimum=True, maximum=1.0),
+    Knob("grad_spike_warmup", int, 25, "steps before the grad-spike rule may fire", minimum=1,
+         maximum=1_000_000),
+    Knob("grad_spike_z", float, 6.0, "EMA z-score above which a grad norm is a spike",
+         minimum=0.0, exclusive_minimum=True, maximum=1e6),
+    Knob("spike_rearm_z", float, 2.0, "hysteresis: a spike rule re-arms once z falls below this",
+         minimum=0.0, maximum=1e6),
+    Knob("divergence_factor", float, 3.0, "val loss above this x its best counts as diverging",
+         minimum=1.0, exclusive_minimum=True, maximum=1e6),
+    Knob("divergence_patience", int, 2, "epochs in a row above the factor before firing",
+         minimum=1, maximum=100_000),
+    Knob("collapse_std_ratio", float, 0.05, "predicted-amplitude std below this fraction of the "
+         "target's std counts as constant output", minimum=0.0, exclusive_minimum=True,
+         maximum=1.0),
+    Knob("collapse_patience", int, 2, "epochs in a row below the ratio before firing",
+         minimum=1, maximum=100_000),
+    Knob("plateau_patience", int, 10, "epochs without relative val improvement before the "
+         "plateau note", minimum=1, maximum=100_000),
+    Knob("plateau_min_delta", float, 1e-4, "relative val improvement that resets the plateau "
+         "count", minimum=0.0, maximum=1.0),
+    Knob("warmup_epochs", int, 1, "epochs before the divergence and collapse rules may fire",
+         minimum=0, maximum=100_000),
+)
+
 
 
 def _dataclass_from_knobs(cls_name: str, knobs: tuple[Knob, ...], doc: str):
@@ -182,6 +223,8 @@ def _dataclass_from_knobs(cls_name: str, knobs: tuple[Knob, ...], doc: str):
 DataConfig = _dataclass_from_knobs("DataConfig", DATA_KNOBS, "Grid-lines data recipe.")
 ModelConfig = _dataclass_from_knobs("ModelConfig", MODEL_KNOBS, "Generator selection and shape.")
 TrainConfig = _dataclass_from_knobs("TrainConfig", TRAIN_KNOBS, "Optimisation knobs.")
+DetectConfig = _dataclass_from_knobs("DetectConfig", DETECT_KNOBS,
+                                     "Thresholds of the collapse and instability detectors.")
 
 
 @dataclass(frozen=True)
@@ -192,6 +235,7 @@ class ArmConfig:
     data: DataConfig  # type: ignore[valid-type]
     model: ModelConfig  # type: ignore[valid-type]
     train: TrainConfig  # type: ignore[valid-type]
+    detect: DetectConfig = DetectConfig()  # type: ignore[valid-type]
 
     def to_dict(self) -> dict:
         return {
@@ -199,6 +243,7 @@ class ArmConfig:
             "data": dataclasses.asdict(self.data),
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
+            "detect": dataclasses.asdict(self.detect),
         }
 
     @classmethod
@@ -208,6 +253,7 @@ class ArmConfig:
             data=DataConfig(**d["data"]),
             model=ModelConfig(**d["model"]),
             train=TrainConfig(**d["train"]),
+            detect=DetectConfig(**d.get("detect", {})),
         )
 
 
@@ -215,6 +261,7 @@ KNOB_TABLES: dict[str, tuple[Knob, ...]] = {
     "data": DATA_KNOBS,
     "model": MODEL_KNOBS,
     "train": TRAIN_KNOBS,
+    "detect": DETECT_KNOBS,
 }
 
 

@@ -57,9 +57,9 @@ class StatusFile:
         else:
             self.state.update(fields)
 
-    def finish(self, state: str, exit_code: int, error: str | None = None) -> None:
+    def finish(self, state: str, exit_code: int, error: str | None = None, **fields) -> None:
         assert state in FINAL_STATES
-        self.write(state=state, exit_code=exit_code, error=error, ended=time.time())
+        self.write(state=state, exit_code=exit_code, error=error, ended=time.time(), **fields)
 
 
 class RunLock:

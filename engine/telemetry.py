@@ -24,7 +24,7 @@ TELEMETRY_FILE = "telemetry.jsonl"
 # A line longer than this is a broken writer, not a record: readers skip it and count it.
 MAX_LINE_BYTES = 1 << 20
 
-RECORD_TYPES = ("header", "step", "epoch", "event", "status", "segment")
+RECORD_TYPES = ("header", "step", "epoch", "event", "metrics", "status", "segment")
 
 
 def _nonfinite_name(x: float) -> str:

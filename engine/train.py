@@ -10,7 +10,6 @@ the telemetry header, so a knob that did not arrive is visible (domain.md sectio
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import platform
@@ -18,7 +17,7 @@ import random
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +27,7 @@ import torch
 from engine.atomic import atomic_write_bytes, atomic_write_json
 from engine.config import ArmConfig
 from engine.data import load_or_build_dataset
+from engine.detectors import EpochDetectors, Event, StepDetectors
 from engine.evaluate import evaluate
 from engine.models import build_model, describe_model
 from engine.optim import (
@@ -73,7 +73,7 @@ class RunResult:
     metrics: dict | None = None
     epochs_done: int = 0
     wall_time: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    stopped_early: str | None = None  # the detector rule that stopped training (on_collapse)
 
 
 class StopRequest:
@@ -84,6 +84,8 @@ class StopRequest:
         self.signal_name: str | None = None
 
     def __call__(self, signum, _frame) -> None:
+        if self.requested:  # a second Ctrl-C means "now": no more waiting for the step to end
+            raise KeyboardInterrupt
         self.requested = True
         self.signal_name = signal.Signals(signum).name
 
@@ -189,25 +191,30 @@ def train_arm(
         telemetry = TelemetryWriter(run.telemetry)
         result = _train(cfg, run, cache_dir, device, log, stop, status, telemetry)
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        log(f"[{cfg.name}] failed: {message}")
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        state, code = ("killed", 130) if interrupted else ("failed", 1)
+        message = "interrupted twice: stopped at once" if interrupted \
+            else f"{type(exc).__name__}: {exc}"
+        log(f"[{cfg.name}] {state}: {message}")
         if telemetry is not None:
             try:
-                telemetry.write({"type": "status", "state": "failed", "error": message,
-                                 "t": time.time()})
+                telemetry.write({"type": "status", "state": state, "exit_code": code,
+                                 "error": message, "t": time.time()})
             except Exception:  # the disk may be the failure; status.json still tries below
                 pass
         try:
-            status.finish("failed", exit_code=1, error=message)
+            status.finish(state, exit_code=code, error=message)
         except OSError:
             pass
         raise
     else:
         exit_code = 0 if result.state == "finished" else 130
         telemetry.write({"type": "status", "state": result.state, "exit_code": exit_code,
-                         "epochs_done": result.epochs_done, "t": time.time()})
+                         "epochs_done": result.epochs_done, "stopped_early": result.stopped_early,
+                         "t": time.time()})
         status.finish(result.state, exit_code=exit_code,
-                      error=f"stopped by {stop.signal_name}" if stop.requested else None)
+                      error=f"stopped by {stop.signal_name}" if stop.requested else None,
+                      stopped_early=result.stopped_early)
         return result
     finally:
         if telemetry is not None:
@@ -240,6 +247,9 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
     target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean())
     shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
+    step_rules = StepDetectors(cfg.detect)
+    epoch_rules = EpochDetectors(cfg.detect, target_amp_std)
+    stop_reason: str | None = None
 
     model_info = describe_model(model)
     header = {
@@ -311,13 +321,16 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
             pending.append((global_step, loss.detach(), pre, post, time.time()))
             global_step += 1
             if len(pending) >= STEP_FLUSH_EVERY or i == steps_per_epoch - 1 or stop.requested:
-                _flush_steps(telemetry, pending, epoch, lr)
+                fired = _flush_steps(telemetry, pending, epoch, lr, step_rules)
                 pending = []
+                stop_reason = _react(cfg, fired, log) or stop_reason
             status.beat(epoch=epoch, step=global_step)
-            if stop.requested:
+            if stop.requested or stop_reason:
                 break
         if stop.requested:
             log(f"[{cfg.name}] {stop.signal_name} received: stopping after step {global_step}")
+            break
+        if stop_reason:  # a fatal step rule under on_collapse = "stop": no validation of NaNs
             break
 
         train_loss = float((loss_sum / n_train).item())
@@ -338,7 +351,11 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         if norms:
             record["norm_weights"] = norms
         telemetry.write(record)
+        fired = epoch_rules.update(epoch, global_step, val_loss, pred_std)
+        for event in fired:
+            telemetry.write(event.to_record(time.time()))
         telemetry.fsync()
+        stop_reason = _react(cfg, fired, log) or stop_reason
         for key, value in (("train_loss", train_loss), ("val_loss", val_loss),
                            ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std),
                            ("epoch_time", epoch_time)):
@@ -350,6 +367,8 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         log(format_epoch_line(cfg.name, EpochSummary(
             epochs_done, tc.epochs, train_loss, val_loss, grad_norm, lr, n_train / epoch_time,
             epoch_time, eta)))
+        if stop_reason:
+            break
 
     _save_model(run.model, model)
     atomic_write_json(run.history, history)
@@ -361,14 +380,30 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
                           phase_vacuous=bool(dataset.meta.get("phase_vacuous", False)))
     atomic_write_json(run.metrics, evaluation.metrics)
     evaluation.save_npz(run.recon)
-    telemetry.write({"type": "event", "rule": "final_metrics", "epoch": epochs_done - 1,
-                     "step": global_step, "metrics": _headline(evaluation.metrics),
+    telemetry.write({"type": "metrics", "epoch": epochs_done - 1, "step": global_step,
+                     "weights": "last epoch", "metrics": _headline(evaluation.metrics),
                      "t": time.time()})
+    if stop_reason:
+        log(f"[{cfg.name}] stopped early after epoch {epochs_done} (on_collapse = \"stop\", "
+            f"rule {stop_reason}); final metrics are of the last weights")
     log(f"[{cfg.name}] finished in {_fmt_duration(time.time() - t_start)}: amplitude ssim "
         f"{evaluation.metrics['ssim'][0]:.4f}, mae {evaluation.metrics['mae'][0]:.4g}; "
         f"artifacts in {run.root}")
     return RunResult("finished", run.root, history, metrics=evaluation.metrics,
-                     epochs_done=epochs_done, wall_time=time.time() - t_start)
+                     epochs_done=epochs_done, wall_time=time.time() - t_start,
+                     stopped_early=stop_reason)
+
+
+def _react(cfg: ArmConfig, events: list[Event], log) -> str | None:
+    """Log detector firings; under on_collapse = "stop", return why training must stop."""
+    reason = None
+    for e in events:
+        if e.severity in ("warning", "collapse", "fatal"):
+            log(f"[{cfg.name}] {e.severity}: {e.rule} at epoch {e.epoch + 1}, step {e.step}: "
+                f"{e.message}")
+        if e.severity in ("collapse", "fatal") and cfg.train.on_collapse == "stop":
+            reason = reason or e.rule
+    return reason
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -399,16 +434,19 @@ def _headline(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50") if k in metrics}
 
 
-def _flush_steps(telemetry: TelemetryWriter, pending: list[tuple], epoch: int, lr: float) -> None:
-    """One host transfer for the buffered step values, then one record per step."""
+def _flush_steps(telemetry: TelemetryWriter, pending: list[tuple], epoch: int, lr: float,
+                 detectors: StepDetectors | None = None) -> list[Event]:
+    """One host transfer for the buffered step values, then one record per step; the step
+    detectors see each value and their firings are written right after the step they concern."""
     if not pending:
-        return
+        return []
     nan = torch.full((), math.nan, device=pending[0][1].device)
     values = torch.stack([
         torch.stack([loss.float(), (nan if pre is None else pre).float(),
                      (nan if post is None else post).float()])
         for _, loss, pre, post, _ in pending
     ]).cpu().tolist()
+    events: list[Event] = []
     for (step, _, pre, post, t), (loss, pre_v, post_v) in zip(pending, values):
         record = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr, "t": t}
         if pre is not None:
@@ -416,6 +454,12 @@ def _flush_steps(telemetry: TelemetryWriter, pending: list[tuple], epoch: int, l
         if post is not None:
             record["grad_norm_clipped"] = post_v
         telemetry.write(record)
+        if detectors is not None:
+            fired = detectors.update(epoch, step, loss, pre_v if pre is not None else None)
+            for event in fired:
+                telemetry.write(event.to_record(t))
+            events += fired
+    return events
 
 
 def _save_model(path: Path, model: torch.nn.Module) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.config import DATA_KNOBS, MODEL_KNOBS, TRAIN_KNOBS  # noqa: E402
+from engine.config import DATA_KNOBS, DETECT_KNOBS, MODEL_KNOBS, TRAIN_KNOBS  # noqa: E402
 
 INTRO = """\
 # arms.toml reference
@@ -25,12 +25,15 @@ INTRO = """\
 [defaults]           # model and training knobs shared by every arm
 [arms.<name>]        # per-arm overrides of [defaults]; names use [A-Za-z0-9_.-]
 [arms.<name>.data]   # per-arm overrides of [data]
+[detect]             # collapse-detector thresholds shared by every arm
+[arms.<name>.detect] # per-arm overrides of [detect]
 [profiles.<name>]    # overrides applied to every arm with --profile <name>
 [profiles.<name>.data]
 ```
 
 Precedence, lowest first: knob default < `[data]`/`[defaults]` < `[arms.<name>]` <
-`[profiles.<name>]` < `--set KEY=VALUE` (data knobs as `--set data.KEY=VALUE`). A profile's runs go
+`[profiles.<name>]` < `--set KEY=VALUE` (data and detector knobs as `--set data.KEY=VALUE`,
+`--set detect.KEY=VALUE`). A profile's runs go
 to `<output_dir>_<profile>` unless `--out` is given. Unknown keys, wrong types, out-of-range values
 and bad arm names are refused with a message naming the file, the arm, the key, the value and what
 is allowed; nothing is written and the exit code is 2.
@@ -53,6 +56,8 @@ def render() -> str:
         table("Data recipe (`[data]`, `[arms.<name>.data]`)", DATA_KNOBS),
         table("Generator (`[defaults]`, `[arms.<name>]`)", MODEL_KNOBS),
         table("Training (`[defaults]`, `[arms.<name>]`)", TRAIN_KNOBS),
+        table("Detectors (`[detect]`, `[arms.<name>.detect]`; see docs/detectors.md)",
+              DETECT_KNOBS),
     ])
 
 

@@ -206,3 +206,47 @@ def test_help_documents_exit_codes():
     assert out.returncode == 0
     for code in ("0 ", "1 ", "2 ", "130"):
         assert f"\n  {code}" in out.stdout
+
+
+def test_collapse_is_detected_live_and_stops_the_arm_on_request(study):
+    # A real collapse: the tiny U-Net at lr 0.05 goes to a constant output within 3 epochs.
+    out = run_ok(study, "--run", "tiny_cnn", "--set", "lr=0.05", "--set", "epochs=8",
+                 "--set", "on_collapse=stop", "--out", str(study / "collapse"))
+    run = study / "collapse" / "tiny_cnn"
+    assert "output_collapse" in out.stdout and "stopped early" in out.stdout
+    df = pl.read_ndjson(run / "telemetry.jsonl", infer_schema_length=None)
+    events = df.filter(pl.col("type") == "event")
+    assert events["rule"].to_list() == ["output_collapse"]
+    assert events["severity"].to_list() == ["collapse"]
+    epochs_run = df.filter(pl.col("type") == "epoch").height
+    assert epochs_run < 8 and events["epoch"][0] == epochs_run - 1
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["stopped_early"] == "output_collapse"
+    assert (run / "metrics.json").is_file()  # the collapsed weights are still evaluated
+
+
+def test_sigterm_saves_and_exits_130(study):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--arms", str(study / "arms.toml"), "--run",
+         "tiny_cnn", "--set", "epochs=500", "--out", str(study / "term")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = study / "term" / "tiny_cnn"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until a few epochs are on disk
+        if (run / "history.json").exists() and \
+                len(json.loads((run / "history.json").read_text())["val_loss"]) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "killed" and status["exit_code"] == 130
+    assert "SIGTERM" in status["error"]
+    assert (run / "model.pt").is_file()
+    records = [json.loads(l) for l in (run / "telemetry.jsonl").read_text().splitlines()]
+    assert records[-1]["type"] == "status" and records[-1]["state"] == "killed"
