@@ -91,6 +91,9 @@ def cmd_run(args) -> int:
         except (FnotuiError, RuntimeError, OSError, ValueError) as exc:
             _err(f"arm {cfg.name!r} failed: {type(exc).__name__}: {exc}")
             return EXIT_RUN_FAILED
+        except KeyboardInterrupt:
+            _err(f"arm {cfg.name!r} interrupted")
+            return EXIT_INTERRUPTED
         if result.state != "finished":
             print(f"fnotui: {cfg.name} stopped after {result.epochs_done} epochs; "
                   f"model, history and status saved", flush=True)
