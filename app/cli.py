@@ -21,6 +21,7 @@ examples:
   fnotui --run arm_stable_warmup --profile quick a few-minute CPU version (runs in <output_dir>_quick)
   fnotui --run arm_control --set epochs=2 --set data.train_stride=32
   fnotui --list                                  arms and the state of their runs
+  fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
 
 exit codes:
   0    every requested arm finished
@@ -130,7 +131,53 @@ def cmd_dashboard(args) -> int:
     return EXIT_BAD_INPUT
 
 
+def build_export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fnotui export",
+        description="Write stats.json per arm, the study metrics table and summary.md (with "
+                    "figures); runs that are missing, partial or still in progress are used as "
+                    "far as possible and listed as problems.")
+    p.add_argument("--arms", default="arms.toml", metavar="FILE",
+                   help="arms file (default: ./arms.toml)")
+    p.add_argument("--profile", metavar="NAME", help="export the runs of [profiles.NAME]")
+    p.add_argument("--runs", metavar="DIR",
+                   help="study output directory to read (overrides [study] output_dir)")
+    p.add_argument("--out", metavar="DIR",
+                   help="report directory (default: <study output dir>/report)")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="also archive every arm's evidence (config, history, metrics, stats, "
+                        "checkpoint, telemetry, run.log) into DIR")
+    return p
+
+
+def cmd_export(argv: list[str]) -> int:
+    from engine.arms import load_study
+    from engine.errors import ConfigError
+    from engine.export import export_study
+
+    args = build_export_parser().parse_args(argv)
+    try:
+        study = load_study(args.arms, profile=args.profile, output_dir=args.runs,
+                           validate_models=False)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    result = export_study(study, Path(args.out) if args.out else None,
+                          bundle=Path(args.bundle) if args.bundle else None)
+    for path in result.files:
+        print(f"wrote {path}")
+    for problem in result.problems:
+        print(f"fnotui export: could not use: {problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"export": cmd_export}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     if args.run:
         return cmd_run(args)
