@@ -20,6 +20,7 @@ examples:
   fnotui --run arm_stable_warmup                 train one arm of ./arms.toml in the foreground
   fnotui --run arm_stable_warmup --profile quick a few-minute CPU version (runs in <output_dir>_quick)
   fnotui --run arm_control --set epochs=2 --set data.train_stride=32
+  fnotui --run arm_control --resume              continue after a crash, kill or stop
   fnotui --list                                  arms and the state of their runs
   fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
 
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "data.KEY (e.g. --set epochs=2 --set data.train_stride=32)")
     p.add_argument("--device", default="auto",
                    help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue each arm from its last epoch-end checkpoint")
+    again.add_argument("--restart", action="store_true",
+                       help="move an arm's earlier run to <output_dir>/.archive/ and start over")
     return p
 
 
@@ -68,6 +74,7 @@ def _load(args):
 def cmd_run(args) -> int:
     from engine.errors import ConfigError, FnotuiError, RunLockedError
     from engine.rundir import data_cache_dir
+    from engine.status import archive_run
     from engine.train import resolve_device, train_arm
 
     try:
@@ -81,8 +88,12 @@ def cmd_run(args) -> int:
     for cfg in arms:
         print(f"fnotui: training {cfg.name} -> {study.run_dir(cfg.name)}", flush=True)
         try:
+            if args.restart:
+                archived = archive_run(study.output_dir, cfg.name)
+                if archived:
+                    print(f"fnotui: moved the earlier run to {archived}", flush=True)
             result = train_arm(cfg, study.run_dir(cfg.name), cache_dir=cache, device=args.device,
-                               log=lambda m: print(m, flush=True))
+                               log=lambda m: print(m, flush=True), resume=args.resume)
         except RunLockedError as exc:
             _err(str(exc))
             return EXIT_BAD_INPUT

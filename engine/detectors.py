@@ -263,7 +263,8 @@ class EpochDetectors:
 
 
 def detect_run(records: Iterable[dict], cfg: DetectConfig) -> list[Event]:
-    """Replay a run's telemetry records (decoded, in order) through the detectors."""
+    """Replay a run's telemetry records (decoded, in order, resumed segments already resolved
+    with engine.telemetry.resolve_segments) through the detectors."""
     steps = StepDetectors(cfg)
     epochs: EpochDetectors | None = None
     events: list[Event] = []

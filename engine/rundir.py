@@ -33,6 +33,10 @@ class RunDir:
         return self.root / "model.pt"
 
     @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
     def recon(self) -> Path:
         return self.root / "recon.npz"
 
@@ -52,3 +56,4 @@ class RunDir:
 def data_cache_dir(output_dir: Path) -> Path:
     """Datasets are shared by every arm of a study with the same recipe, keyed by recipe hash."""
     return Path(output_dir) / ".cache" / "data"
+

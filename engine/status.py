@@ -137,3 +137,19 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
             return "crashed"
         return "running" if fresh else "stale"
     return "running" if fresh else "stale"
+
+
+def archive_run(output_dir: Path, arm: str) -> Path | None:
+    """Move an arm's earlier run out of the way (never delete it): <output_dir>/.archive/."""
+    src = Path(output_dir) / arm
+    if not src.exists():
+        return None
+    dest = Path(output_dir) / ".archive" / f"{arm}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while dest.exists():
+        dest = dest.with_name(f"{dest.name.split('~')[0]}~{n}")
+        n += 1
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(RunDir(src)):  # refuses while an engine trains this arm
+        src.rename(dest)
+    return dest

@@ -177,3 +177,32 @@ def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict]:
         if record.get("type") not in RECORD_TYPES:
             stats.unknown_types += 1
         yield record
+
+
+def resolve_segments(records) -> list[dict]:
+    """The logical record stream of a run that may have been resumed.
+
+    A ``segment`` record (written by a resumed engine) says training continued from the
+    checkpoint taken after ``resume_epoch`` epochs and ``resume_step`` steps. Records the
+    interrupted process wrote from that point on (a partial epoch, its events, a final status)
+    are superseded, because the resumed process recomputes them. The result reads as one
+    uninterrupted run, plus the segment markers themselves.
+    """
+    out: list[dict] = []
+    for r in records:
+        if r.get("type") == "segment":
+            epoch, step = r.get("resume_epoch", 0), r.get("resume_step", 0)
+            out = [k for k in out if not _superseded(k, epoch, step)]
+        out.append(r)
+    return out
+
+
+def _superseded(r: dict, epoch: int, step: int) -> bool:
+    kind = r.get("type")
+    if kind in ("header", "segment"):
+        return False
+    if kind in ("status", "metrics"):
+        return True  # the interrupted process's ending is not the run's ending
+    if kind == "epoch":
+        return r.get("epoch", 0) >= epoch
+    return r.get("step", 0) >= step

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from engine.atomic import atomic_write_bytes, atomic_write_json
+from engine.checkpoint import LoopState, load_checkpoint, restore_rng, save_checkpoint
 from engine.config import ArmConfig
 from engine.data import load_or_build_dataset
 from engine.detectors import EpochDetectors, Event, StepDetectors
@@ -40,7 +41,8 @@ from engine.optim import (
 )
 from engine.physics import PHYSICS_GAIN, ForwardModel, get_loss
 from engine.rundir import RunDir
-from engine.status import RunLock, StatusFile
+from engine.errors import ConfigError
+from engine.status import RunLock, StatusFile, run_state
 from engine.telemetry import SCHEMA, TelemetryWriter
 
 # Step records are buffered on the device and copied to the host in one transfer every this many
@@ -99,8 +101,6 @@ def resolve_device(requested: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(requested)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from engine.errors import ConfigError
-
         raise ConfigError(f"--device {requested!r}: CUDA is not available on this machine")
     return dev
 
@@ -172,8 +172,13 @@ def train_arm(
     cache_dir: Path,
     device: str = "auto",
     log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> RunResult:
     """Train one arm into ``run_dir``. Raises on failure after recording it in status/telemetry.
+
+    With ``resume``, continue from the last epoch-end checkpoint and append to the same
+    telemetry after a ``segment`` record. Without it, a directory that already holds a run is
+    refused (ConfigError) rather than mixing two runs in one telemetry file.
 
     Every line given to ``log`` is also appended, time-stamped, to the arm's run.log, so the
     console story survives a detached or headless run.
@@ -181,6 +186,11 @@ def train_arm(
     run = RunDir(Path(run_dir))
     lock = RunLock(run)
     lock.acquire()
+    try:
+        _check_run_dir(run, resume)
+    except ConfigError:
+        lock.release()
+        raise
     log = _tee_to_run_log(run.log, log)
     stop = StopRequest()
     restore_signals = stop.install()
@@ -189,7 +199,7 @@ def train_arm(
     try:
         status.write(state="running")
         telemetry = TelemetryWriter(run.telemetry)
-        result = _train(cfg, run, cache_dir, device, log, stop, status, telemetry)
+        result = _train(cfg, run, cache_dir, device, log, stop, status, telemetry, resume)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         state, code = ("killed", 130) if interrupted else ("failed", 1)
@@ -223,8 +233,22 @@ def train_arm(
         lock.release()
 
 
+def _check_run_dir(run: RunDir, resume: bool) -> None:
+    state = run_state(run.root)
+    if resume:
+        if not run.checkpoint.is_file():
+            raise ConfigError(f"cannot resume {run.root}: no checkpoint there (state: {state})")
+        if state == "finished":
+            raise ConfigError(f"cannot resume {run.root}: the run already finished")
+    elif run.telemetry.exists():
+        raise ConfigError(
+            f"{run.root} already holds a run (state: {state}); continue it with --resume, or "
+            f"train into another directory with --out")
+
+
 def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
-           stop: StopRequest, status: StatusFile, telemetry: TelemetryWriter) -> RunResult:
+           stop: StopRequest, status: StatusFile, telemetry: TelemetryWriter,
+           resume: bool) -> RunResult:
     t_start = time.time()
     tc = cfg.train
     dev = resolve_device(device_name)
@@ -249,6 +273,16 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
     step_rules = StepDetectors(cfg.detect)
     epoch_rules = EpochDetectors(cfg.detect, target_amp_std)
+    loop = LoopState()
+    if resume:
+        ckpt = load_checkpoint(run.checkpoint, cfg.to_dict())
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        restore_rng(ckpt, shuffle)
+        step_rules, epoch_rules = ckpt["detectors"]["step"], ckpt["detectors"]["epoch"]
+        loop = ckpt["loop"]
+        loop.segment += 1
     stop_reason: str | None = None
 
     model_info = describe_model(model)
@@ -283,19 +317,29 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         "start_time": t_start,
         "t": t_start,
     }
-    telemetry.write(header)
+    if resume:
+        # Records of the interrupted process from this epoch on are superseded by what follows
+        # (engine.telemetry.resolve_segments); the first header stays the run's header.
+        telemetry.write({"type": "segment", "segment": loop.segment,
+                         "resume_epoch": loop.epochs_done, "resume_step": loop.global_step,
+                         "pid": os.getpid(), "host": socket.gethostname(),
+                         "device": header["device"], "start_time": t_start, "t": t_start})
+        log(f"[{cfg.name}] resuming after epoch {loop.epochs_done} (step {loop.global_step}), "
+            f"segment {loop.segment}")
+    else:
+        telemetry.write(header)
     telemetry.fsync()
     log(f"[{cfg.name}] {model_info['architecture']}: {model_info['parameters']:,} parameters, "
         f"channels {model_info.get('channels')}, optimizer {header['optimizer']['class']}, "
         f"scheduler {tc.scheduler}, clip {clipper.describe()['algorithm'] or 'off'}, "
         f"device {dev}, {n_train} train / {x_test.shape[0]} test patterns")
 
-    history: dict[str, list] = {"train_loss": [], "val_loss": [], "grad_norm": [], "lr": [],
-                                "pred_amp_std": [], "epoch_time": []}
-    global_step = 0
-    epochs_done = 0
+    history = loop.history
+    global_step = loop.global_step
+    epochs_done = loop.epochs_done
+    epoch_times: list[float] = []  # this process's epochs, for the ETA
     model.train()
-    for epoch in range(tc.epochs):
+    for epoch in range(epochs_done, tc.epochs):
         set_lr(optimizer, schedule.lr_for_epoch(epoch))
         lr = current_lr(optimizer)  # read back: this is what the optimizer will use
         t_epoch = time.time()
@@ -357,13 +401,17 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         telemetry.fsync()
         stop_reason = _react(cfg, fired, log) or stop_reason
         for key, value in (("train_loss", train_loss), ("val_loss", val_loss),
-                           ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std),
-                           ("epoch_time", epoch_time)):
+                           ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std)):
             history[key].append(value)
         atomic_write_json(run.history, history)
         epochs_done = epoch + 1
+        loop.epochs_done, loop.global_step = epochs_done, global_step
+        save_checkpoint(run.checkpoint, config=cfg.to_dict(), model=model, optimizer=optimizer,
+                        schedule=schedule, shuffle=shuffle,
+                        detectors={"step": step_rules, "epoch": epoch_rules}, loop=loop)
         status.write(epoch=epochs_done, step=global_step)
-        eta = (tc.epochs - epochs_done) * float(np.mean(history["epoch_time"]))
+        epoch_times.append(epoch_time)
+        eta = (tc.epochs - epochs_done) * float(np.mean(epoch_times))
         log(format_epoch_line(cfg.name, EpochSummary(
             epochs_done, tc.epochs, train_loss, val_loss, grad_norm, lr, n_train / epoch_time,
             epoch_time, eta)))
