@@ -1,0 +1,277 @@
+"""summary.md rendering: data in, markdown out. No I/O, no clock, no globals.
+
+The exporter (engine/export.py) gathers per-arm stats (engine/stats.py), reference levels, config
+differences and figure paths into a ``ReportInput``; ``render_summary`` only formats them. Epochs
+are printed 1-based, as on the console; the JSON artifacts keep the telemetry's 0-based numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from engine.verdict import SYMBOLS
+
+MISSING = "—"
+
+
+@dataclass
+class Reference:
+    """Reference levels of one dataset (domain.md section 11): what trivial outputs score."""
+
+    recipe_hash: str | None
+    arms: list[str]
+    flat: dict | None = None  # metrics.json-style object of a flat reconstruction
+    constant_val_loss: float | None = None  # best constant-amplitude output
+    constant_amplitude: float | None = None
+    true_object_val_loss: float | None = None  # noise floor
+    source: str = ""  # where the levels were computed from
+
+
+@dataclass
+class ReportInput:
+    study: str
+    generated: str
+    arms_file: str
+    output_dir: str
+    profile: str | None
+    stats: list[dict]  # engine.stats.arm_stats objects, in study order
+    references: list[Reference] = field(default_factory=list)
+    config_diff: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    identical_histories: list[list[str]] = field(default_factory=list)
+    identical_amp_metrics: list[list[str]] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)  # "loss", "grad_norm", "recon:<arm>"
+    problems: list[str] = field(default_factory=list)
+
+
+def fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return MISSING
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _epoch(e) -> str:
+    return MISSING if e is None else str(int(e) + 1)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def esc(cell: str) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _reference_for(arm: str, refs: list[Reference]) -> Reference | None:
+    return next((r for r in refs if arm in r.arms), None)
+
+
+def _phase(s: dict, key: str) -> str:
+    value = fmt(s.get(key))
+    return f"{value} (vacuous)" if s.get("phase_vacuous") and value != MISSING else value
+
+
+def _ratio(a, b) -> str:
+    if a is None or b is None or not b:
+        return MISSING
+    return f"{a / b:.3g}×"
+
+
+def arms_table(inp: ReportInput) -> list[str]:
+    header = ["arm", "state", "verdict", "epochs", "best val (epoch)", "final val",
+              "final ÷ constant", "collapse epoch", "amp SSIM", "phase SSIM", "amp MAE",
+              "phase MAE", "amp PSNR", "phase PSNR", "amp FRC50", "phase FRC50"]
+    rows = []
+    for s in inp.stats:
+        ref = _reference_for(s["arm"], inp.references)
+        planned = s.get("epochs_planned")
+        epochs = f"{s.get('n_epochs', 0)}/{planned}" if planned else str(s.get("n_epochs", 0))
+        onset, fired = s.get("collapse_onset_epoch"), s.get("collapse_epoch")
+        collapse = MISSING if fired is None else (
+            _epoch(fired) if onset in (None, fired) else f"{_epoch(onset)}→{_epoch(fired)}")
+        rows.append([
+            f"`{s['arm']}`", s.get("state", MISSING), s["verdict"]["text"], epochs,
+            f"{fmt(s.get('val_loss_best'))} ({_epoch(s.get('best_epoch'))})",
+            fmt(s.get("val_loss_final")),
+            _ratio(s.get("val_loss_final"), ref.constant_val_loss if ref else None),
+            collapse, fmt(s.get("amp_ssim")), _phase(s, "phase_ssim"), fmt(s.get("amp_mae")),
+            _phase(s, "phase_mae"), fmt(s.get("amp_psnr")), _phase(s, "phase_psnr"),
+            fmt(s.get("amp_frc50")), _phase(s, "phase_frc50"),
+        ])
+    for ref in inp.references:
+        tag = "" if len(inp.references) == 1 else f" [{(ref.recipe_hash or '?')[:8]}]"
+        flat = ref.flat or {}
+
+        def pair(name: str, i: int) -> str:
+            v = (flat.get(name) or [None, None])[i]
+            if i == 1 and flat.get("phase_vacuous") and v is not None:
+                return f"{fmt(v)} (vacuous)"
+            return fmt(v)
+
+        if ref.flat is not None:
+            rows.append([f"*flat reconstruction*{tag}", "reference", "—", "", "", "", "", "",
+                         pair("ssim", 0), pair("ssim", 1), pair("mae", 0), pair("mae", 1),
+                         pair("psnr", 0), pair("psnr", 1), pair("frc50", 0), pair("frc50", 1)])
+        if ref.constant_val_loss is not None:
+            rows.append([f"*best constant output*{tag}", "reference", "—", "", "",
+                         fmt(ref.constant_val_loss), "1×"] + [""] * 9)
+        if ref.true_object_val_loss is not None:
+            rows.append([f"*true object (noise floor)*{tag}", "reference", "—", "", "",
+                         fmt(ref.true_object_val_loss),
+                         _ratio(ref.true_object_val_loss, ref.constant_val_loss)] + [""] * 9)
+    return _table(header, rows)
+
+
+def references_text(inp: ReportInput) -> list[str]:
+    out = []
+    for ref in inp.references:
+        arms = ", ".join(f"`{a}`" for a in ref.arms)
+        bits = []
+        if ref.flat is not None:
+            bits.append(f"a flat reconstruction scores amplitude SSIM {fmt(ref.flat['ssim'][0])}, "
+                        f"MAE {fmt(ref.flat['mae'][0])}, PSNR {fmt(ref.flat['psnr'][0])}")
+        if ref.constant_val_loss is not None:
+            bits.append(f"the best constant amplitude ({fmt(ref.constant_amplitude)}) reaches "
+                        f"validation loss {fmt(ref.constant_val_loss)}")
+        if ref.true_object_val_loss is not None:
+            bits.append(f"the true object reaches {fmt(ref.true_object_val_loss)} (noise floor)")
+        if not bits:
+            continue
+        head = f"Dataset `{(ref.recipe_hash or 'unknown')[:16]}` ({arms})"
+        out.append(f"- {head}: " + "; ".join(bits) + f". Computed from {ref.source}.")
+    return out
+
+
+def signatures(inp: ReportInput) -> list[str]:
+    out = []
+    for group in inp.identical_histories:
+        out.append("- **Identical loss histories, different configs:** "
+                   + ", ".join(f"`{a}`" for a in group)
+                   + ". Arms meant to differ trained identically: a knob probably never reached "
+                     "training (domain.md 12.6).")
+    for group in inp.identical_amp_metrics:
+        out.append("- **Identical amplitude metrics:** " + ", ".join(f"`{a}`" for a in group)
+                   + ". Different runs scoring exactly alike is the signature of a constant "
+                     "(collapsed) output (domain.md 11).")
+    vacuous = [s["arm"] for s in inp.stats if s.get("phase_vacuous")]
+    if vacuous:
+        out.append("- **Phase metrics vacuous** for " + ", ".join(f"`{a}`" for a in vacuous)
+                   + ": the ground-truth phase is constant (set_phi off), so phase SSIM/MAE/PSNR "
+                     "mean nothing and a flat output scores perfectly.")
+    near_zero = [s["arm"] for s in inp.stats if s.get("norm_weight_near_zero")]
+    if near_zero:
+        out.append("- **Normalisation weights near zero** (every |mean| < 0.1) in "
+                   + ", ".join(f"`{a}`" for a in near_zero) + ".")
+    return out
+
+
+def config_table(inp: ReportInput) -> list[str]:
+    if not inp.config_diff:
+        return []
+    arms = [s["arm"] for s in inp.stats]
+    rows = [[f"`{key}`"] + [fmt(values.get(a)) for a in arms] for key, values in inp.config_diff]
+    return _table(["knob"] + [f"`{a}`" for a in arms], rows)
+
+
+def failure_paragraph(s: dict, ref: Reference | None) -> str:
+    """A collapsed, diverged or NaN arm's story, in one paragraph of plain numbers."""
+    v = s["verdict"]
+    c = s.get("failure_curve") or {}
+    parts = [f"**`{s['arm']}`: {v['text']}** (rule `{v['rule']}`)."]
+    onset, fired = c.get("onset_epoch"), c.get("fired_epoch")
+    when = f", {fmt(s['collapse_time_s'], 3)} s into the run" if s.get("collapse_time_s") else ""
+    best = c.get("best_epoch_before_onset")
+    if best is not None:
+        parts.append(f"Validation loss was best at epoch {_epoch(best)} "
+                     f"({fmt(c.get('val_loss_best_before'))}).")
+    parts.append(f"The condition began at epoch {_epoch(onset)} and the rule fired at epoch "
+                 f"{_epoch(fired)}{when}.")
+    if c.get("val_loss_before") is not None:
+        parts.append(f"Just before, val loss was {fmt(c['val_loss_before'])} and training loss "
+                     f"{fmt(c.get('train_loss_before'))}; at onset they were "
+                     f"{fmt(c.get('val_loss_at_onset'))} and {fmt(c.get('train_loss_at_onset'))}.")
+    else:
+        parts.append(f"It held from the first evaluated epoch (val loss "
+                     f"{fmt(c.get('val_loss_at_onset'))}, training loss "
+                     f"{fmt(c.get('train_loss_at_onset'))}): there is no healthy 'before'.")
+    after = f"After onset val loss averaged {fmt(c.get('val_loss_after_mean'))} " \
+            f"(final {fmt(c.get('val_loss_final'))}"
+    if ref is not None and ref.constant_val_loss:
+        after += f"; the best constant output scores {fmt(ref.constant_val_loss)}"
+    parts.append(after + ").")
+    if c.get("pred_amp_std_after") is not None:
+        parts.append(f"Predicted-amplitude spread went from {fmt(c.get('pred_amp_std_before'))} "
+                     f"to {fmt(c['pred_amp_std_after'])} (ground truth "
+                     f"{fmt(s.get('target_amp_std'))}).")
+    grad = f"Grad norm (epoch mean) {fmt(c.get('grad_norm_before'))} before, " \
+           f"{fmt(c.get('grad_norm_at_onset'))} at onset"
+    if c.get("window_epochs"):
+        lo, hi = c["window_epochs"]
+        grad += (f"; largest step grad norm {fmt(c.get('grad_norm_max_window'))} and largest "
+                 f"step loss {fmt(c.get('step_loss_max_window'))} in epochs {lo + 1}–{hi + 1}")
+        if c.get("step_loss_median_before_window") is not None:
+            grad += f" (median step loss before: {fmt(c['step_loss_median_before_window'])})"
+    parts.append(grad + ".")
+    spikes = {k: n for k, n in (s.get("events") or {}).items()
+              if k in ("loss_spike", "grad_spike")}
+    if spikes:
+        parts.append("Spikes flagged over the run: "
+                     + ", ".join(f"`{k}` ×{n}" for k, n in sorted(spikes.items())) + ".")
+    if s.get("has_nan"):
+        parts.append("Non-finite values appear in its losses or grad norms.")
+    return " ".join(parts)
+
+
+def render_summary(inp: ReportInput) -> str:
+    lines = [f"# Study `{inp.study}`: export summary", ""]
+    profile = f", profile `{inp.profile}`" if inp.profile else ""
+    lines += [f"Generated {inp.generated} from `{inp.arms_file}`{profile}; runs in "
+              f"`{inp.output_dir}`. Epochs are counted from 1, as on the console (the JSON files "
+              f"count from 0, like the telemetry). Final metrics are of each run's last-epoch "
+              f"weights. Verdicts: " + ", ".join(f"{sym} {label}" for label, sym in
+                                                 SYMBOLS.items()) + ".", ""]
+    lines += ["## Arms", ""] + arms_table(inp) + [""]
+    refs = references_text(inp)
+    if refs:
+        lines += ["**Reference levels** (what trivial outputs score on the same data; an arm "
+                  "whose loss sits at the constant-output level with near-zero prediction spread "
+                  "has collapsed, while SSIM alone barely separates collapsed from undertrained):",
+                  ""] + refs + [""]
+    sig = signatures(inp)
+    if sig:
+        lines += ["## Signatures", ""] + sig + [""]
+    cfg = config_table(inp)
+    lines += ["## What differs between the arms", ""]
+    lines += (cfg if cfg else ["The arms' resolved configs are identical (apart from names)."
+                               if len(inp.stats) > 1 else "Only one arm."]) + [""]
+    failed = [s for s in inp.stats if s.get("failure_curve")]
+    if failed:
+        lines += ["## Failure curves", ""]
+        for s in failed:
+            lines += [failure_paragraph(s, _reference_for(s["arm"], inp.references)), ""]
+    figs = inp.figures
+    if figs:
+        lines += ["## Figures", ""]
+        if "loss" in figs:
+            lines += [f"![Training and validation loss per epoch]({figs['loss']})", ""]
+        if "grad_norm" in figs:
+            lines += [f"![Pre-clip grad norm per step]({figs['grad_norm']})", ""]
+        recons = [(k.split(":", 1)[1], p) for k, p in figs.items() if k.startswith("recon:")]
+        if recons:
+            lines += ["Reconstructions beside ground truth:", ""]
+            lines += [f"- [`{arm}`]({path})" for arm, path in recons] + [""]
+            lines += [f"![{arm}: reconstruction and ground truth]({path})" for arm, path
+                      in recons] + [""]
+    lines += ["## What the export could not use", ""]
+    lines += ([f"- {p}" for p in inp.problems] if inp.problems else ["Nothing: every run was "
+                                                                     "complete and readable."])
+    return "\n".join(lines).rstrip() + "\n"
