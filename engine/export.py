@@ -119,6 +119,7 @@ def export_study(study: Study, out_dir: Path | None = None,
         config_diff=config_differences(_configs(evidence)),
         identical_histories=identical_histories(evidence),
         identical_amp_metrics=identical_amp_metrics(list(stats.values())),
+        stale_configs=stale_configs(study, evidence),
         figures=figures,
         problems=result.problems,
     )
@@ -268,6 +269,21 @@ def config_differences(configs: dict[str, dict]) -> list[tuple[str, dict[str, ob
     differing = [k for k, n in zip(frame.columns, frame.select(pl.all().n_unique()).row(0))
                  if n > 1]
     return [(k, {arm: c.get(k) for arm, c in configs.items()}) for k in differing]
+
+
+def stale_configs(study: Study, evidence: dict[str, RunEvidence]) -> dict[str, list[str]]:
+    """Per arm, the knobs where the run's own config differs from the arms file as loaded now
+    (an edited arms.toml, or a run started with --set): the run's config is what trained."""
+    out = {}
+    for arm, ev in evidence.items():
+        if not ev.config:
+            continue
+        ran, now = _flatten(ev.config), _flatten(study.arms[arm].to_dict())
+        diff = [f"{k} {json.dumps(ran.get(k))} (file: {json.dumps(now.get(k))})"
+                for k in sorted(set(ran) | set(now)) if ran.get(k) != now.get(k)]
+        if diff:
+            out[arm] = diff
+    return out
 
 
 def _digest(obj) -> str:

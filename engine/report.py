@@ -40,6 +40,7 @@ class ReportInput:
     config_diff: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     identical_histories: list[list[str]] = field(default_factory=list)
     identical_amp_metrics: list[list[str]] = field(default_factory=list)
+    stale_configs: dict[str, list[str]] = field(default_factory=dict)  # arm -> "knob run (file)"
     figures: dict[str, str] = field(default_factory=dict)  # "loss", "grad_norm", "recon:<arm>"
     problems: list[str] = field(default_factory=list)
 
@@ -253,6 +254,11 @@ def render_summary(inp: ReportInput) -> str:
     lines += ["## What differs between the arms", ""]
     lines += (cfg if cfg else ["The arms' resolved configs are identical (apart from names)."
                                if len(inp.stats) > 1 else "Only one arm."]) + [""]
+    if inp.stale_configs:
+        lines += ["Runs whose config differs from the arms file as loaded for this export (the "
+                  "run's own config is what trained, and what this report uses):", ""]
+        lines += [f"- `{arm}`: " + "; ".join(diffs) for arm, diffs in inp.stale_configs.items()]
+        lines += [""]
     failed = [s for s in inp.stats if s.get("failure_curve")]
     if failed:
         lines += ["## Failure curves", ""]
