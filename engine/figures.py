@@ -75,6 +75,7 @@ def loss_figure(curves: list[ArmCurves], path: Path,
     """Train and validation loss per epoch for every arm; a cross marks each verdict firing; the
     best constant output's validation loss is drawn as a dashed reference line."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
@@ -94,6 +95,7 @@ def loss_figure(curves: list[ArmCurves], path: Path,
             ax.axhline(constant_level, color="grey", ls="--", lw=1,
                        label="best constant output")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)

@@ -89,7 +89,7 @@ def _ratio(a, b) -> str:
 
 def arms_table(inp: ReportInput) -> list[str]:
     header = ["arm", "state", "verdict", "epochs", "best val (epoch)", "final val",
-              "final ÷ constant", "collapse epoch", "amp SSIM", "phase SSIM", "amp MAE",
+              "final ÷ constant", "spread ÷ GT", "collapse epoch", "amp SSIM", "phase SSIM", "amp MAE",
               "phase MAE", "amp PSNR", "phase PSNR", "amp FRC50", "phase FRC50"]
     rows = []
     for s in inp.stats:
@@ -104,6 +104,7 @@ def arms_table(inp: ReportInput) -> list[str]:
             f"{fmt(s.get('val_loss_best'))} ({_epoch(s.get('best_epoch'))})",
             fmt(s.get("val_loss_final")),
             _ratio(s.get("val_loss_final"), ref.constant_val_loss if ref else None),
+            _ratio(s.get("pred_amp_std_final"), s.get("target_amp_std")),
             collapse, fmt(s.get("amp_ssim")), _phase(s, "phase_ssim"), fmt(s.get("amp_mae")),
             _phase(s, "phase_mae"), fmt(s.get("amp_psnr")), _phase(s, "phase_psnr"),
             fmt(s.get("amp_frc50")), _phase(s, "phase_frc50"),
@@ -119,16 +120,18 @@ def arms_table(inp: ReportInput) -> list[str]:
             return fmt(v)
 
         if ref.flat is not None:
-            rows.append([f"*flat reconstruction*{tag}", "reference", "—", "", "", "", "", "",
+            rows.append([f"*flat reconstruction*{tag}", "reference", "—", "", "", "", "",
+                         "0×", "",
                          pair("ssim", 0), pair("ssim", 1), pair("mae", 0), pair("mae", 1),
                          pair("psnr", 0), pair("psnr", 1), pair("frc50", 0), pair("frc50", 1)])
         if ref.constant_val_loss is not None:
             rows.append([f"*best constant output*{tag}", "reference", "—", "", "",
-                         fmt(ref.constant_val_loss), "1×"] + [""] * 9)
+                         fmt(ref.constant_val_loss), "1×", "0×"] + [""] * 9)
         if ref.true_object_val_loss is not None:
             rows.append([f"*true object (noise floor)*{tag}", "reference", "—", "", "",
                          fmt(ref.true_object_val_loss),
-                         _ratio(ref.true_object_val_loss, ref.constant_val_loss)] + [""] * 9)
+                         _ratio(ref.true_object_val_loss, ref.constant_val_loss), "1×"]
+                        + [""] * 9)
     return _table(header, rows)
 
 
@@ -242,6 +245,9 @@ def render_summary(inp: ReportInput) -> str:
                                                  SYMBOLS.items()) + ".", ""]
     lines += ["## Arms", ""] + arms_table(inp) + [""]
     refs = references_text(inp)
+    lines += ["*final ÷ constant*: final val loss over the best constant output's; *spread ÷ GT*: "
+              "the last epoch's predicted-amplitude spread over the ground truth's "
+              "(pred_amp_std / target_amp_std).", ""]
     if refs:
         lines += ["**Reference levels** (what trivial outputs score on the same data; an arm "
                   "whose loss sits at the constant-output level with near-zero prediction spread "
@@ -275,8 +281,8 @@ def render_summary(inp: ReportInput) -> str:
         if recons:
             lines += ["Reconstructions beside ground truth:", ""]
             lines += [f"- [`{arm}`]({path})" for arm, path in recons] + [""]
-            lines += [f"![{arm}: reconstruction and ground truth]({path})" for arm, path
-                      in recons] + [""]
+            for arm, path in recons:
+                lines += [f"![{arm}: reconstruction and ground truth]({path})", ""]
     lines += ["## What the export could not use", ""]
     lines += ([f"- {p}" for p in inp.problems] if inp.problems else ["Nothing: every run was "
                                                                      "complete and readable."])
