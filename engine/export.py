@@ -62,6 +62,8 @@ BUNDLE_ARMS_DIR = "arms"
 GRAD_NORM_FILE = "grad_norm.csv"
 # Significant digits at which two arms' amplitude metrics count as "identical".
 IDENTICAL_DIGITS = 6
+# Relative tolerance at which an arm's amplitude metrics count as "at the flat-image level".
+FLAT_LEVEL_RTOL = 1e-3
 # Knobs summarised in each study-metrics row (the full config is in the arm's config.json).
 ROW_KNOBS = (("model", "architecture"), ("model", "fno_blocks"), ("model", "stable_variant"),
              ("model", "max_hidden_channels"), ("train", "optimizer"), ("train", "lr"),
@@ -119,6 +121,7 @@ def export_study(study: Study, out_dir: Path | None = None,
         config_diff=config_differences(_configs(evidence)),
         identical_histories=identical_histories(evidence),
         identical_amp_metrics=identical_amp_metrics(list(stats.values())),
+        flat_level_arms=at_flat_level(list(stats.values()), references),
         stale_configs=stale_configs(study, evidence),
         figures=figures,
         problems=result.problems,
@@ -315,6 +318,22 @@ def identical_amp_metrics(stats: list[dict]) -> list[list[str]]:
         rows.append({"arm": s["arm"], "key": json.dumps([f"{v:.{IDENTICAL_DIGITS}g}"
                                                          for v in values])})
     return _groups(rows, "key")
+
+
+def at_flat_level(stats: list[dict], references: list[Reference],
+                  rtol: float = FLAT_LEVEL_RTOL) -> list[str]:
+    """Arms whose amplitude MAE, SSIM and PSNR all equal a flat reconstruction's (within rtol):
+    what a constant output scores after the amplitude alignment."""
+    out = []
+    for s in stats:
+        ref = next((r for r in references if s["arm"] in r.arms and r.flat), None)
+        values = [s.get(f"amp_{k}") for k in ("mae", "ssim", "psnr")]
+        if ref is None or any(v is None for v in values):
+            continue
+        flat = [ref.flat[k][0] for k in ("mae", "ssim", "psnr")]
+        if all(math.isclose(v, f, rel_tol=rtol, abs_tol=1e-12) for v, f in zip(values, flat)):
+            out.append(s["arm"])
+    return out
 
 
 def _groups(rows: list[dict], key: str, distinct: str | None = None) -> list[list[str]]:

@@ -40,6 +40,7 @@ class ReportInput:
     config_diff: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     identical_histories: list[list[str]] = field(default_factory=list)
     identical_amp_metrics: list[list[str]] = field(default_factory=list)
+    flat_level_arms: list[str] = field(default_factory=list)
     stale_configs: dict[str, list[str]] = field(default_factory=dict)  # arm -> "knob run (file)"
     figures: dict[str, str] = field(default_factory=dict)  # "loss", "grad_norm", "recon:<arm>"
     problems: list[str] = field(default_factory=list)
@@ -166,6 +167,11 @@ def signatures(inp: ReportInput) -> list[str]:
         out.append("- **Identical amplitude metrics:** " + ", ".join(f"`{a}`" for a in group)
                    + ". Different runs scoring exactly alike is the signature of a constant "
                      "(collapsed) output (domain.md 11).")
+    if inp.flat_level_arms:
+        out.append("- **At the flat-reconstruction level:** "
+                   + ", ".join(f"`{a}`" for a in inp.flat_level_arms)
+                   + ": amplitude MAE, SSIM and PSNR equal a flat image's (within 0.1 %), which "
+                     "is what a constant output scores.")
     vacuous = [s["arm"] for s in inp.stats if s.get("phase_vacuous")]
     if vacuous:
         out.append("- **Phase metrics vacuous** for " + ", ".join(f"`{a}`" for a in vacuous)

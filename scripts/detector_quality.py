@@ -19,6 +19,8 @@ Run: python scripts/detector_quality.py
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -131,6 +133,32 @@ def targets(results: list[TraceResult]) -> dict:
             "no_false_alarm_on_healthy": not noisy, "collapse_within_target": not late}
 
 
+# The output-collapse knobs swept in the sensitivity table (the defaults are always included).
+SWEEP = {"collapse_std_ratio": (0.05, 0.02, 0.01, 0.005, 0.001),
+         "collapse_patience": (2, 3), "warmup_epochs": (1, 2)}
+
+
+def sensitivity(corpus: Path = CORPUS) -> list[dict]:
+    """The two targets under every combination of the SWEEP knobs."""
+    default = DetectConfig()
+    grids = {k: sorted(set(v) | {getattr(default, k)}) for k, v in SWEEP.items()}
+    rows = []
+    for values in itertools.product(*grids.values()):
+        knobs = dict(zip(grids, values))
+        results = evaluate(corpus, dataclasses.replace(default, **knobs))
+        tg = targets(results)
+        delays = [t.collapse_delay() for t in results if t.kind == "collapse"]
+        found = [d for d in delays if d is not None]
+        rows.append({**knobs, "default": all(getattr(default, k) == v for k, v in knobs.items()),
+                     "healthy_alarms": len(tg["healthy_with_alarms"]),
+                     "collapse_missed": sum(d is None for d in delays),
+                     "collapse_late": sum(d is not None and d > COLLAPSE_DELAY_TARGET
+                                          for d in delays),
+                     "max_delay": max(found) if found else None,
+                     "ok": tg["no_false_alarm_on_healthy"] and tg["collapse_within_target"]})
+    return rows
+
+
 def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
 
@@ -165,7 +193,8 @@ constantly on such runs.
 """
 
 
-def render(results: list[TraceResult] | None = None) -> str:
+def render(results: list[TraceResult] | None = None,
+           sensitivity_rows: list[dict] | None = None) -> str:
     results = results if results is not None else evaluate()
     scores = score(results)
     tg = targets(results)
@@ -229,6 +258,22 @@ def render(results: list[TraceResult] | None = None) -> str:
         lines.append(f"| `{t.file}` | {t.source} | {t.kind} | {exp} | {fired} | {fa} |")
     lines += ["", "Traces:", ""]
     lines += [f"- `{t.file}`: {t.description}" for t in results]
+    lines += ["", "## Sensitivity of the output-collapse rule", "",
+              "The same corpus replayed with other `output_collapse` knobs (all other knobs at "
+              "their defaults); **bold** = the current defaults. A row meets the targets when no "
+              "healthy trace raises an alarm and every collapse trace is flagged within "
+              f"{COLLAPSE_DELAY_TARGET} epochs.", "",
+              "| collapse_std_ratio | collapse_patience | warmup_epochs | healthy traces with "
+              "alarms | collapses missed | collapses late | max delay | targets met |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in sensitivity_rows if sensitivity_rows is not None else sensitivity():
+        cells = [f"{r['collapse_std_ratio']:g}", str(r["collapse_patience"]),
+                 str(r["warmup_epochs"]), str(r["healthy_alarms"]), str(r["collapse_missed"]),
+                 str(r["collapse_late"]), "—" if r["max_delay"] is None else str(r["max_delay"]),
+                 "yes" if r["ok"] else "no"]
+        if r["default"]:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Thresholds measured", "",
               "The defaults of `engine/config.py` `DETECT_KNOBS` (override per arm in "
               "`[detect]` / `[arms.<name>.detect]`, see docs/arms.md):", "",

@@ -151,6 +151,7 @@ def test_summary_compares_arms_and_tells_the_collapse_story(exported):
     assert "*flat reconstruction*" in text and "*best constant output*" in text
     assert "## Failure curves" in text and "**`collapsed`: ✖ collapsed**" in text
     assert "(vacuous)" in text and "Phase metrics vacuous" in text
+    assert "At the flat-reconstruction level:** `collapsed`" in text
     assert "`train.lr`" in text and "`train.epochs`" in text  # what differs between the arms
     for rel in ("figures/loss.png", "figures/grad_norm.png", "figures/recon_collapsed.png"):
         assert f"]({rel})" in text  # linked relative to summary.md
