@@ -17,7 +17,8 @@ Layout of an export (``out_dir``, default ``<study output_dir>/report``)::
 Each arm's ``stats.json`` is also written into its own run directory, beside metrics.json, as the
 original tools kept their per-arm artifacts; the report's stats.json gathers them. Both are
 written atomically. With ``bundle``, the report and every arm's evidence (config.json,
-history.json, metrics.json, stats.json, model.pt, telemetry.jsonl, run.log, status.json,
+history.json, metrics.json, stats.json, model.pt (last epoch's weights), checkpoint.pt (the
+resumable epoch-end checkpoint, when the engine wrote one), telemetry.jsonl, run.log, status.json,
 recon.npz, plus grad_norm.csv extracted from the telemetry) are copied into ``bundle/`` and
 ``bundle/arms/<arm>/``, and the bundle's summary.md links them.
 """
@@ -475,7 +476,7 @@ def _figures(out: Path, evidence: dict[str, RunEvidence], stats: dict[str, dict]
 # bundle
 
 BUNDLE_EVIDENCE = ("config.json", "history.json", "metrics.json", STATS_FILE, "model.pt",
-                   "telemetry.jsonl", "run.log", "status.json", "recon.npz")
+                   "checkpoint.pt", "telemetry.jsonl", "run.log", "status.json", "recon.npz")
 
 
 def _bundle(dest: Path, out: Path, evidence: dict[str, RunEvidence], report: ReportInput,

@@ -137,8 +137,8 @@ def grad_norm_figure(curves: list[ArmCurves], path: Path) -> None:
     if not drawn:
         axes[0].text(0.5, 0.5, "no step records with grad norms", ha="center",
                      transform=axes[0].transAxes)
-    fig.suptitle("Pre-clip global grad norm per step (red band: the epoch whose validation fired the "
-                 "verdict rule; "
+    fig.suptitle("Pre-clip global grad norm per step (red band: the epoch whose validation "
+                 "fired the verdict rule; "
                  "long traces as min/max envelopes)")
     _save(fig, path)
 

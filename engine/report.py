@@ -90,7 +90,8 @@ def _ratio(a, b) -> str:
 
 def arms_table(inp: ReportInput) -> list[str]:
     header = ["arm", "state", "verdict", "epochs", "best val (epoch)", "final val",
-              "final ÷ constant", "spread ÷ GT", "collapse epoch", "amp SSIM", "phase SSIM", "amp MAE",
+              "final ÷ constant", "spread ÷ GT", "collapse epoch", "amp SSIM", "phase SSIM",
+              "amp MAE",
               "phase MAE", "amp PSNR", "phase PSNR", "amp FRC50", "phase FRC50"]
     rows = []
     for s in inp.stats:

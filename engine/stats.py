@@ -34,10 +34,10 @@ from typing import Iterable, Mapping
 import numpy as np
 import polars as pl
 
-from engine.detectors import COLLAPSE_RULES, FATAL_RULES
+from engine.detectors import FATAL_RULES
 from engine.rundir import RunDir
 from engine.status import read_status, run_state
-from engine.telemetry import ReadStats, iter_records
+from engine.telemetry import ReadStats, iter_records, resolve_segments
 from engine.verdict import Verdict, classify_run
 
 STATS_FILE = "stats.json"
@@ -140,7 +140,8 @@ def read_run(arm: str, run_dir: Path, now: float | None = None) -> RunEvidence:
     if run.telemetry.is_file():
         ev.read_stats = ReadStats()
         try:
-            ev.records = list(iter_records(run.telemetry, ev.read_stats))
+            # A resumed run reads as one uninterrupted run (superseded records dropped).
+            ev.records = resolve_segments(iter_records(run.telemetry, ev.read_stats))
         except OSError as exc:
             p.append(f"telemetry is unreadable: {exc}")
         rs = ev.read_stats
@@ -194,7 +195,8 @@ def _finite_or_none(x) -> float | None:
 
 
 def step_frame(records: Iterable[dict]) -> pl.DataFrame:
-    """Step records as a frame: epoch, step, loss, grad_norm, grad_norm_clipped, lr, t (NaN kept)."""
+    """Step records as a frame: epoch, step, loss, grad_norm, grad_norm_clipped, lr, t
+    (non-finite values kept as NaN, absent ones null)."""
     cols: dict[str, list] = {k: [] for k in
                              ("epoch", "step", "loss", "grad_norm", "grad_norm_clipped", "lr", "t")}
     for r in records:

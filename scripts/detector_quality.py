@@ -208,7 +208,8 @@ def render(results: list[TraceResult] | None = None,
         "",
         f"{len(results)} traces: " + ", ".join(
             f"{sum(t.kind == k for t in results)} {k}" for k in
-            ("healthy", "spike", "collapse", "divergence", "nan")) + f" ({sum(t.source == 'real' for t in results)} "
+            ("healthy", "spike", "collapse", "divergence", "nan"))
+        + f" ({sum(t.source == 'real' for t in results)} "
         "from real tiny CPU training runs, the rest synthetic). Every trace is replayed through "
         "`engine.detectors.detect_run` with the default thresholds below.",
         "",

@@ -1,4 +1,5 @@
-"""`export_study` on real tiny runs: files, idempotent study metrics, bundle, damaged and live runs."""
+"""`export_study` on real tiny runs: files, idempotent study metrics, bundle, damaged and live
+runs."""
 
 from __future__ import annotations
 
