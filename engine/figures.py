@@ -161,7 +161,8 @@ def reconstruction_figure(arm: str, recon: dict, path: Path, phase_vacuous: bool
             ax = axes[r, col]
             im = ax.imshow(image, cmap="gray" if name == "amplitude" else "twilight",
                            vmin=vmin, vmax=vmax)
-            spread = float(np.nanstd(image))
+            finite = image[np.isfinite(image)]
+            spread = float(finite.std()) if finite.size else float("nan")
             title = f"{who}: {name} (std {spread:.3g})"
             if name == "phase" and phase_vacuous:
                 title += " [vacuous]"

@@ -82,6 +82,14 @@ def _phase(s: dict, key: str) -> str:
     return f"{value} (vacuous)" if s.get("phase_vacuous") and value != MISSING else value
 
 
+def _final_val(s: dict) -> str:
+    """stats.json keeps non-finite values as null; a run with epochs but no final value had a
+    non-finite one."""
+    if s.get("val_loss_final") is None and s.get("n_epochs"):
+        return "non-finite"
+    return fmt(s.get("val_loss_final"))
+
+
 def _ratio(a, b) -> str:
     if a is None or b is None or not b:
         return MISSING
@@ -104,7 +112,7 @@ def arms_table(inp: ReportInput) -> list[str]:
         rows.append([
             f"`{s['arm']}`", s.get("state", MISSING), s["verdict"]["text"], epochs,
             f"{fmt(s.get('val_loss_best'))} ({_epoch(s.get('best_epoch'))})",
-            fmt(s.get("val_loss_final")),
+            _final_val(s),
             _ratio(s.get("val_loss_final"), ref.constant_val_loss if ref else None),
             _ratio(s.get("pred_amp_std_final"), s.get("target_amp_std")),
             collapse, fmt(s.get("amp_ssim")), _phase(s, "phase_ssim"), fmt(s.get("amp_mae")),
@@ -214,8 +222,11 @@ def failure_paragraph(s: dict, ref: Reference | None) -> str:
         parts.append(f"It held from the first evaluated epoch (val loss "
                      f"{fmt(c.get('val_loss_at_onset'))}, training loss "
                      f"{fmt(c.get('train_loss_at_onset'))}): there is no healthy 'before'.")
-    after = f"After onset val loss averaged {fmt(c.get('val_loss_after_mean'))} " \
-            f"(final {fmt(c.get('val_loss_final'))}"
+    if c.get("val_loss_after_mean") is None:
+        after = f"From onset on val loss was never finite (final {fmt(c.get('val_loss_final'))}"
+    else:
+        after = f"After onset val loss averaged {fmt(c['val_loss_after_mean'])} " \
+                f"(final {fmt(c.get('val_loss_final'))}"
     if ref is not None and ref.constant_val_loss:
         after += f"; the best constant output scores {fmt(ref.constant_val_loss)}"
     parts.append(after + ").")

@@ -223,9 +223,11 @@ def epoch_frame(records: Iterable[dict], history: dict | None = None) -> pl.Data
         lengths = [len(history[k]) for k in names if isinstance(history.get(k), list)]
         hist_len = min(lengths) if lengths else 0
     if hist_len > len(from_telemetry):
+        # history.json is strict JSON written by atomic_write_json: a null there was NaN or inf.
         cols = {"epoch": list(range(hist_len)),
-                **{k: [(history.get(k) or [None] * hist_len)[i] for i in range(hist_len)]
-                   for k in names}, "t": [None] * hist_len}
+                **{k: [math.nan if v is None else v for v in history[k][:hist_len]]
+                   if isinstance(history.get(k), list) else [None] * hist_len for k in names},
+                "t": [None] * hist_len}
         return pl.DataFrame(cols, schema=schema, strict=False)
     cols = {k: [r.get(k) for r in from_telemetry] for k in schema}
     return pl.DataFrame(cols, schema=schema, strict=False)
@@ -255,7 +257,9 @@ def _at(frame: pl.DataFrame, column: str, epoch: int | None) -> float | None:
     if epoch is None:
         return None
     row = frame.filter(pl.col("epoch") == epoch)
-    return _finite_or_none(row[column][0]) if row.height else None
+    if not row.height or row[column][0] is None:
+        return None
+    return float(row[column][0])  # NaN stays NaN here (the report says so; JSON gets null)
 
 
 def failure_curve(epochs: pl.DataFrame, steps: pl.DataFrame, verdict: Verdict) -> dict | None:
@@ -283,7 +287,7 @@ def failure_curve(epochs: pl.DataFrame, steps: pl.DataFrame, verdict: Verdict) -
         "train_loss_at_onset": _at(epochs, "train_loss", onset),
         "val_loss_after_mean": _finite_or_none(after["val_loss"].filter(
             after["val_loss"].is_finite()).mean()) if after.height else None,
-        "val_loss_final": _finite_or_none(epochs["val_loss"][-1]),
+        "val_loss_final": _at(epochs, "val_loss", int(epochs["epoch"][-1])),
         "pred_amp_std_after": _at(epochs, "pred_amp_std", fired),
         "grad_norm_at_onset": _at(epochs, "grad_norm", onset),
         "grad_norm_before": _at(epochs, "grad_norm", last_before),
@@ -338,6 +342,7 @@ def arm_stats(ev: RunEvidence) -> dict:
 
     val = epochs["val_loss"].drop_nulls()
     train = epochs["train_loss"].drop_nulls()
+    last_epoch = epochs.tail(1)
     finite_val = epochs.filter(pl.col("val_loss").is_finite())
     best_row = finite_val.sort("val_loss").head(1)
 
@@ -364,7 +369,6 @@ def arm_stats(ev: RunEvidence) -> dict:
     failed = verdict.label in FAILED_LABELS
     metrics = ev.metrics or {}
     header = ev.header or {}
-    last_epoch = epochs.tail(1)
     stats = {
         "arm": ev.arm,
         "run_id": run_id(ev.arm, ev.header),
@@ -376,8 +380,11 @@ def arm_stats(ev: RunEvidence) -> dict:
         "collapse_time_s": verdict.t_since_start if failed else None,
         # the original stats dump
         "val_loss_best": _finite_or_none(best_row["val_loss"][0]) if best_row.height else None,
-        "val_loss_final": _finite_or_none(val[-1]) if len(val) else None,
-        "train_loss_final": _finite_or_none(train[-1]) if len(train) else None,
+        # The last epoch's values, even when non-finite (null then), never an earlier one's.
+        "val_loss_final": _finite_or_none(last_epoch["val_loss"][0])
+        if last_epoch.height and last_epoch["val_loss"][0] is not None else None,
+        "train_loss_final": _finite_or_none(last_epoch["train_loss"][0])
+        if last_epoch.height and last_epoch["train_loss"][0] is not None else None,
         "has_nan": bool(has_nan),
         "n_epochs": int(epochs.height),
         "grad_norm_mean": _finite_or_none(finite_grad.mean()) if len(finite_grad) else None,

@@ -169,6 +169,17 @@ def test_history_fills_in_when_telemetry_is_short(tmp_path):
     assert frame["val_loss"].to_list() == [0.9, 0.7, 0.6]
 
 
+def test_nan_epochs_known_only_from_history_end_the_run_as_nan(tmp_path):
+    # A reader that cannot decode the NaN epoch records still has history.json, where the
+    # engine's strict JSON wrote each non-finite value as null.
+    recs = healthy_records()[:4]
+    history = {"train_loss": [1.0, None, None], "val_loss": [0.9, None, None],
+               "grad_norm": [1, None, None], "lr": [1e-3] * 3, "pred_amp_std": [0.1, None, None]}
+    s = arm_stats(read_run("a", write_run(tmp_path / "a", recs, history=history)))
+    assert s["n_epochs"] == 3 and s["has_nan"] is True
+    assert s["val_loss_final"] is None and s["val_loss_best"] == 0.9
+
+
 def test_no_telemetry_gives_no_healthy_verdict(tmp_path):
     root = write_run(tmp_path / "a", [], status="finished")
     (root / "telemetry.jsonl").unlink()
