@@ -1,0 +1,308 @@
+"""Arm detail: curves (log-y and EMA toggles), events, resolved config, reconstruction."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from app.widgets.cells import fmt_num, severity_text
+from app.widgets.image import HalfBlockImage, describe
+from app.widgets.plot import Curve, PlotView, render_plot
+from engine.runstore import PlotData
+
+# Plots are rebuilt at most this often while an engine writes (plotext is not free).
+REDRAW_MIN_S = 1.0
+RECON_KEYS = ("recon_amplitude", "gt_amplitude", "recon_phase", "gt_phase")
+TABS = ("curves", "events", "config", "recon")
+
+
+def detail_curves(panel: str, d: PlotData) -> list[Curve]:
+    s, e = d.steps, d.epochs
+    if panel == "loss":
+        return [Curve("step loss", *s["loss"], "braille", "cyan"),
+                Curve("train", *e["train_loss"], "•", "yellow", smoothable=False),
+                Curve("val", *e["val_loss"], "x", "magenta", smoothable=False)]
+    if panel == "grad":
+        curves = [Curve("pre-clip", *s["grad_norm"], "braille", "cyan")]
+        if len(s["grad_norm_clipped"][0]):
+            curves.append(Curve("post-clip", *s["grad_norm_clipped"], "+", "green"))
+        return curves
+    if panel == "lr":
+        if len(s["lr"][0]):
+            return [Curve("lr (per step)", *s["lr"], "braille", "cyan", smoothable=False)]
+        return [Curve("lr", *e["lr"], "•", "cyan", smoothable=False)]
+    return [Curve("predicted", *e["pred_amp_std"], "•", "cyan", smoothable=False),
+            Curve("target", *e["target_amp_std"], "-", "green", smoothable=False)]
+
+
+PANELS = (("loss", "loss"), ("grad", "grad norm"), ("lr", "learning rate"),
+          ("amp", "predicted amplitude std"))
+
+
+def config_text(header: dict | None, fallback: dict | None) -> Text:
+    """The resolved config as the engine logged it (read back from the live objects);
+    before a run exists, the config arms.toml resolves to."""
+    t = Text()
+    if header is None:
+        t.append("not started: the config arms.toml resolves to\n\n", style="dim")
+        _tree(t, fallback or {}, 0)
+        return t
+    for key in ("parameters", "channel_schedule", "device", "torch", "host", "pid",
+                "n_train", "n_test", "steps_per_epoch", "target_amp_std"):
+        if key in header:
+            _tree(t, {key: header[key]}, 0)
+    for key in ("config", "optimizer", "scheduler", "clip", "physics", "seeding", "dataset"):
+        if key in header:
+            t.append(f"\n[{key}]\n", style="bold")
+            value = header[key]
+            _tree(t, value if isinstance(value, dict) else {key: value}, 0)
+    return t
+
+
+def _tree(t: Text, d: dict, depth: int) -> None:
+    pad = "  " * depth
+    for key, value in d.items():
+        if isinstance(value, dict):
+            t.append(f"{pad}{key}:\n", style="bold" if depth == 0 else "")
+            _tree(t, value, depth + 1)
+        else:
+            shown = json.dumps(value) if not isinstance(value, float) else fmt_num(value, 6)
+            t.append(f"{pad}{key} = ")
+            t.append(shown + "\n", style="cyan")
+
+
+class ReconPanel(Grid):
+    """Reconstruction beside ground truth, amplitude above phase."""
+
+    def compose(self) -> ComposeResult:
+        for key in RECON_KEYS:
+            with Vertical(classes="recon-cell"):
+                yield Static(key.replace("_", " "), id=f"cap-{key}", classes="caption",
+                             markup=False)
+                yield HalfBlockImage(cmap="phase" if "phase" in key else "grey",
+                                     id=f"img-{key}")
+
+    def show(self, arrays: dict[str, np.ndarray]) -> None:
+        for key in RECON_KEYS:
+            image = arrays.get(key)
+            self.query_one(f"#img-{key}", HalfBlockImage).set_image(image)
+            caption = key.replace("_", " ")
+            if image is not None:
+                caption += f"  {describe(image)}"
+            self.query_one(f"#cap-{key}", Static).update(caption)
+
+
+class ArmDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("l", "toggle_log", "Log y"),
+        Binding("e", "toggle_ema", "EMA"),
+        Binding("1", "tab('curves')", "Curves"),
+        Binding("2", "tab('events')", "Events"),
+        Binding("3", "tab('config')", "Config"),
+        Binding("4", "tab('recon')", "Recon"),
+    ]
+
+    log_y = reactive(False)
+    smooth = reactive(False)
+
+    def __init__(self, arm: str):
+        super().__init__()
+        self.arm = arm
+        self._drawn_version: int | None = None
+        self._drawn_at = -math.inf
+        self._pending = None
+        self._events_shown = 0
+        self._header_shown: object = ()
+        self._recon_key: object = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="curves"):
+            with TabPane("Curves", id="curves"):
+                with Grid(id="plots"):
+                    for pid, title in PANELS:
+                        view = PlotView(id=f"plot-{pid}")
+                        view.border_title = title
+                        yield view
+            with TabPane("Events", id="events"):
+                yield Static(id="events-summary", markup=False)
+                yield DataTable(id="events-table", cursor_type="row")
+            with TabPane("Config", id="config"):
+                with VerticalScroll():
+                    yield Static(id="config-text")
+            with TabPane("Recon", id="recon"):
+                yield Static(id="recon-note", markup=False)
+                yield ReconPanel(id="recon-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.arm
+        table = self.query_one("#events-table", DataTable)
+        for key, label, width in (("epoch", "epoch", 5), ("severity", "severity", 10),
+                                  ("rule", "rule", 15), ("message", "message", 60),
+                                  ("value", "value", 9), ("threshold", "threshold", 9),
+                                  ("step", "step", 7)):
+            table.add_column(label, key=key, width=width)
+        self.watch(self.app, "snapshots", self._on_snapshots)
+        self.call_after_refresh(self.redraw)
+
+    def _snapshot(self):
+        return next((s for s in self.app.snapshots if s.name == self.arm), None)
+
+    def _on_snapshots(self, _snapshots) -> None:
+        snap = self._snapshot()
+        if snap is None or snap.version == self._drawn_version:
+            self._check_recon(snap)
+            return
+        wait = REDRAW_MIN_S - (time.monotonic() - self._drawn_at)
+        if wait <= 0:
+            self.redraw()
+        elif self._pending is None:
+            self._pending = self.set_timer(wait, self.redraw)
+        self._check_recon(snap)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.redraw)
+
+    def on_tabbed_content_tab_activated(self, _event) -> None:
+        self.call_after_refresh(self.redraw)
+        self._check_recon(self._snapshot())
+
+    def watch_log_y(self) -> None:
+        self.redraw()
+
+    def watch_smooth(self) -> None:
+        self.redraw()
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.notify(f"log y {'on' if self.log_y else 'off'}", timeout=1.5)
+
+    def action_toggle_ema(self) -> None:
+        self.smooth = not self.smooth
+        self.notify(f"EMA smoothing {'on' if self.smooth else 'off'}", timeout=1.5)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        self._pending = None
+        if not self.is_mounted:
+            return
+        sizes = {}
+        if self.query_one(TabbedContent).active == "curves":
+            for pid, _ in PANELS:
+                w, h = self.query_one(f"#plot-{pid}", PlotView).plot_size()
+                if w > 0 and h > 0:
+                    sizes[pid] = (w, h)
+        self._drawn_at = time.monotonic()
+        self._draw_plots(sizes, self.log_y, self.smooth)
+
+    @work(thread=True, exclusive=True, group="detail-plots", description="draw the curves",
+          exit_on_error=False)
+    def _draw_plots(self, sizes: dict[str, tuple[int, int]], log_y: bool, smooth: bool) -> None:
+        data = self.app.store.plot_data(self.arm)
+        texts = {pid: render_plot(detail_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
+                 for pid, (w, h) in sizes.items()}
+        self.app.call_from_thread(self._put, texts, data)
+
+    def _put(self, texts: dict[str, Text], data: PlotData) -> None:
+        if not self.is_mounted:
+            return
+        self._drawn_version = data.version
+        for pid, text in texts.items():
+            self.query_one(f"#plot-{pid}", PlotView).update(text)
+        self._put_events(data)
+        if data.header is not self._header_shown:
+            self._header_shown = data.header
+            arm_cfg = self.app.study.arms.get(self.arm)
+            self.query_one("#config-text", Static).update(
+                config_text(data.header, arm_cfg.to_dict() if arm_cfg else None))
+
+    def _put_events(self, data: PlotData) -> None:
+        table = self.query_one("#events-table", DataTable)
+        events = data.events
+        if len(events) < self._events_shown:  # the run restarted
+            table.clear()
+            self._events_shown = 0
+        for i, ev in enumerate(events[self._events_shown:], start=self._events_shown):
+            value = ev.get("value")
+            threshold = ev.get("threshold")
+            message = ev.get("message") or _metrics_summary(ev)
+            table.add_row(
+                Text(str(ev.get("epoch", "")), justify="right"),
+                severity_text(ev.get("severity")),
+                Text(str(ev.get("rule", "?"))),
+                Text(message),
+                Text(fmt_num(value) if isinstance(value, (int, float)) else "—",
+                     justify="right"),
+                Text(fmt_num(threshold) if isinstance(threshold, (int, float)) else "—",
+                     justify="right"),
+                Text(str(ev.get("step", "")), justify="right"),
+                key=str(i))
+        self._events_shown = len(events)
+        alarms = sum(1 for e in events if e.get("severity") in ("collapse", "fatal"))
+        self.query_one("#events-summary", Static).update(
+            f"{len(events)} events, {alarms} collapse/fatal"
+            if events else "no events (detector firings and final metrics appear here)")
+
+    # -- reconstruction ----------------------------------------------------------------------
+
+    def _check_recon(self, snap) -> None:
+        if snap is None or self.query_one(TabbedContent).active != "recon":
+            return
+        path = self.app.store.run_dir(self.arm) / "recon.npz"
+        self._load_recon(path, snap.has_recon)
+
+    @work(thread=True, exclusive=True, group="detail-recon", description="read recon.npz",
+          exit_on_error=False)
+    def _load_recon(self, path, exists: bool) -> None:
+        try:
+            stat = path.stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = None
+        if key == self._recon_key:
+            return
+        arrays = {}
+        if key is not None:
+            with np.load(path) as npz:
+                arrays = {k: np.asarray(npz[k]) for k in RECON_KEYS if k in npz.files}
+        self.app.call_from_thread(self._put_recon, key, arrays, path)
+
+    def _put_recon(self, key, arrays: dict, path) -> None:
+        self._recon_key = key
+        note = self.query_one("#recon-note", Static)
+        panel = self.query_one(ReconPanel)
+        if not arrays:
+            note.update("no recon.npz yet: it is written after the final evaluation")
+            panel.display = False
+            return
+        panel.display = True
+        note.update("left: reconstruction · right: ground truth · magenta: NaN/inf")
+        panel.show(arrays)
+
+
+def _metrics_summary(event: dict) -> str:
+    metrics = event.get("metrics")
+    if not isinstance(metrics, dict):
+        return ""
+    parts = []
+    for name, value in metrics.items():
+        if isinstance(value, list) and value:
+            parts.append(f"{name} {fmt_num(value[0])}/{fmt_num(value[-1])}")
+    return "amp/phase " + ", ".join(parts)

@@ -1,0 +1,345 @@
+"""The fnotui dashboard App: the reader thread, the actions, and the command palette.
+
+The App owns no training: launching starts a detached ``fnotui --run`` (engine.launch), and
+everything shown comes from the run directories. One thread worker polls them (engine.runstore)
+every ``poll_interval`` seconds and posts a coalescing ``StoreUpdated`` with immutable
+snapshots; screens watch ``App.snapshots``. File I/O and parsing never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from engine.arms import Study
+from engine.launch import LaunchError, launch_detached, reap, stop_run
+from engine.runstore import ArmSnapshot, RunStore
+
+# At most this many alarm toasts per update; the events list is the authoritative record.
+MAX_ALARM_TOASTS = 3
+
+
+class StoreUpdated(Message):
+    """New snapshots from the reader; a newer one replaces an unprocessed older one."""
+
+    def __init__(self, snapshots: tuple[ArmSnapshot, ...]):
+        super().__init__()
+        self.snapshots = snapshots
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StoreUpdated)
+
+
+class FnotuiApp(App):
+    """Watch, compare, launch and stop the arms of one study."""
+
+    CSS_PATH = "fnotui.tcss"
+    TITLE = "fnotui"
+    BINDINGS = [Binding("q", "quit", "Quit", priority=False)]
+
+    snapshots: reactive[tuple[ArmSnapshot, ...]] = reactive((), always_update=True)
+
+    def __init__(self, study: Study, *, arms_file: Path, profile: str | None = None,
+                 out: Path | None = None, device: str = "auto", overrides=(),
+                 live: bool = True,
+                 poll_interval: float = 0.25, store: RunStore | None = None):
+        super().__init__()
+        self.study = study
+        self.arms_file = Path(arms_file)
+        self.profile = profile
+        self.out = out
+        self.device = device
+        self.overrides = list(overrides)
+        self.live = live
+        self.poll_interval = poll_interval
+        self.store = store if store is not None else RunStore.from_study(study)
+        self.loaded = threading.Event()  # set after the first full read of every arm
+        self._wake = threading.Event()
+        self._alarms_seen: set[tuple[str, str]] | None = None
+        self._io_error: str | None = None
+        self._launched: dict[int, str] = {}  # pid -> arm, engines started from this session
+        self.sub_title = f"{study.name} · {_display_path(study.output_dir, self.arms_file)}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        from app.screens.dashboard import DashboardScreen
+
+        self.push_screen(DashboardScreen())
+        self._read_runs()
+        try:  # a closed SSH session sends SIGHUP: leave cleanly (engines keep running)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    def on_unmount(self) -> None:
+        self._wake.set()
+        try:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    @work(thread=True, exclusive=True, group="reader", name="telemetry reader",
+          description="poll the run directories", exit_on_error=False)
+    def _read_runs(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            started = time.monotonic()
+            try:
+                changed = self.store.poll()
+            except OSError as exc:  # a flaky network filesystem: say so once, keep polling
+                message = f"cannot read the run directories: {exc}"
+                if message != self._io_error:
+                    self._io_error = message
+                    self.call_from_thread(self.notify, message, severity="warning",
+                                          markup=False)
+                changed = False
+            else:
+                self._io_error = None
+            self._report_exits()
+            if changed or not self.loaded.is_set():
+                self.post_message(StoreUpdated(self.store.snapshots()))
+            self.loaded.set()
+            if not self.live:
+                return
+            self._wake.wait(max(0.0, self.poll_interval - (time.monotonic() - started)))
+            self._wake.clear()
+
+    def poll_now(self) -> None:
+        """Read the run directories at once (after a launch or a stop)."""
+        self._wake.set()
+
+    def on_store_updated(self, message: StoreUpdated) -> None:
+        self.snapshots = message.snapshots
+        self._announce_alarms(message.snapshots)
+
+    def _announce_alarms(self, snapshots: tuple[ArmSnapshot, ...]) -> None:
+        """Toast collapse alarms that appear while we watch (not those found at start-up),
+        each once, a few per update."""
+        current = {(s.name, a) for s in snapshots for a in s.alarms}
+        if self._alarms_seen is None:
+            self._alarms_seen = current
+            return
+        new = sorted(current - self._alarms_seen)
+        self._alarms_seen |= current
+        for name, alarm in new[:MAX_ALARM_TOASTS]:
+            rule, _, epoch = alarm.partition("@")
+            self.notify(f"{name}: {rule} at epoch {epoch}", title="✖ collapse alarm",
+                        severity="error", timeout=10, markup=False)
+        if len(new) > MAX_ALARM_TOASTS:
+            self.notify(f"and {len(new) - MAX_ALARM_TOASTS} more alarms: see each arm's events",
+                        severity="error", markup=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed worker becomes a message."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.description or event.worker.name} failed: "
+                        f"{type(error).__name__}: {error}", severity="error", timeout=15,
+                        markup=False)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def launch_arms(self, names: list[str]) -> None:
+        """Start arms as detached engines; an arm that already has a run is resumed or
+        restarted (its earlier run archived) only after asking."""
+        from app.screens.choice import ChoiceScreen
+
+        snaps = {s.name: s for s in self.snapshots}
+        fresh, earlier = [], []
+        for name in names:
+            snap = snaps.get(name)
+            if name not in self.study.arms:
+                self.notify(f"{name} is not in {self.arms_file.name}: cannot launch it",
+                            severity="warning", markup=False)
+            elif snap is not None and snap.state in ("running", "stale"):
+                self.notify(f"{name} is already running", severity="warning", markup=False)
+            elif snap is not None and snap.has_run:
+                earlier.append(name)
+            else:
+                fresh.append(name)
+        if fresh:
+            self._launch([(name, None) for name in fresh])
+        if not earlier:
+            return
+        resumable = [n for n in earlier if snaps[n].state != "finished"]
+
+        def chosen(mode: str | None) -> None:
+            if mode == "resume":
+                skipped = [n for n in earlier if n not in resumable]
+                if skipped:
+                    self.notify(f"not resumed (already finished): {', '.join(skipped)}",
+                                severity="warning", markup=False)
+                self._launch([(name, "resume") for name in resumable])
+            elif mode == "restart":
+                self._launch([(name, "restart") for name in earlier])
+
+        listing = ", ".join(f"{n} ({snaps[n].state})" for n in earlier)
+        choices = [("a", "Restart", "restart", "warning"), ("n", "Cancel", None, "primary")]
+        if resumable:
+            choices.insert(0, ("r", "Resume", "resume", "success"))
+        self.push_screen(ChoiceScreen(
+            f"Already run: {listing}",
+            "Resume continues an unfinished run from its last epoch-end checkpoint. Restart "
+            "moves the earlier run to <output_dir>/.archive/ and trains from scratch.",
+            choices), chosen)
+
+    @work(thread=True, group="actions", description="launch", exit_on_error=False)
+    def _launch(self, arms: list[tuple[str, str | None]]) -> None:
+        for name, mode in arms:
+            try:
+                pid = launch_detached(self.arms_file, name, self.out, self.profile, self.device,
+                                      run_dir=self.study.run_dir(name), mode=mode,
+                                      overrides=self.overrides)
+            except (LaunchError, OSError) as exc:
+                self.call_from_thread(self.notify, f"cannot launch {name}: {exc}",
+                                      severity="error", markup=False)
+                continue
+            self._launched[pid] = name
+            self.call_from_thread(
+                self.notify, f"{name}: pid {pid}{', ' + mode if mode else ''}; log: "
+                f"{_display_path(self.study.run_dir(name) / 'run.log', self.arms_file)}",
+                title="▶ launched", markup=False)
+        self.poll_now()
+
+    def _report_exits(self) -> None:
+        """Reap engines started from here; say how each one ended (reader thread)."""
+        for pid, code in reap():
+            name = self._launched.pop(pid, f"pid {pid}")
+            if code == 0:
+                self.call_from_thread(self.notify, f"{name} finished", markup=False)
+                continue
+            tail = _last_line(self.study.run_dir(name) / "run.log") if name in self.study.arms \
+                else ""
+            self.call_from_thread(self.notify, f"{name} exited with code {code}. {tail}",
+                                  title="engine stopped", severity="warning", timeout=15,
+                                  markup=False)
+
+    def stop_arms(self, names: list[str]) -> None:
+        from app.screens.choice import ChoiceScreen
+
+        running = [n for n in names if self._state(n) in ("running", "stale")]
+        if not running:
+            self.notify("no running arm selected", severity="warning", markup=False)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._stop(running)
+
+        self.push_screen(ChoiceScreen(
+            f"Stop {', '.join(running)}?",
+            "The engine finishes its current step, saves the model, history and a 'killed' "
+            "status, then exits; it can be resumed later.",
+            [("y", "Stop", True, "error"), ("n", "Cancel", None, "primary")]), confirmed)
+
+    @work(thread=True, group="actions", description="stop", exit_on_error=False)
+    def _stop(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                pid = stop_run(self.store.run_dir(name))
+            except (LaunchError, OSError) as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+                continue
+            self.call_from_thread(self.notify, f"asked {name} (pid {pid}) to stop",
+                                  title="■ stopping", markup=False)
+        self.poll_now()
+
+    def action_export(self) -> None:
+        self.notify("exporting…", markup=False, timeout=2)
+        self._export()
+
+    @work(thread=True, exclusive=True, group="export", description="export",
+          exit_on_error=False)
+    def _export(self) -> None:
+        from engine.export import export_study
+
+        result = export_study(self.study)
+        files = [_display_path(p, self.arms_file) for p in result.files]
+        self.call_from_thread(self.notify, f"wrote {len(files)} files: " + ", ".join(files),
+                              title="export", timeout=15, markup=False)
+        if result.problems:
+            shown = result.problems[:3]
+            more = len(result.problems) - len(shown)
+            self.call_from_thread(
+                self.notify, "; ".join(shown) + (f"; and {more} more (see the summary)"
+                                                 if more else ""),
+                title=f"export: {len(result.problems)} problems", severity="warning",
+                timeout=15, markup=False)
+
+    def open_detail(self, name: str) -> None:
+        from app.screens.detail import ArmDetailScreen
+
+        self.push_screen(ArmDetailScreen(name))
+
+    def open_compare(self, names: list[str]) -> None:
+        from app.screens.compare import CompareScreen
+
+        if len(names) < 2:
+            self.notify("select two or more arms with space first", severity="warning",
+                        markup=False)
+            return
+        self.push_screen(CompareScreen(names))
+
+    def _state(self, name: str) -> str:
+        for s in self.snapshots:
+            if s.name == name:
+                return s.state
+        return "not started"
+
+    # -- command palette ---------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        table_names = getattr(screen, "selected_arms", None)
+        if callable(table_names):
+            yield SystemCommand("Launch selected arms", "start the marked arms (or the "
+                                "highlighted one) as background engines",
+                                lambda: self.launch_arms(table_names()))
+            yield SystemCommand("Stop selected arms", "SIGTERM: save and exit gracefully",
+                                lambda: self.stop_arms(table_names()))
+            yield SystemCommand("Compare selected arms", "overlay the curves of the marked "
+                                "arms", lambda: self.open_compare(table_names()))
+        yield SystemCommand("Export study", "stats.json per arm and the study summary",
+                            self.action_export)
+        for s in self.snapshots:
+            yield SystemCommand(f"Open arm {s.name}", "curves, events, config, reconstruction",
+                                lambda name=s.name: self.open_detail(name), discover=False)
+            if s.name in self.study.arms:
+                yield SystemCommand(f"Launch arm {s.name}", "start it as a background engine",
+                                    lambda name=s.name: self.launch_arms([name]),
+                                    discover=False)
+            if s.state in ("running", "stale"):
+                yield SystemCommand(f"Stop arm {s.name}", "SIGTERM: save and exit gracefully",
+                                    lambda name=s.name: self.stop_arms([name]), discover=False)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _display_path(path: Path, arms_file: Path) -> str:
+    """A path relative to the arms file's folder when it is inside it (short, stable)."""
+    try:
+        return str(Path(path).resolve().relative_to(arms_file.resolve().parent))
+    except ValueError:
+        return str(path)

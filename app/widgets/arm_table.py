@@ -1,0 +1,124 @@
+"""The arm table: one row per arm, updated by difference from run-store snapshots.
+
+Columns and rows have explicit keys (``add_columns`` would give random keys and
+``update_cell`` would then raise), and only the cells whose text changed are written, all in one
+``batch_update`` (engineering-notes section 8). The most useful columns come first, so an
+80-column terminal shows arm, state, progress, losses and the loss sparkline; the rest scroll
+horizontally and are repeated in the info panel under the table.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from app.widgets.cells import (
+    VERDICT_STYLES,
+    fmt_duration,
+    num_text,
+    sparkline_text,
+    state_text,
+)
+from engine.runstore import SPARK_BUCKETS, ArmSnapshot
+
+MARK = "●"
+
+# key, label, width
+COLUMNS = (
+    ("mark", " ", 1),
+    ("arm", "arm", 17),
+    ("state", "state", 13),
+    ("epoch", "epoch", 5),
+    ("loss", "loss", 7),
+    ("val", "best val", 8),
+    ("spark_loss", "loss ~", SPARK_BUCKETS),
+    ("spark_grad", "|g| ~", SPARK_BUCKETS),
+    ("grad", "|g|", 7),
+    ("lr", "lr", 7),
+    ("sps", "smp/s", 6),
+    ("eta", "ETA", 7),
+    ("verdict", "verdict", 16),
+)
+
+
+def row_cells(s: ArmSnapshot, marked: bool) -> dict[str, Text]:
+    """The text of every cell of one arm's row."""
+    started = s.state != "not started" or s.n_steps > 0
+    total = "?" if s.epochs_total is None else str(s.epochs_total)
+    name = Text(s.name, no_wrap=True, overflow="ellipsis")
+    if not s.in_study:
+        name.append(" (not in arms.toml)", style="dim")
+    verdict = Text(s.verdict_text if started else "—",
+                   style=VERDICT_STYLES.get(s.verdict_label, "") if started else "dim")
+    return {
+        "mark": Text(MARK if marked else " ", style="bold"),
+        "arm": name,
+        "state": state_text(s.state, s.collapsed),
+        "epoch": Text(f"{s.epochs_done}/{total}", justify="right"),
+        "loss": num_text(s.last_loss if s.n_steps else None),
+        "val": num_text(s.best_val if s.best_val_epoch is not None else None),
+        "spark_loss": sparkline_text(*s.spark_loss, SPARK_BUCKETS),
+        "spark_grad": sparkline_text(*s.spark_grad, SPARK_BUCKETS),
+        "grad": num_text(s.grad_norm if s.n_steps else None, 3),
+        "lr": num_text(s.lr if s.n_steps or s.epochs_done else None, 2),
+        "sps": num_text(s.samples_per_s if s.n_steps else None, 3),
+        "eta": Text(fmt_duration(s.eta_s) if s.state == "running" else "—", justify="right"),
+        "verdict": verdict,
+    }
+
+
+def _signature(text: Text) -> tuple:
+    return text.plain, str(text.style), tuple(text.spans)
+
+
+class ArmTable(DataTable):
+    """Rows keyed by arm name; ``marked`` is the set of arms selected with space."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.marked: set[str] = set()
+        self._snapshots: dict[str, ArmSnapshot] = {}
+        self._shown: dict[tuple[str, str], tuple] = {}
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, width=width, key=key)
+
+    @property
+    def current_arm(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:  # no row under the cursor
+            return None
+        return row_key.value
+
+    def arm_names(self) -> list[str]:
+        return [row.key.value for row in self.ordered_rows]
+
+    def show(self, snapshots: tuple[ArmSnapshot, ...]) -> None:
+        """Add rows for new arms and rewrite only the cells whose text changed."""
+        with self.app.batch_update():
+            for snap in snapshots:
+                self._snapshots[snap.name] = snap
+                cells = row_cells(snap, snap.name in self.marked)
+                if snap.name not in self.rows:
+                    self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=snap.name)
+                    for key, text in cells.items():
+                        self._shown[(snap.name, key)] = _signature(text)
+                    continue
+                for key, text in cells.items():
+                    sig = _signature(text)
+                    if self._shown.get((snap.name, key)) != sig:
+                        self._shown[(snap.name, key)] = sig
+                        self.update_cell(snap.name, key, text)
+
+    def toggle_mark(self, name: str) -> None:
+        self.marked ^= {name}
+        text = Text(MARK if name in self.marked else " ", style="bold")
+        self._shown[(name, "mark")] = _signature(text)
+        self.update_cell(name, "mark", text)
+
+    def snapshot(self, name: str) -> ArmSnapshot | None:
+        return self._snapshots.get(name)

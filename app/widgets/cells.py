@@ -1,0 +1,114 @@
+"""Text for table cells: numbers, states, severities and sparklines, all NaN- and inf-safe.
+
+Every state and severity carries a glyph and a word, so nothing is said by colour alone
+(256-colour terminals over SSH merge similar hues). Pure functions: unit-tested without an app.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+# A bucket holding a NaN or inf: shown as a marker instead of a bar (and never crashes).
+SPARK_NONFINITE = "✖"
+SPARK_EMPTY = " "
+
+STATES = {
+    # run state -> (glyph, word, style)
+    "not started": ("○", "not started", "dim"),
+    "running": ("▶", "running", "bold green"),
+    "finished": ("✔", "finished", ""),
+    "collapsed": ("✖", "collapsed", "bold red"),
+    "failed": ("✘", "failed", "bold red"),
+    "killed": ("■", "killed", "yellow"),
+    "crashed": ("‼", "crashed", "bold yellow"),
+    "stale": ("?", "stale", "yellow"),
+}
+
+SEVERITIES = {
+    "info": ("·", "info", ""),
+    "warning": ("▲", "warning", "yellow"),
+    "collapse": ("✖", "collapse", "bold red"),
+    "fatal": ("‼", "fatal", "bold red"),
+}
+
+VERDICT_STYLES = {"healthy": "green", "collapsed": "bold red", "diverged": "bold red",
+                  "nan": "bold red", "failed": "bold red", "incomplete": "yellow",
+                  "running": ""}
+
+
+def fmt_num(x: float | None, digits: int = 4) -> str:
+    """Compact number; NaN and inf are spelled out with a marker, never hidden."""
+    if x is None:
+        return "—"
+    if isinstance(x, float) and math.isnan(x):
+        return "✖nan"
+    if isinstance(x, float) and math.isinf(x):
+        return "✖inf" if x > 0 else "✖-inf"
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}"
+    return f"{x:.{max(digits - 2, 1)}e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def num_text(x: float | None, digits: int = 4, missing: str = "—") -> Text:
+    """A right-aligned number cell; a non-finite value is red AND marked."""
+    if x is None:
+        return Text(missing, style="dim", justify="right")
+    s = fmt_num(x, digits)
+    style = "bold red" if s.startswith("✖") else ""
+    return Text(s, style=style, justify="right")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def state_key(state: str, collapsed: bool) -> str:
+    """The table's state: the process state, except that a detector alarm shows "collapsed"
+    (a failed process stays "failed": the engine error is the more urgent news)."""
+    if collapsed and state != "failed":
+        return "collapsed"
+    return state if state in STATES else "stale"
+
+
+def state_text(state: str, collapsed: bool) -> Text:
+    glyph, word, style = STATES[state_key(state, collapsed)]
+    return Text(f"{glyph} {word}", style=style)
+
+
+def severity_text(severity: str | None) -> Text:
+    glyph, word, style = SEVERITIES.get(severity or "info", ("?", str(severity), "yellow"))
+    return Text(f"{glyph} {word}", style=style)
+
+
+def sparkline_text(peaks: tuple[float, ...], bad: tuple[bool, ...], width: int) -> Text:
+    """Bar characters scaled between the finite minimum and maximum of ``peaks``; a bucket
+    that held a NaN or inf shows a red marker; nothing is ever converted from NaN."""
+    text = Text()
+    finite = [v for v in peaks if math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 0.0)
+    span = hi - lo
+    for value, nonfinite in zip(peaks, bad):
+        if nonfinite:
+            text.append(SPARK_NONFINITE, style="bold red")
+        elif not math.isfinite(value):
+            text.append(SPARK_EMPTY)
+        else:
+            level = 0 if span <= 0 else int((value - lo) / span * (len(SPARK_CHARS) - 1) + 0.5)
+            text.append(SPARK_CHARS[min(max(level, 0), len(SPARK_CHARS) - 1)])
+    if len(text) < width:
+        text.append(" " * (width - len(text)))
+    return text

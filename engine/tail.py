@@ -1,0 +1,157 @@
+"""Follow a growing JSONL file by byte offset: the file layer under the dashboard (no Textual).
+
+Per file we keep (device, inode, offset, carry, fingerprint) and, on every poll, open the path,
+``fstat`` it, and read only the bytes past the offset (engineering-notes section 9):
+
+- a size below the offset, or different first bytes, means the file was truncated or rewritten:
+  everything read so far is void, so the poll says ``reset`` and starts again from byte 0;
+- a different inode at the path means the file was replaced (rotation, a new run dir): the same;
+- the unterminated tail of the new bytes is kept as the carry (the writer is still writing it)
+  and is never parsed until its newline arrives;
+- a line longer than ``max_line`` is a broken writer, not a record: it is dropped and counted,
+  and the carry can never grow past ``max_line``.
+
+The file is opened and closed on every poll instead of held open, so on NFS the close-to-open
+consistency rule gives us fresh attributes and data; filesystem notifications are not used
+because they are unreliable on NFS and Lustre.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.telemetry import MAX_LINE_BYTES, RECORD_TYPES, ReadStats, decode_record
+
+# The first bytes of the file, compared on every poll that sees growth: a file truncated and
+# rewritten past our offset between two polls has the same-or-larger size but a new beginning.
+FINGERPRINT_BYTES = 256
+# Bytes read per poll at most; a larger backlog is read over the following polls.
+DEFAULT_MAX_READ = 256 << 20
+
+
+@dataclass
+class TailChunk:
+    """What one poll found: complete new lines (without their newline) and whether the
+    earlier content is void (truncation or replacement, so the reader must start over)."""
+
+    lines: list[bytes] = field(default_factory=list)
+    reset: bool = False
+    missing: bool = False  # the file does not exist (yet, or any more)
+    more: bool = False  # the read stopped at max_read; poll again for the rest
+
+
+class Tailer:
+    """Incremental reader of one append-only file; ``poll`` returns only new, complete lines."""
+
+    def __init__(self, path: Path, *, max_line: int = MAX_LINE_BYTES,
+                 max_read: int = DEFAULT_MAX_READ):
+        self.path = Path(path)
+        self.max_line = max_line
+        self.max_read = max_read
+        self.offset = 0  # bytes consumed, including the carry
+        self.carry = b""
+        self.identity: tuple[int, int] | None = None  # (st_dev, st_ino)
+        self.fingerprint = b""
+        self.discarding = False  # inside an over-long line: drop bytes until its newline
+        self.too_long = 0  # over-long lines dropped since the last reset
+        self.resets = 0
+
+    def _reset(self) -> None:
+        self.offset = 0
+        self.carry = b""
+        self.fingerprint = b""
+        self.discarding = False
+        self.too_long = 0
+        self.resets += 1
+
+    def poll(self) -> TailChunk:
+        chunk = TailChunk()
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            chunk.missing = True
+            if self.identity is not None:  # it existed: the run dir was removed or moved
+                self.identity = None
+                self._reset()
+                chunk.reset = True
+            return chunk
+        try:
+            st = os.fstat(fd)
+            identity = (st.st_dev, st.st_ino)
+            if self.identity is not None and identity != self.identity:
+                self._reset()
+                chunk.reset = True
+            self.identity = identity
+            if st.st_size < self.offset:
+                self._reset()
+                chunk.reset = True
+            if st.st_size == self.offset:
+                return chunk
+            if self.offset > 0 and self.fingerprint:
+                head = os.pread(fd, len(self.fingerprint), 0)
+                if head != self.fingerprint:
+                    self._reset()
+                    chunk.reset = True
+            want = min(st.st_size - self.offset, self.max_read)
+            data = _pread_all(fd, want, self.offset)
+            if len(self.fingerprint) < FINGERPRINT_BYTES and self.offset < FINGERPRINT_BYTES:
+                self.fingerprint = os.pread(fd, FINGERPRINT_BYTES, 0)
+        finally:
+            os.close(fd)
+        self.offset += len(data)
+        chunk.more = self.offset < st.st_size
+        chunk.lines = self._split(data)
+        return chunk
+
+    def _split(self, data: bytes) -> list[bytes]:
+        if self.discarding:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return []
+            data = data[nl + 1:]
+            self.discarding = False
+        if self.carry:
+            data = self.carry + data
+        lines = data.split(b"\n")
+        carry = lines.pop()
+        if len(carry) > self.max_line:
+            self.too_long += 1
+            self.discarding = True
+            carry = b""
+        self.carry = carry
+        if any(len(line) > self.max_line for line in lines):
+            kept = [line for line in lines if len(line) <= self.max_line]
+            self.too_long += len(lines) - len(kept)
+            lines = kept
+        return lines
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    parts = []
+    while size > 0:
+        block = os.pread(fd, size, offset)
+        if not block:  # shrank under us; the next poll sees the truncation
+            break
+        parts.append(block)
+        size -= len(block)
+        offset += len(block)
+    return b"".join(parts)
+
+
+def decode_lines(lines: list[bytes], stats: ReadStats) -> list[dict]:
+    """Decode complete lines with ``decode_record``; blank lines are skipped, bad ones counted."""
+    records = []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            record = decode_record(raw)
+        except ValueError:
+            stats.bad_lines += 1
+            continue
+        if record.get("type") not in RECORD_TYPES:
+            stats.unknown_types += 1
+        records.append(record)
+    return records

@@ -1,0 +1,49 @@
+"""Dashboard test fixtures: a frozen study on disk and an app over it with live polling off."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.app.studyfix import make_study
+
+from app.tui import FnotuiApp
+from engine.arms import load_study
+
+
+@pytest.fixture
+def study_file(tmp_path) -> Path:
+    return make_study(tmp_path / "study")
+
+
+def make_app(arms_file: Path, **kwargs) -> FnotuiApp:
+    """The real app on the real study file; ``live=False`` reads the run dirs once."""
+    study = load_study(arms_file, validate_models=False)
+    kwargs.setdefault("live", False)
+    return FnotuiApp(study, arms_file=arms_file, **kwargs)
+
+
+async def settle(pilot, timeout: float = 10.0) -> None:
+    """Wait until the first read is shown and every worker (plots, recon) is done."""
+    app = pilot.app
+    deadline = time.monotonic() + timeout
+    while not app.loaded.is_set() or not app.snapshots:
+        assert time.monotonic() < deadline, "the run directories were never read"
+        await asyncio.sleep(0.02)
+    for _ in range(3):
+        # Not the reader: with live polling it never completes. (An empty list would mean
+        # "all workers" to wait_for_complete.)
+        busy = [w for w in app.workers if w.group != "reader"]
+        if busy:
+            await app.workers.wait_for_complete(busy)
+        await pilot.pause()
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)

@@ -1,0 +1,263 @@
+"""Pilot tests of the dashboard on a frozen study: table contents, navigation, key actions.
+
+pytest-asyncio is not a dependency, so each test drives its own event loop with asyncio.run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from textual.notifications import Notify
+from textual.widgets import DataTable, TabbedContent
+
+from tests.app.conftest import make_app, settle, wait_for
+
+from app.screens.compare import CompareScreen
+from app.screens.dashboard import DashboardScreen
+from app.screens.detail import ArmDetailScreen
+from app.widgets.arm_table import ArmTable
+from app.widgets.image import HalfBlockImage
+from app.widgets.plot import PlotView
+
+
+def cell(table: ArmTable, arm: str, column: str) -> str:
+    return table.get_cell(arm, column).plain
+
+
+def run(coro) -> None:
+    asyncio.run(coro)
+
+
+def test_table_lists_every_arm_and_discovered_run_with_state_words(study_file):
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(ArmTable)
+            assert table.arm_names() == ["arm_ok", "arm_collapse", "arm_failed", "arm_stale",
+                                         "arm_idle", "old_arm"]
+            assert cell(table, "arm_ok", "state") == "✔ finished"
+            assert cell(table, "arm_collapse", "state") == "✖ collapsed"
+            assert cell(table, "arm_failed", "state") == "✘ failed"
+            assert cell(table, "arm_stale", "state") == "? stale"
+            assert cell(table, "arm_idle", "state") == "○ not started"
+            assert "not in arms.toml" in cell(table, "old_arm", "arm")
+            assert cell(table, "arm_ok", "epoch") == "6/6"
+            assert cell(table, "arm_ok", "val") == "0.1333"
+            assert cell(table, "arm_collapse", "loss") == "✖nan"
+            assert cell(table, "arm_collapse", "spark_loss").endswith("✖✖")
+            assert cell(table, "arm_collapse", "verdict").startswith("‼ nan")
+            assert cell(table, "arm_ok", "verdict") == "✔ healthy"
+            assert cell(table, "arm_idle", "loss") == "—"
+            # the partial last line of arm_stale is not a record: 1 epoch of 10 steps
+            assert app.store.snapshots()[3].n_steps == 10
+
+    run(main())
+
+
+def test_enter_opens_the_highlighted_arm_and_escape_comes_back(study_file):
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            await pilot.press("down", "enter")
+            await pilot.pause()
+            assert isinstance(app.screen, ArmDetailScreen)
+            assert app.screen.arm == "arm_collapse"
+            await settle(pilot)
+            loss = app.screen.query_one("#plot-loss", PlotView)
+            assert "NaN×5" in str(loss.render())
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, DashboardScreen)
+
+    run(main())
+
+
+def test_detail_tabs_show_events_config_and_reconstruction(study_file):
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await settle(pilot)
+            app.open_detail("arm_ok")
+            await pilot.pause()
+            await settle(pilot)
+            await pilot.press("2")
+            assert app.screen.query_one(TabbedContent).active == "events"
+            events = app.screen.query_one("#events-table", DataTable)
+            assert events.row_count == 1
+            await pilot.press("3")
+            config = str(app.screen.query_one("#config-text").render())
+            assert "epochs = 6" in config and "fixture-host" in config
+            await pilot.press("4")
+            await wait_for(pilot, lambda: app.screen._recon_key is not None, what="recon.npz")
+            await pilot.pause()
+            image = app.screen.query_one("#img-recon_amplitude", HalfBlockImage)
+            assert image.nonfinite == 1
+            caption = str(app.screen.query_one("#cap-recon_amplitude").render())
+            assert "1 NaN/inf" in caption
+
+    run(main())
+
+
+def test_log_and_ema_toggles_redraw_a_nan_arm_without_crashing(study_file):
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            app.open_detail("arm_collapse")
+            await pilot.pause()
+            for key in ("l", "e", "l", "e", "l"):
+                await pilot.press(key)
+                await settle(pilot)
+            screen = app.screen
+            assert screen.log_y and not screen.smooth
+            text = str(screen.query_one("#plot-grad", PlotView).render())
+            assert "NaN×5" in text and "1e" in text  # markers, decade ticks
+
+    run(main())
+
+
+def test_space_marks_arms_and_c_compares_them(study_file):
+    async def main():
+        app = make_app(study_file)
+        notes = []
+        async with app.run_test(message_hook=lambda m: notes.append(m)) as pilot:
+            await settle(pilot)
+            await pilot.press("c")  # nothing marked yet
+            await pilot.pause()
+            assert any(isinstance(m, Notify) and "two or more" in m.notification.message
+                       for m in notes)
+            await pilot.press("space", "space")
+            table = app.screen.query_one(ArmTable)
+            assert table.marked == {"arm_ok", "arm_collapse"}
+            assert cell(table, "arm_ok", "mark") == "●"
+            await pilot.press("c")
+            await pilot.pause()
+            assert isinstance(app.screen, CompareScreen)
+            assert app.screen.arms == ["arm_ok", "arm_collapse"]
+            await settle(pilot)
+            val = str(app.screen.query_one("#cmp-val", PlotView).render())
+            assert "arm_ok" in val and "arm_collapse" in val
+
+    run(main())
+
+
+def test_export_key_notifies_the_written_files(study_file):
+    async def main():
+        app = make_app(study_file)
+        notes = []
+        async with app.run_test(message_hook=lambda m: notes.append(m)) as pilot:
+            await settle(pilot)
+            await pilot.press("x")
+
+            def exported():
+                return [m.notification for m in notes if isinstance(m, Notify)
+                        and m.notification.title == "export"]
+            await wait_for(pilot, exported, timeout=60, what="the export notification")
+            note = exported()[0]
+            assert "runs/arm_ok/stats.json" in note.message
+            assert "summary.md" in note.message
+            assert note.markup is False
+        assert (study_file.parent / "runs" / "arm_ok" / "stats.json").exists()
+
+    run(main())
+
+
+def test_command_palette_offers_the_actions(study_file):
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for title in ("Launch selected arms", "Stop selected arms", "Compare selected arms",
+                          "Export study", "Open arm arm_ok", "Launch arm arm_idle"):
+                assert title in titles
+            assert "Stop arm arm_ok" not in titles  # finished: nothing to stop
+
+    run(main())
+
+
+def test_live_table_follows_appended_records(study_file, tmp_path):
+    import os
+    import socket
+    import time
+
+    from tests.app.studyfix import epoch, step, write_status
+    from engine.telemetry import encode_record
+
+    run_dir = study_file.parent / "runs" / "arm_stale"
+    write_status(run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
+                 heartbeat=time.time())
+    telemetry = run_dir / "telemetry.jsonl"
+
+    async def main():
+        app = make_app(study_file, live=True, poll_interval=0.05)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(ArmTable)
+            assert cell(table, "arm_stale", "state") == "▶ running"
+            assert cell(table, "arm_stale", "epoch") == "1/6"
+            with open(telemetry, "ab") as fh:  # finish the half-written line, then more
+                fh.write(b'ep":1,"loss":0.5,"step":10,"t":1.0}\n')
+                for i in range(11, 20):
+                    fh.write(encode_record(step(i, 0.25, 2.0)).encode())
+                fh.write(encode_record(epoch(1, 0.125)).encode())
+            await wait_for(pilot, lambda: cell(table, "arm_stale", "epoch") == "2/6",
+                           what="the appended epoch")
+            assert cell(table, "arm_stale", "val") == "0.125"
+            assert app.store.snapshots()[3].n_steps == 20
+            with open(telemetry, "ab") as fh:  # a NaN and an inf arrive live
+                fh.write(encode_record(step(20, float("nan"), float("inf"))).encode())
+            await wait_for(pilot, lambda: cell(table, "arm_stale", "loss") == "✖nan",
+                           what="the NaN step")
+            assert cell(table, "arm_stale", "grad") == "✖inf"
+            assert "✖" in cell(table, "arm_stale", "spark_grad")
+
+    run(main())
+
+
+def test_stop_key_asks_then_sends_sigterm(study_file, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.app.studyfix import write_status
+
+    marker = tmp_path / "got-sigterm"
+    # A stand-in engine: "--run" in its command line, like a real one; SIGTERM writes a file.
+    code = ("import signal, sys, time\n"
+            f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), "
+            "sys.exit(0)))\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "--run", "arm_stale"])
+    try:
+        run_dir = study_file.parent / "runs" / "arm_stale"
+        write_status(run_dir, state="running", pid=proc.pid, host=socket.gethostname(),
+                     heartbeat=time.time())
+        time.sleep(0.3)  # let it install the handler
+
+        async def main():
+            app = make_app(study_file)
+            async with app.run_test() as pilot:
+                await settle(pilot)
+                table = app.screen.query_one(ArmTable)
+                table.move_cursor(row=table.get_row_index("arm_stale"))
+                await pilot.press("s")
+                await pilot.pause()
+                await pilot.press("escape")  # cancel: nothing is sent
+                await pilot.pause()
+                assert proc.poll() is None
+                await pilot.press("s")
+                await pilot.pause()
+                await pilot.press("y")
+                await wait_for(pilot, lambda: proc.poll() is not None, what="the SIGTERM")
+
+        run(main())
+        assert marker.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
