@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "data.KEY (e.g. --set epochs=2 --set data.train_stride=32)")
     p.add_argument("--device", default="auto",
                    help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    p.add_argument("--color-system", choices=("auto", "standard", "256", "truecolor"),
+                   help="dashboard colours (default: auto, from the terminal); over ssh, "
+                        "COLORTERM is not forwarded, so try 256 or truecolor explicitly")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue each arm from its last epoch-end checkpoint")
@@ -137,9 +140,28 @@ def cmd_list(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    _err("the interactive dashboard is not built yet; use --run ARM or --list "
-         "(see fnotui --help)")
-    return EXIT_BAD_INPUT
+    import os
+
+    # Textual reads the colour system when it is imported: set it first. ssh does not forward
+    # COLORTERM, so a truecolor terminal reached over ssh is seen as 256 colours anyway.
+    if args.color_system:
+        os.environ["TEXTUAL_COLOR_SYSTEM"] = args.color_system
+    from engine.arms import load_study
+    from engine.errors import ConfigError
+
+    try:
+        study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
+                           output_dir=args.out, validate_models=False)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    from app.tui import FnotuiApp
+
+    app = FnotuiApp(study, arms_file=Path(args.arms), profile=args.profile,
+                    out=Path(args.out) if args.out else None, device=args.device,
+                    overrides=args.overrides)
+    app.run()
+    return EXIT_OK
 
 
 def build_export_parser() -> argparse.ArgumentParser:
