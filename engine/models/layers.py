@@ -7,6 +7,7 @@ explicit and read back by ``describe_model``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,38 +30,49 @@ def spectral_mode_cap(modes: int, height: int, width: int) -> tuple[int, int]:
     return min(modes, height // 2), min(modes, width // 2 + 1)
 
 
-def _dft_matrices(height: int, width: int, rows: int, cols: int, corners: int):
-    """Real matrices of the truncated 2-D DFT and of its inverse, in float64 then cast.
+@functools.lru_cache(maxsize=None)
+def _dft_matrices(height: int, width: int, rows: int, cols: int, corners: int,
+                  device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Real fp32 matrices of the truncated 2-D DFT and of its inverse, built once per device.
 
-    Forward, columns first (the input is real, so this halves the work):
-      ``x @ col_fwd`` -> (..., H, 2*cols) = [P | Q], P = sum_x x cos, Q = -sum_x x sin;
-      ``row_fwd @ [P | Q]`` -> (..., 2*K_r, 2*cols) with row_fwd = [cos; sin] over kept rows,
-      from which Re = cos@P + sin@Q and Im = cos@Q - sin@P.
-    Inverse, columns first again: ``[Yr | Yi] @ col_inv`` -> (..., K_r, 2W) = [Vr | Vi], then
-    ``row_inv @ [Vr; Vi]`` -> (..., H, W) = Re(sum over kept modes). The column weights
-    c = 1 for k = 0 and for the Nyquist column, 2 otherwise, make the output exactly what CPU
-    ``irfft2`` computes: it uses only the real part of the k = 0 and Nyquist columns, where a
-    spectrum built from independent corner weights need not be Hermitian. Here sin(0) and
-    sin(pi*x) vanish, so that convention holds by construction on every device (cuFFT's C2R may
-    differ on non-Hermitian input, pytorch#154496), with ``backward`` normalisation (1/(H*W) on
-    the inverse).
+    They are a cache, not buffers: a model built on the meta device (arms.py validates arms that
+    way) then materialised with ``to_empty`` would otherwise hold uninitialised matrices, and
+    the state dict stays the learned weight alone. Built in float64 on the CPU, outside any
+    inference mode, so a first call under ``torch.inference_mode`` cannot poison the cache.
+
+    Forward, rows first, on channels-last data: ``row_fwd @ x`` with row_fwd = [cos; sin] over
+    the kept rows gives A = [A_c; A_s]. Then ``[A_c | A_s] @ col_fwd`` over the kept columns gives
+    Re = A_c.cos - A_s.sin and Im = -(A_c.sin + A_s.cos) in the four blocks [Re, -Im, Im, Re]:
+    exactly the operand layout of the real form of the complex product (see ``_mix``), so no
+    elementwise recombination is needed. Inverse: ``[Yr | Yi] @ col_inv`` = [Vr | Vi] (columns),
+    then ``row_inv @ [Vr; Vi]`` = Re(sum over kept modes) (rows), with ``backward``
+    normalisation (1/(H*W) on the inverse).
+
+    The column weights c = 1 for k = 0 and for the Nyquist column, 2 otherwise, make the output
+    exactly what CPU ``irfft2`` computes from the zero-filled half-spectrum: it uses only the real
+    part of the k = 0 and Nyquist columns, where a spectrum built from independent corner weights
+    need not be Hermitian. Here sin(0) and sin(pi*x) vanish, so that convention holds by
+    construction on every device; cuFFT's C2R may differ on such input (pytorch#154496).
     """
-    d = torch.float64
-    kept_rows = torch.arange(rows, dtype=d)
-    if corners == 2:
-        kept_rows = torch.cat([kept_rows, torch.arange(height - rows, height, dtype=d)])
-    theta = 2 * math.pi * torch.outer(kept_rows, torch.arange(height, dtype=d)) / height
-    phi = 2 * math.pi * torch.outer(torch.arange(cols, dtype=d), torch.arange(width, dtype=d)) / width
-    col_fwd = torch.cat([phi.cos().T, -phi.sin().T], dim=1)
-    row_fwd = torch.cat([theta.cos(), theta.sin()], dim=0)
-    weight = torch.full((cols, 1), 2.0, dtype=d)
-    weight[0] = 1.0
-    if width % 2 == 0 and cols == width // 2 + 1:
-        weight[-1] = 1.0
-    cos, sin = weight * phi.cos(), weight * phi.sin()
-    col_inv = torch.cat([torch.cat([cos, sin], dim=1), torch.cat([-sin, cos], dim=1)], dim=0) / width
-    row_inv = torch.cat([theta.cos().T, -theta.sin().T], dim=1) / height
-    return [m.float() for m in (col_fwd, row_fwd, col_inv, row_inv)]
+    cpu = dict(dtype=torch.float64, device="cpu")
+    with torch.inference_mode(False):
+        kept_rows = torch.arange(rows, **cpu)
+        if corners == 2:
+            kept_rows = torch.cat([kept_rows, torch.arange(height - rows, height, **cpu)])
+        theta = 2 * math.pi * torch.outer(kept_rows, torch.arange(height, **cpu)) / height
+        phi = 2 * math.pi * torch.outer(torch.arange(cols, **cpu), torch.arange(width, **cpu)) / width
+        row_fwd = torch.cat([theta.cos(), theta.sin()], dim=0)
+        re = torch.cat([phi.cos().T, -phi.sin().T], dim=0)  # rows: the A_c part, then A_s
+        im = torch.cat([-phi.sin().T, -phi.cos().T], dim=0)
+        col_fwd = torch.cat([re, -im, im, re], dim=1)
+        weight = torch.full((cols, 1), 2.0, **cpu)
+        weight[0] = 1.0
+        if width % 2 == 0 and cols == width // 2 + 1:
+            weight[-1] = 1.0
+        cos, sin = weight * phi.cos(), weight * phi.sin()
+        col_inv = torch.cat([torch.cat([cos, sin], 1), torch.cat([-sin, cos], 1)], 0) / width
+        row_inv = torch.cat([theta.cos().T, -theta.sin().T], dim=1) / height
+        return tuple(m.to(device, torch.float32) for m in (row_fwd, col_fwd, col_inv, row_inv))
 
 
 class SpectralConv2d(nn.Module):
@@ -70,17 +82,20 @@ class SpectralConv2d(nn.Module):
     columns [:mc]; ``corners=1`` keeps rows [:m] only, the fallback the original ran by accident
     (domain.md section 12, item 3). Modes are capped per level by ``spectral_mode_cap``.
 
-    The weight is a real tensor of shape (corners * rows * cols, 2, in, out), with axis 1 holding
-    the real and imaginary parts: complex dtypes stay out of optimizer state, state dicts and
-    ``torch.compile``, and the complex product becomes ONE real batched matmul without copying
-    the weight (the 2 x 2 complex structure is put on the small data side instead). Complex
-    ``bmm`` on CPU was the slowest part of a first version: its backward resolves conjugates one
-    matrix at a time.
+    The weight is a real tensor of shape (corners * rows * cols, 2, in, out): modes in row-major
+    order (top corner, then bottom corner), axis 1 the real and imaginary parts. Complex dtypes
+    stay out of optimizer state, state dicts and ``torch.compile``, and the complex product is
+    ONE real batched matmul that reads the weight in place (the 2 x 2 complex structure goes on
+    the small data side). Complex ``bmm`` was the slowest part of a first version on CPU: its
+    backward resolves conjugates one matrix at a time.
 
-    The transforms are truncated DFTs written as real matmuls (``_dft_matrices``), not FFTs: on
-    the 2-core CPU a 64-point FFT runs at ~17 GFLOP/s while a GEMM runs at ~250, and only 12 of
-    64 frequencies are kept. The branch runs in fp32 with autocast disabled, whatever the caller
-    uses (engineering-notes section 2), and casts back to the incoming dtype.
+    The transforms are truncated DFTs written as real matmuls (``_dft_matrices``), not FFTs:
+    with 12 of 64 frequencies kept they cost a few percent of a 3x3 conv, a 64-point FFT runs at
+    ~17 GFLOP/s on the 2-core CPU against ~250 for a GEMM, and no C2R transform means no
+    backend-dependent Hermitian handling. They run on channels-last data, the layout the models
+    use for their convolutions, so the big operands fold into a few large GEMMs; the output is
+    channels-last whatever the input. The branch runs in fp32 with autocast disabled
+    (engineering-notes section 2) and casts back to the incoming dtype.
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: int,
@@ -94,45 +109,54 @@ class SpectralConv2d(nn.Module):
         self.weight = nn.Parameter(
             torch.empty(corners * self.rows * self.cols, 2, in_channels, out_channels))
         nn.init.normal_(self.weight, std=(2 * in_channels) ** -0.5)
-        for name, matrix in zip(("col_fwd", "row_fwd", "col_inv", "row_inv"),
-                                _dft_matrices(height, width, self.rows, self.cols, corners)):
-            # Derived from the size: not part of the state dict, but they follow .to(device).
-            self.register_buffer(name, matrix, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = self._mix(x.float().contiguous())
-        if channels_last:
-            y = y.contiguous(memory_format=torch.channels_last)
+            y = self._mix(x.float())
         return y.to(dtype)
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
         b, c_in, h, w = x.shape
+        c_out = self.out_channels
         kr, kc = self.corners * self.rows, self.cols
         k = kr * kc
-        # Forward truncated DFT: (B, I, H, W) -> real and imaginary parts, each (K, B, I).
-        pq = torch.matmul(x, self.col_fwd)                           # B I H 2kc
-        a = torch.matmul(self.row_fwd, pq).view(b, c_in, 2, kr, 2, kc)
-        cos_part, sin_part = a.unbind(2)
-        cos_p, cos_q = cos_part.unbind(3)
-        sin_p, sin_q = sin_part.unbind(3)
-        re = (cos_p + sin_q).permute(2, 3, 0, 1).reshape(k, b, c_in)
-        im = (cos_q - sin_p).permute(2, 3, 0, 1).reshape(k, b, c_in)
-        # Complex product as one real bmm: rows (b, re) = [re, -im], rows (b, im) = [im, re]
+        row_fwd, col_fwd, col_inv, row_inv = _dft_matrices(h, w, self.rows, self.cols,
+                                                           self.corners, x.device)
+        # Rows: (2kr, H) @ (H, W*C) per sample, on the channels-last view of x.
+        x = x.permute(0, 2, 3, 1).reshape(b, h, w * c_in)
+        a = torch.bmm(row_fwd.expand(b, -1, -1), x).view(b, 2, kr, w, c_in)
+        # Columns: [A_c | A_s] @ (2W, 4kc) -> blocks [Re, -Im, Im, Re], one GEMM.
+        a = torch.matmul(a.permute(0, 2, 4, 1, 3).reshape(b * kr * c_in, 2 * w), col_fwd)
+        # Complex product as one real bmm: row (b, re) = [Re, -Im], row (b, im) = [Im, Re],
         # against the weight's stacked [W_re; W_im] (K, 2I, O).
-        block = torch.cat([re, -im, im, re], dim=-1).view(k, 2 * b, 2 * c_in)
-        y = torch.bmm(block, self.weight.view(k, 2 * c_in, self.out_channels))  # K 2B O
-        # Inverse truncated DFT, columns then rows, back to (B, O, H, W).
-        y = y.view(kr, kc, b, 2, self.out_channels).permute(2, 4, 0, 3, 1)
-        v = torch.matmul(y.reshape(b, self.out_channels, kr, 2 * kc), self.col_inv)  # B O kr 2W
-        v = v.view(b, self.out_channels, kr, 2, w).transpose(2, 3)
-        return torch.matmul(self.row_inv, v.reshape(b, self.out_channels, 2 * kr, w))
+        block = a.view(b, kr, c_in, 4, kc).permute(1, 4, 0, 3, 2).reshape(k, 2 * b, 2 * c_in)
+        y = torch.bmm(block, self.weight.view(k, 2 * c_in, c_out))
+        # Inverse columns on [Yr | Yi], then inverse rows straight into channels-last output.
+        y = y.view(kr, kc, b, 2, c_out).permute(2, 0, 4, 3, 1).reshape(b * kr * c_out, 2 * kc)
+        v = torch.matmul(y, col_inv).view(b, kr, c_out, 2, w)
+        v = v.permute(0, 3, 1, 4, 2).reshape(b, 2 * kr, w * c_out)
+        out = torch.bmm(row_inv.expand(b, -1, -1), v)
+        return out.view(b, h, w, c_out).permute(0, 3, 1, 2)
 
     def describe(self) -> dict:
         return {"size": list(self.size), "in": self.in_channels, "out": self.out_channels,
                 "rows_per_corner": self.rows, "cols": self.cols, "corners": self.corners}
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """Store every conv weight channels-last, so activations stay channels-last end to end.
+
+    oneDNN (CPU) and cuDNN pick the channels-last kernels when a conv's weight is, whatever the
+    input; the spectral layers return channels-last too. On the 2-core CPU the hybrid's training
+    step was ~8 % faster than with NCHW convs, and the spectral layer ~6 % faster again when it
+    worked on channels-last data instead of converting. Only conv weights are touched: the
+    spectral weight is not an image and must stay contiguous for its ``view``.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.to(memory_format=torch.channels_last)
+    return model
 
 
 class Lifter(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from engine.config import ModelConfig
@@ -18,7 +19,7 @@ from engine.errors import ConfigError
 from engine.models.fno import CascadedFNO
 from engine.models.hybrid import HybridUNO
 from engine.models.layers import (FFT_NORM, SPECTRAL_INIT, SPECTRAL_MODE_CAP, SpectralConv2d,
-                                  StablePtychoBlock)
+                                  StablePtychoBlock, use_channels_last)
 from engine.models.unet import UNet
 
 
@@ -115,7 +116,7 @@ def build_model(cfg: ModelConfig, N: int) -> nn.Module:
             f"architecture={cfg.architecture!r} is unknown; allowed: {', '.join(BUILDERS)}"
         ) from None
     reader = _KnobReader(cfg)
-    model = builder(reader, N)
+    model = use_channels_last(builder(reader, N))
     model.knobs_used = reader.used()
     return model
 
@@ -135,6 +136,8 @@ def describe_model(model: nn.Module) -> dict:
     stable = [m for m in model.modules() if isinstance(m, StablePtychoBlock)]
     real = _count(model)
     bottleneck = getattr(model, "bottleneck", None)
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+    channels_last = conv.weight.is_contiguous(memory_format=torch.channels_last)
     return {
         "architecture": model.architecture,
         "parameters": real,
@@ -150,5 +153,6 @@ def describe_model(model: nn.Module) -> dict:
         "layerscale_init": stable[0].layerscale_init if stable else None,
         "output_mode": model.head.mode,
         "input_transform": model.input_transform.kind,
+        "memory_format": "channels_last" if channels_last else "contiguous",
         "knobs_used": list(model.knobs_used),
     }

@@ -292,3 +292,15 @@ def test_describe_cnn_has_no_spectral_fields():
     assert d["spectral_modes"] == [] and d["bottleneck_modes"] is None
     assert d["fft_norm"] is None and d["stable_variant"] is None
     assert d["parameters"] == d["parameters_complex_as_one"]
+
+
+def test_param_counts_doc_is_current():
+    from pathlib import Path
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("param_counts", repo / "scripts" / "param_counts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert (repo / "docs" / "param_counts.md").read_text() == script.render(), \
+        "docs/param_counts.md is stale: run python scripts/param_counts.py"

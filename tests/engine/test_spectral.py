@@ -127,18 +127,38 @@ def test_spectral_branch_stays_fp32_under_bf16_autocast():
     assert torch.equal(y, expected.bfloat16())  # only the final cast rounds
 
 
-def test_spectral_conv_follows_the_input_memory_format():
+def test_spectral_conv_accepts_either_memory_format_and_returns_channels_last():
     torch.manual_seed(5)
     layer = SpectralConv2d(4, 4, 4, (16, 16), corners=2)
     x = torch.randn(2, 4, 16, 16)
     y_nchw = layer(x)
     y_nhwc = layer(x.contiguous(memory_format=torch.channels_last))
-    assert y_nchw.is_contiguous()
+    assert y_nchw.is_contiguous(memory_format=torch.channels_last)
     assert y_nhwc.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y_nhwc, y_nchw)
 
 
-def test_dft_matrices_are_buffers_outside_the_state_dict():
+def test_state_dict_holds_only_the_learned_weight():
     layer = SpectralConv2d(2, 2, 4, (16, 16), corners=2)
     assert list(layer.state_dict()) == ["weight"]
-    assert [name for name, _ in layer.named_parameters()] == ["weight"]
+
+
+def test_first_call_under_inference_mode_does_not_break_later_training():
+    """The DFT matrices are cached on first use; inference tensors in that cache would make
+    every later backward fail."""
+    layer = SpectralConv2d(2, 2, 3, (10, 10), corners=2)  # a size no other test uses
+    with torch.inference_mode():
+        layer(torch.randn(1, 2, 10, 10))
+    layer(torch.randn(1, 2, 10, 10)).sum().backward()
+    assert layer.weight.grad is not None
+
+
+def test_layer_built_on_meta_and_materialised_matches_one_built_directly():
+    torch.manual_seed(6)
+    direct = SpectralConv2d(3, 3, 4, (16, 16), corners=2)
+    with torch.device("meta"):
+        lazy = SpectralConv2d(3, 3, 4, (16, 16), corners=2)
+    lazy = lazy.to_empty(device="cpu")
+    lazy.load_state_dict(direct.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(lazy(x), direct(x), rtol=0, atol=0)
