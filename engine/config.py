@@ -197,7 +197,7 @@ DETECT_KNOBS = (
          minimum=1.0, exclusive_minimum=True, maximum=1e6),
     Knob("divergence_patience", int, 2, "epochs in a row above the factor before firing",
          minimum=1, maximum=100_000),
-    Knob("collapse_std_ratio", float, 0.05, "predicted-amplitude std below this fraction of the "
+    Knob("collapse_std_ratio", float, 0.01, "predicted-amplitude std below this fraction of the "
          "target's std counts as constant output", minimum=0.0, exclusive_minimum=True,
          maximum=1.0),
     Knob("collapse_patience", int, 2, "epochs in a row below the ratio before firing",

@@ -2,7 +2,8 @@
 
 Strict JSON on every line (engineering-notes section 9): NaN and +-inf are not JSON, so each
 non-finite float is written as ``null`` and named in the record's ``nonfinite`` object
-(dotted field path -> "nan" | "inf" | "-inf"); ``decode_record`` restores them. Losing the record
+(JSON Pointer of the field, RFC 6901 -> "nan" | "inf" | "-inf"); ``decode_record`` restores them.
+JSON Pointers, not dotted paths: state-dict names such as ``encoder.0.layerscale`` contain dots. Losing the record
 that carries the NaN would be the worst possible bug for a collapse-hunting tool.
 
 The full schema is documented in docs/telemetry.md; bump SCHEMA's major version only on a
@@ -33,20 +34,24 @@ def _nonfinite_name(x: float) -> str:
     return "inf" if x > 0 else "-inf"
 
 
+def _pointer_token(key) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
 def encode_record(record: dict) -> str:
     """One strict-JSON line (with trailing newline); non-finite floats become null + a note."""
     nonfinite: dict[str, str] = {}
 
-    def clean(value: Any, path: str) -> Any:
+    def clean(value: Any, pointer: str) -> Any:
         if isinstance(value, float):
             if math.isfinite(value):
                 return value
-            nonfinite[path] = _nonfinite_name(value)
+            nonfinite[pointer] = _nonfinite_name(value)
             return None
         if isinstance(value, dict):
-            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+            return {k: clean(v, f"{pointer}/{_pointer_token(k)}") for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [clean(v, f"{path}.{i}") for i, v in enumerate(value)]
+            return [clean(v, f"{pointer}/{i}") for i, v in enumerate(value)]
         return value
 
     cleaned = clean(record, "")
@@ -55,10 +60,13 @@ def encode_record(record: dict) -> str:
     return json.dumps(cleaned, allow_nan=False, separators=(",", ":")) + "\n"
 
 
-def _set_path(obj: Any, parts: list[str], value: float) -> None:
-    for part in parts[:-1]:
-        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
-    last = parts[-1]
+def _set_pointer(obj: Any, pointer: str, value: float) -> None:
+    if not pointer.startswith("/"):
+        raise ValueError(f"not a JSON pointer: {pointer!r}")
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    for token in tokens[:-1]:
+        obj = obj[int(token)] if isinstance(obj, list) else obj[token]
+    last = tokens[-1]
     if isinstance(obj, list):
         obj[int(last)] = value
     else:
@@ -73,11 +81,11 @@ def decode_record(line: str | bytes) -> dict:
     record = json.loads(line)
     if not isinstance(record, dict):
         raise ValueError("a telemetry record must be a JSON object")
-    for path, name in record.pop("nonfinite", {}).items():
+    for pointer, name in record.pop("nonfinite", {}).items():
         try:
-            _set_path(record, path.split("."), _NONFINITE_VALUES[name])
+            _set_pointer(record, pointer, _NONFINITE_VALUES[name])
         except (KeyError, IndexError, ValueError, TypeError):
-            raise ValueError(f"bad nonfinite entry {path!r}: {name!r}") from None
+            raise ValueError(f"bad nonfinite entry {pointer!r}: {name!r}") from None
     return record
 
 

@@ -47,12 +47,14 @@ def _from_event(label: str, event: dict, start: float | None) -> Verdict:
 def classify_run(records: Iterable[dict], state: str) -> Verdict:
     """Verdict from decoded telemetry records and the run state of engine.status.run_state."""
     start = None
+    seen_header = False
     epochs_total = None
     epochs_done = 0
     first: dict[str, dict] = {}
     for r in records:
         kind = r.get("type")
         if kind == "header":
+            seen_header = True
             start = r.get("start_time")
             epochs_total = (r.get("config") or {}).get("train", {}).get("epochs")
         elif kind == "epoch":
@@ -73,6 +75,8 @@ def classify_run(records: Iterable[dict], state: str) -> Verdict:
         return Verdict("running")
     if state == "not started":
         return Verdict("incomplete", detail="not started")
+    if not seen_header:
+        return Verdict("incomplete", detail=f"{state}, but no readable telemetry")
     if state != "finished" or (epochs_total is not None and epochs_done < epochs_total):
         return Verdict("incomplete", detail=f"{state}, {epochs_done}/{epochs_total} epochs")
     return Verdict("healthy")

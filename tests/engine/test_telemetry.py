@@ -16,8 +16,8 @@ def test_nonfinite_values_become_null_and_are_named():
                           "lr": 1e-3, "ls": {"a": {"mean": -math.inf}}, "v": [1.0, math.nan]})
     strict = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert strict["loss"] is None and strict["grad_norm"] is None
-    assert strict["nonfinite"] == {"loss": "nan", "grad_norm": "inf", "ls.a.mean": "-inf",
-                                   "v.1": "nan"}
+    assert strict["nonfinite"] == {"/loss": "nan", "/grad_norm": "inf", "/ls/a/mean": "-inf",
+                                   "/v/1": "nan"}
     back = decode_record(line)
     assert math.isnan(back["loss"]) and back["grad_norm"] == math.inf
     assert back["ls"]["a"]["mean"] == -math.inf and math.isnan(back["v"][1])
@@ -36,7 +36,7 @@ def test_writer_appends_lines_that_polars_reads(tmp_path):
     df = pl.read_ndjson(path)
     assert df.height == 5
     assert df["loss"].to_list()[3] is None
-    assert df["nonfinite"].to_list()[3] == {"loss": "nan"}
+    assert df["nonfinite"].to_list()[3] == {"/loss": "nan"}
 
 
 def test_reader_skips_partial_last_line_and_counts_garbage(tmp_path):
@@ -68,3 +68,11 @@ def test_atomic_json_is_strict_and_leaves_no_temp_files(tmp_path):
     atomic_write_json(target, {"val_loss": [1.0, math.nan]})
     assert json.loads(target.read_text()) == {"val_loss": [1.0, None]}
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_nonfinite_inside_dotted_and_slashed_keys_round_trips():
+    record = {"type": "epoch", "layerscale": {"encoder.0.layerscale": {"mean": math.nan}},
+              "odd": {"a/b~c": math.inf}}
+    back = decode_record(encode_record(record))
+    assert math.isnan(back["layerscale"]["encoder.0.layerscale"]["mean"])
+    assert back["odd"]["a/b~c"] == math.inf
