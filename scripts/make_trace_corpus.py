@@ -104,9 +104,8 @@ REAL_RUNS = {
     "real_healthy_hybrid_lr002": ("hybrid", ["lr=0.02"], "healthy",
                                   "tiny hybrid at lr 0.02: noisy, val loss bounces 17 % "
                                   "above its best and recovers"),
-    "real_collapse_fno_lr005": ("fno", ["lr=0.05"], "collapse",
-                                "tiny FNO at lr 0.05: spread falls from 60 % to ~0.1 % of the "
-                                "target after one epoch (near-constant, not exactly constant)"),
+    "real_collapse_fno_lr01": ("fno", ["lr=0.1"], "collapse",
+                               "tiny FNO at lr 0.1: constant output (spread ~1e-9) from epoch 2"),
     "real_collapse_stable_lr005": ("stable", ["lr=0.05", "grad_clip=0.0"], "collapse",
                                    "tiny stable hybrid at lr 0.05, no clipping: spread settles "
                                    "at ~0.3 % of the target from epoch 4"),
@@ -356,7 +355,9 @@ def label_real(records: list[dict], kind: str) -> dict:
         onset = _collapse_onset([_num(r.get("pred_amp_std")) for r in epochs],
                                 float(header["target_amp_std"]))
         if onset is None:
-            raise SystemExit("a real 'collapse' run did not collapse: fix REAL_RUNS")
+            spread = [_num(r.get("pred_amp_std")) for r in epochs]
+            raise SystemExit(f"a real 'collapse' run did not collapse (pred_amp_std per epoch "
+                             f"{spread}): fix REAL_RUNS")
         expect["output_collapse"] = {"epoch": onset}
         allow |= {"divergence", "loss_spike", "grad_spike"}
     elif kind == "nan":
@@ -400,7 +401,10 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for name, records, kind, description in run_real(Path(tmp)):
-                label = label_real(records, kind)
+                try:
+                    label = label_real(records, kind)
+                except SystemExit as exc:
+                    raise SystemExit(f"{name}: {exc}") from None
                 write_trace(staging / f"{name}.jsonl", records)
                 entries.append({"file": f"{name}.jsonl", "source": "real", "kind": kind,
                                 "description": description, **label})
