@@ -155,11 +155,19 @@ def cmd_dashboard(args) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+    import threading
+
+    from engine.runstore import RunStore
+
+    # The first read (possibly a million records) runs while Textual is imported and set up.
+    store = RunStore.from_study(study)
+    preload = threading.Thread(target=store.poll, name="fnotui-first-read", daemon=True)
+    preload.start()
     from app.tui import FnotuiApp
 
     app = FnotuiApp(study, arms_file=Path(args.arms), profile=args.profile,
                     out=Path(args.out) if args.out else None, device=args.device,
-                    overrides=args.overrides)
+                    overrides=args.overrides, store=store, preload=preload)
     app.run()
     return EXIT_OK
 

@@ -53,8 +53,10 @@ class FnotuiApp(App):
 
     def __init__(self, study: Study, *, arms_file: Path, profile: str | None = None,
                  out: Path | None = None, device: str = "auto", overrides=(),
-                 live: bool = True,
-                 poll_interval: float = 0.25, store: RunStore | None = None):
+                 live: bool = True, poll_interval: float = 0.5,
+                 store: RunStore | None = None, preload: threading.Thread | None = None):
+        """``store`` and ``preload`` let the caller start the first (large) read before
+        Textual is even imported; the reader joins ``preload`` before its first poll."""
         super().__init__()
         self.study = study
         self.arms_file = Path(arms_file)
@@ -65,6 +67,7 @@ class FnotuiApp(App):
         self.live = live
         self.poll_interval = poll_interval
         self.store = store if store is not None else RunStore.from_study(study)
+        self._preload = preload
         self.loaded = threading.Event()  # set after the first full read of every arm
         self._wake = threading.Event()
         self._alarms_seen: set[tuple[str, str]] | None = None
@@ -95,6 +98,8 @@ class FnotuiApp(App):
           description="poll the run directories", exit_on_error=False)
     def _read_runs(self) -> None:
         worker = get_current_worker()
+        if self._preload is not None:
+            self._preload.join()
         while not worker.is_cancelled:
             started = time.monotonic()
             try:

@@ -18,7 +18,6 @@ records.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import threading
@@ -30,11 +29,13 @@ import numpy as np
 
 from engine.rundir import RunDir
 from engine.status import run_state
-from engine.tail import Tailer
+from engine.tail import Tailer, newline_offsets
 from engine.telemetry import RECORD_TYPES, ReadStats, decode_record
 
 # Fields of a step record kept as series; the step number is every series' x.
-STEP_FIELDS = ("loss", "grad_norm", "grad_norm_clipped", "lr", "t")
+STEP_FIELDS = ("loss", "grad_norm", "grad_norm_clipped", "lr")
+# Parsed from step records; the wall time only feeds the step-rate summary.
+PARSED_FIELDS = STEP_FIELDS + ("t",)
 # Below this many plain step lines the per-line path is as fast as a polars call.
 BULK_MIN_LINES = 2000
 BULK_BLOCK_LINES = 200_000
@@ -47,16 +48,19 @@ DISCOVER_EVERY_S = 5.0
 
 
 class Column:
-    """A growable float64 array: amortised O(1) appends of numpy blocks, views without copies."""
+    """A growable numpy array: amortised O(1) appends of blocks, views without copies."""
 
-    def __init__(self, capacity: int = 1024):
-        self._buf = np.empty(capacity, dtype=np.float64)
+    def __init__(self, dtype):
+        self._buf = np.empty(0, dtype=dtype)
         self.n = 0
 
     def extend(self, values: np.ndarray) -> None:
         k = len(values)
         if self.n + k > len(self._buf):
-            grown = np.empty(max(2 * len(self._buf), self.n + k), dtype=np.float64)
+            # The first block (a whole backlog) gets a little headroom, later ones doubling.
+            size = self.n + k + (self.n + k) // 8 + 256 if self.n == 0 else \
+                max(2 * len(self._buf), self.n + k)
+            grown = np.empty(size, dtype=self._buf.dtype)
             grown[:self.n] = self._buf[:self.n]
             self._buf = grown
         self._buf[self.n:self.n + k] = values
@@ -73,16 +77,22 @@ class StepSeries:
     """One step-record field as (step, value) pairs, only where the record carries the field.
 
     A missing field (grad norm not measured on this step) is simply absent, so a NaN in
-    ``y`` always means the engine recorded a NaN.
+    ``y`` always means the engine recorded a NaN. Values are float32: the engine computes
+    them in float32, so nothing is lost, and a million steps cost 8 MB per field.
     """
 
     def __init__(self) -> None:
-        self.x = Column()
-        self.y = Column()
+        self.x = Column(np.int64)
+        self.y = Column(np.float32)
 
     def extend(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x.extend(x)
         self.y.extend(y)
+
+    def truncate(self, step: float) -> None:
+        """Forget the values at ``step`` and later."""
+        keep = int(np.searchsorted(self.x.view(), step, side="left"))
+        self.x.n = self.y.n = keep
 
     def __len__(self) -> int:
         return self.x.n
@@ -114,23 +124,29 @@ class ArmSeries:
         self.metrics: dict | None = None
         self.final_status: dict | None = None
         self.nonfinite_steps = 0
+        self.step_times: tuple[float, float, int] | None = None  # first t, last t, count
         self.segments = 0  # resumed processes appended to this run
         self.version = getattr(self, "version", 0) + 1
 
     # -- ingest ----------------------------------------------------------------------------
 
-    def ingest(self, lines: list[bytes]) -> bool:
-        """Fold complete telemetry lines into the series; True if anything was read."""
-        if not lines:
+    def ingest(self, data: bytes, ends: np.ndarray | None = None) -> bool:
+        """Fold complete telemetry lines (``data`` ends with a newline; ``ends``, if known,
+        are its newline offsets) into the series; True if anything was read."""
+        if not data:
             return False
-        for i in range(0, len(lines), BULK_BLOCK_LINES):
-            self._ingest_block(lines[i:i + BULK_BLOCK_LINES])
+        if (data.count(b"\n") if ends is None else len(ends)) < BULK_MIN_LINES:
+            self._ingest_each(data.split(b"\n")[:-1])
+        else:
+            lines = Lines(data, newline_offsets(data) if ends is None else ends)
+            for lo in range(0, len(lines), BULK_BLOCK_LINES):
+                self._ingest_block(lines.slice(lo, lo + BULK_BLOCK_LINES))
         self.version += 1
         return True
 
-    def _ingest_block(self, lines: list[bytes]) -> None:
+    def _ingest_block(self, lines: "Lines") -> None:
         if len(lines) < BULK_MIN_LINES:
-            self._ingest_each(lines)
+            self._ingest_each(lines.split())
             return
         parsed = _bulk_parse(lines)
         if parsed is not None:
@@ -139,8 +155,8 @@ class ArmSeries:
         # polars refused the block (a malformed line somewhere): halve it until the bad part
         # is small enough to read line by line, so one bad line costs little.
         half = len(lines) // 2
-        self._ingest_block(lines[:half])
-        self._ingest_block(lines[half:])
+        self._ingest_block(lines.slice(0, half))
+        self._ingest_block(lines.slice(half, len(lines)))
 
     def _ingest_each(self, lines: list[bytes]) -> None:
         steps: list[dict] = []
@@ -162,7 +178,7 @@ class ArmSeries:
             self._add_other(record)
         self._add_decoded_steps(steps)
 
-    def _ingest_parsed(self, lines: list[bytes], cols: dict[str, np.ndarray],
+    def _ingest_parsed(self, lines: "Lines", cols: dict[str, np.ndarray],
                        special: np.ndarray) -> None:
         """``cols`` holds every row of the block; ``special`` the rows that are not plain
         steps (other record types, steps with a nonfinite note), decoded here one by one.
@@ -228,8 +244,8 @@ class ArmSeries:
         epoch = 0.0 if math.isnan(epoch) else epoch
         step = 0.0 if math.isnan(step) else step
         for series in self.steps.values():
-            keep = int(np.searchsorted(series.x.view(), step, side="left"))
-            series.x.n = series.y.n = keep
+            series.truncate(step)
+        self.step_times = None  # the step rate restarts with the new process
         self.epochs = [e for e in self.epochs if _as_float(e.get("epoch")) < epoch]
         self.events = [e for e in self.events if _as_float(e.get("step")) < step]
         self.metrics = None
@@ -254,6 +270,10 @@ class ArmSeries:
                 self.steps[name].extend(step, merged[name])
             elif present.any():
                 self.steps[name].extend(step[present], merged[name][present])
+        t = merged["t"][merged["t?"] & np.isfinite(merged["t"])]
+        if len(t):
+            first, _, count = self.step_times or (float(t[0]), 0.0, 0)
+            self.step_times = (first, float(t[-1]), count + len(t))
 
     # -- derived values --------------------------------------------------------------------
 
@@ -275,7 +295,7 @@ class ArmSeries:
 def _records_to_columns(records: list[dict]) -> dict[str, np.ndarray]:
     n = len(records)
     out = {"step": np.fromiter((_as_float(r.get("step")) for r in records), np.float64, n)}
-    for name in STEP_FIELDS:
+    for name in PARSED_FIELDS:
         out[name + "?"] = np.fromiter((name in r and r[name] is not None for r in records),
                                       bool, n)
         out[name] = np.fromiter((_as_float(r.get(name)) for r in records), np.float64, n)
@@ -283,7 +303,37 @@ def _records_to_columns(records: list[dict]) -> dict[str, np.ndarray]:
     return out if keep.all() else {k: v[keep] for k, v in out.items()}
 
 
-def _bulk_parse(lines: list[bytes]) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+class Lines:
+    """Lines of one buffer, addressed through their newline offsets (no per-line objects)."""
+
+    def __init__(self, data: bytes, ends: np.ndarray, lo: int = 0, hi: int | None = None):
+        self.data, self.ends = data, ends
+        self.lo, self.hi = lo, len(ends) if hi is None else min(hi, len(ends))
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def _start(self, i: int) -> int:
+        return 0 if i == 0 else int(self.ends[i - 1]) + 1
+
+    def __getitem__(self, i: int) -> bytes:
+        i += self.lo
+        return self.data[self._start(i):int(self.ends[i])]
+
+    def slice(self, lo: int, hi: int) -> "Lines":
+        return Lines(self.data, self.ends, self.lo + lo, self.lo + hi)
+
+    def block(self) -> bytes:
+        """The lines as one buffer (no copy when they are the whole buffer)."""
+        if self.lo == 0 and self.hi == len(self.ends) and len(self.data) == self.ends[-1] + 1:
+            return self.data
+        return self.data[self._start(self.lo):int(self.ends[self.hi - 1]) + 1]
+
+    def split(self) -> list[bytes]:
+        return self.block().split(b"\n")[:-1] if len(self) else []
+
+
+def _bulk_parse(lines: Lines) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     """Parse a block of lines with polars in one call: step columns for every row, and the
     indices of the rows that must be decoded one by one (not a step, a step without a number,
     or a step with a ``nonfinite`` note: NaN and inf always carry one, so they never come from
@@ -293,9 +343,9 @@ def _bulk_parse(lines: list[bytes]) -> tuple[dict[str, np.ndarray], np.ndarray] 
     import polars as pl
 
     schema = {"type": pl.String, "step": pl.Float64, "nonfinite": pl.String,
-              **{name: pl.Float64 for name in STEP_FIELDS}}
+              **{name: pl.Float64 for name in PARSED_FIELDS}}
     try:
-        df = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=schema)
+        df = pl.read_ndjson(lines.block(), schema=schema)
     except Exception:  # polars raises several error types for malformed input
         return None
     if df.height != len(lines):
@@ -303,7 +353,7 @@ def _bulk_parse(lines: list[bytes]) -> tuple[dict[str, np.ndarray], np.ndarray] 
     special = ((df["type"] != "step").fill_null(True) | df["nonfinite"].is_not_null()
                | df["step"].is_null())
     cols = {"step": df["step"].fill_null(math.nan).to_numpy()}
-    for name in STEP_FIELDS:
+    for name in PARSED_FIELDS:
         col = df[name]
         cols[name + "?"] = col.is_not_null().to_numpy()
         cols[name] = col.fill_null(math.nan).to_numpy()
@@ -463,8 +513,8 @@ class ArmRun:
                 if chunk.reset:
                     self.series.clear()
                     changed = True
-                if chunk.lines:
-                    changed |= self.series.ingest(chunk.lines)
+                if chunk.data:
+                    changed |= self.series.ingest(chunk.data, chunk.ends)
                 self.series.stats.bad_lines += self.tailer.too_long
                 self.tailer.too_long = 0
             if not chunk.more:
@@ -509,11 +559,11 @@ class ArmRun:
     @staticmethod
     def _step_rate(s: ArmSeries) -> float:
         """Samples per second from the step timestamps, before the first epoch record."""
-        t = s.steps["t"].y.view()
         batch = _batch_size(s.header)
-        if len(t) < 2 or batch is None or not t[-1] > t[0]:
+        if s.step_times is None or batch is None:
             return math.nan
-        return (len(t) - 1) * batch / float(t[-1] - t[0])
+        first, last, count = s.step_times
+        return (count - 1) * batch / (last - first) if last > first else math.nan
 
     @staticmethod
     def _eta(s: ArmSeries, state: str, epochs_total: int | None, now: float) -> float | None:
@@ -528,18 +578,19 @@ class ArmRun:
             in_epoch = since if math.isfinite(since) else 0.0
             return max(0.0, (epochs_total - done) * per_epoch - in_epoch)
         spe = _steps_per_epoch(s.header)
-        t = s.steps["t"].y.view()
-        if spe is None or len(t) < 2 or not t[-1] > t[0]:
+        if spe is None or s.step_times is None or not s.step_times[1] > s.step_times[0]:
             return None
-        rate = (len(t) - 1) / float(t[-1] - t[0])
-        return max(0.0, (epochs_total * spe - len(t)) / rate)
+        first, last, count = s.step_times
+        rate = (count - 1) / (last - first)
+        return max(0.0, (epochs_total * spe - len(s.steps["loss"])) / rate)
 
     def plot_data(self) -> PlotData:
         with self.lock:
             s = self.series
             spe = _steps_per_epoch(s.header)
             scale = 1.0 / spe if spe else 1.0
-            steps = {name: (s.steps[name].x.view() * scale, s.steps[name].y.view().copy())
+            steps = {name: (s.steps[name].x.view() * scale,
+                            s.steps[name].y.view().astype(np.float64))
                      for name in ("loss", "grad_norm", "grad_norm_clipped", "lr")}
             epochs = {}
             for name in EPOCH_FIELDS:
@@ -614,8 +665,10 @@ class RunStore:
         if self.discover and time.monotonic() - self._last_discover >= DISCOVER_EVERY_S:
             self._last_discover = time.monotonic()
             changed |= self._discover()
-        for arm in list(self.arms.values()):
+        arms = list(self.arms.values())
+        for arm in arms:
             arm.poll()
+        for arm in arms:
             snap = arm.snapshot(now)
             old = self._snapshots.get(arm.name)
             if old is None or old.change_key != snap.change_key:

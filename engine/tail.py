@@ -19,8 +19,10 @@ because they are unreliable on NFS and Lustre.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from engine.telemetry import MAX_LINE_BYTES, RECORD_TYPES, ReadStats, decode_record
 
@@ -33,13 +35,23 @@ DEFAULT_MAX_READ = 256 << 20
 
 @dataclass
 class TailChunk:
-    """What one poll found: complete new lines (without their newline) and whether the
-    earlier content is void (truncation or replacement, so the reader must start over)."""
+    """What one poll found: the new complete lines and whether the earlier content is void
+    (truncation or replacement, so the reader must start over).
 
-    lines: list[bytes] = field(default_factory=list)
+    ``data`` holds the lines as read, each with its newline: a large backlog is handed on in
+    one piece (a bulk parser wants one buffer, not a million small objects); ``lines`` splits
+    it for line-by-line readers.
+    """
+
+    data: bytes = b""
+    ends: np.ndarray | None = None  # newline offsets in ``data``, for large reads
     reset: bool = False
     missing: bool = False  # the file does not exist (yet, or any more)
     more: bool = False  # the read stopped at max_read; poll again for the rest
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.data.split(b"\n")[:-1] if self.data else []
 
 
 class Tailer:
@@ -102,30 +114,41 @@ class Tailer:
             os.close(fd)
         self.offset += len(data)
         chunk.more = self.offset < st.st_size
-        chunk.lines = self._split(data)
+        chunk.data, chunk.ends = self._complete_lines(data)
         return chunk
 
-    def _split(self, data: bytes) -> list[bytes]:
+    def _complete_lines(self, data: bytes) -> tuple[bytes, np.ndarray | None]:
+        """The complete lines of carry + ``data`` (and, for a large read, their newline
+        offsets); keeps the unterminated rest as the carry."""
         if self.discarding:
             nl = data.find(b"\n")
             if nl < 0:
-                return []
+                return b"", None
             data = data[nl + 1:]
             self.discarding = False
         if self.carry:
             data = self.carry + data
-        lines = data.split(b"\n")
-        carry = lines.pop()
+        cut = data.rfind(b"\n") + 1
+        complete, carry = data[:cut], data[cut:]
         if len(carry) > self.max_line:
             self.too_long += 1
             self.discarding = True
             carry = b""
         self.carry = carry
-        if any(len(line) > self.max_line for line in lines):
+        if len(complete) <= self.max_line:  # no line can be too long
+            return complete, None
+        ends = newline_offsets(complete)
+        if np.diff(ends, prepend=-1).max() - 1 > self.max_line:
+            lines = complete.split(b"\n")[:-1]
             kept = [line for line in lines if len(line) <= self.max_line]
             self.too_long += len(lines) - len(kept)
-            lines = kept
-        return lines
+            complete = b"".join(line + b"\n" for line in kept)
+            ends = newline_offsets(complete)
+        return complete, ends
+
+
+def newline_offsets(data: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
 
 
 def _pread_all(fd: int, size: int, offset: int) -> bytes:

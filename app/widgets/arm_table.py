@@ -74,11 +74,36 @@ def _signature(text: Text) -> tuple:
 class ArmTable(DataTable):
     """Rows keyed by arm name; ``marked`` is the set of arms selected with space."""
 
+    # Rendered cells kept by content; cleared when it grows past this many entries.
+    CELL_CACHE_SIZE = 4096
+
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self.marked: set[str] = set()
         self._snapshots: dict[str, ArmSnapshot] = {}
         self._shown: dict[tuple[str, str], tuple] = {}
+        self._cells_by_content: dict[tuple, object] = {}
+
+    def _render_cell(self, row_index: int, column_index: int, base_style, width: int,
+                     cursor: bool = False, hover: bool = False):
+        """DataTable keys its cell cache on a table-wide update counter, so one changed cell
+        re-renders every cell (most of the dashboard's CPU while engines write). Key rendered
+        cells on their content instead; only cells whose text changed are rendered again."""
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor,
+                                        hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        key = (row_key, column_key, self._shown.get((row_key.value, column_key.value)),
+               row_index, column_index, base_style, width, cursor, hover,
+               self._show_hover_cursor, self._pseudo_class_state)
+        lines = self._cells_by_content.get(key)
+        if lines is None:
+            if len(self._cells_by_content) >= self.CELL_CACHE_SIZE:
+                self._cells_by_content.clear()
+            lines = self._cells_by_content[key] = super()._render_cell(
+                row_index, column_index, base_style, width, cursor, hover)
+        return lines
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:

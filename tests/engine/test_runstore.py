@@ -35,6 +35,10 @@ def step(i: int, loss: float = 1.0, **extra) -> dict:
             "t": 100.0 + i, **extra}
 
 
+def blob(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
+
+
 def telemetry(n_steps: int, nan_at=(), inf_at=()) -> list[bytes]:
     lines = [line(HEADER)]
     for i in range(n_steps):
@@ -52,7 +56,7 @@ def telemetry(n_steps: int, nan_at=(), inf_at=()) -> list[bytes]:
 def test_series_read_the_same_by_either_path_and_keep_every_nan(monkeypatch, bulk_min):
     monkeypatch.setattr(runstore, "BULK_MIN_LINES", bulk_min)
     s = ArmSeries()
-    s.ingest(telemetry(100, nan_at={7, 50}, inf_at={60}))
+    s.ingest(blob(telemetry(100, nan_at={7, 50}, inf_at={60})))
     x, y = s.steps["loss"].x.view(), s.steps["loss"].y.view()
     assert len(x) == 100 and list(x) == list(range(100))
     assert np.isnan(y[[7, 50]]).all() and y[60] == math.inf
@@ -68,7 +72,7 @@ def test_series_bulk_path_survives_a_malformed_line_in_the_middle(monkeypatch):
     lines = telemetry(60)
     lines.insert(30, b'{"type":"step","step":')  # a crash leftover, terminated by a later writer
     s = ArmSeries()
-    s.ingest(lines)
+    s.ingest(blob(lines))
     assert len(s.steps["loss"]) == 60
     assert s.stats.bad_lines == 1
 
@@ -77,7 +81,7 @@ def test_series_restart_at_a_second_header(monkeypatch):
     for bulk_min in (10**9, 5):
         monkeypatch.setattr(runstore, "BULK_MIN_LINES", bulk_min)
         s = ArmSeries()
-        s.ingest(telemetry(30) + [line({**HEADER, "arm": "again"}), line(step(0, 0.25))])
+        s.ingest(blob(telemetry(30) + [line({**HEADER, "arm": "again"}), line(step(0, 0.25))]))
         assert s.header["arm"] == "again"
         assert list(s.steps["loss"].y.view()) == [0.25]
         assert s.epochs == []
@@ -85,7 +89,7 @@ def test_series_restart_at_a_second_header(monkeypatch):
 
 def test_series_skip_unknown_types_and_count_them():
     s = ArmSeries()
-    s.ingest([line(HEADER), b'{"type":"future_kind","t":1}', b"", b"not json"])
+    s.ingest(blob([line(HEADER), b'{"type":"future_kind","t":1}', b"", b"not json"]))
     assert s.stats.unknown_types == 1 and s.stats.bad_lines == 1
 
 
@@ -198,7 +202,7 @@ def test_series_resumed_segment_supersedes_the_interrupted_tail(monkeypatch, bul
                        "t": 2.0}))
     lines += [line(step(i, 0.125)) for i in range(20, 30)]
     s = ArmSeries()
-    s.ingest(lines)
+    s.ingest(blob(lines))
     x, y = s.steps["loss"].x.view(), s.steps["loss"].y.view()
     assert list(x) == list(range(30))
     assert list(y[20:]) == [0.125] * 10  # the resumed values, not the interrupted ones
