@@ -19,7 +19,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -49,11 +49,12 @@ class FnotuiApp(App):
     TITLE = "fnotui"
     BINDINGS = [Binding("q", "quit", "Quit", priority=False)]
 
-    snapshots: reactive[tuple[ArmSnapshot, ...]] = reactive((), always_update=True)
+    # A var, not a reactive: a reactive on the App repaints the whole screen when it changes.
+    snapshots: var[tuple[ArmSnapshot, ...]] = var((), always_update=True)
 
     def __init__(self, study: Study, *, arms_file: Path, profile: str | None = None,
                  out: Path | None = None, device: str = "auto", overrides=(),
-                 live: bool = True, poll_interval: float = 0.5,
+                 live: bool = True, poll_interval: float = 0.4,
                  store: RunStore | None = None, preload: threading.Thread | None = None):
         """``store`` and ``preload`` let the caller start the first (large) read before
         Textual is even imported; the reader joins ``preload`` before its first poll."""

@@ -59,6 +59,10 @@ class DashboardScreen(Screen):
         Binding("x", "app.export", "Export"),
     ]
 
+    def __init__(self):
+        super().__init__()
+        self._info_shown: tuple | None = None
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield ArmTable(id="arms")
@@ -70,15 +74,19 @@ class DashboardScreen(Screen):
         self.query_one(ArmTable).focus()
 
     def _show(self, snapshots) -> None:
-        table = self.query_one(ArmTable)
-        table.show(snapshots)
-        self._show_info()
+        with self.app.batch_update():  # one repaint for the table and the info panel
+            self.query_one(ArmTable).show(snapshots)
+            self._show_info()
 
     def _show_info(self) -> None:
         table = self.query_one(ArmTable)
         name = table.current_arm
-        self.query_one("#info", Static).update(
-            info_text(table.snapshot(name) if name else None))
+        text = info_text(table.snapshot(name) if name else None)
+        signature = (text.plain, tuple(text.spans))
+        if signature != self._info_shown:
+            self._info_shown = signature
+            # fixed height (fnotui.tcss): a repaint, not a layout, on every change
+            self.query_one("#info", Static).update(text, layout=False)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self._show_info()

@@ -66,7 +66,7 @@ def _ramp(values: np.ndarray, cmap) -> np.ndarray:
 
 
 def half_block_strips(rgb: np.ndarray, width: int) -> list[Strip]:
-    """One Strip per two pixel rows, centred in ``width`` cells."""
+    """One Strip per two pixel rows, centred in ``width`` cells (padded to fill them)."""
     rows, cols, _ = rgb.shape
     if rows % 2:
         rgb = np.concatenate([rgb, np.zeros((1, cols, 3), dtype=np.uint8)], axis=0)
@@ -82,7 +82,10 @@ def half_block_strips(rgb: np.ndarray, width: int) -> list[Strip]:
                 style = styles[key] = Style(color=Color.from_rgb(*top),
                                             bgcolor=Color.from_rgb(*bottom))
             segments.append(Segment("▀", style))
-        strips.append(Strip(segments, pad + cols))
+        right = max(0, width - pad - cols)
+        if right:
+            segments.append(Segment(" " * right))
+        strips.append(Strip(segments, pad + cols + right))
     return strips
 
 

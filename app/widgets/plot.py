@@ -77,7 +77,8 @@ def render_plot(curves: list[Curve], width: int, height: int, *, log_y: bool = F
                 smooth: bool = False, empty: str = "no data yet") -> Text:
     """A plot of ``curves`` in ``width`` x ``height`` cells: one legend line, then the plot."""
     width, height = max(width, 10), max(height, 4)
-    legend = Text(no_wrap=True, overflow="ellipsis")
+    legend = Text()  # non-finite counts first: they must survive a narrow plot
+    labels = Text()
     drawn: list[tuple[Curve, np.ndarray, np.ndarray]] = []
     marks = {"nan": [], "inf": [], "-inf": [], "<=0": []}
     for curve in curves:
@@ -93,25 +94,34 @@ def render_plot(curves: list[Curve], width: int, height: int, *, log_y: bool = F
             x, y = x[positive], np.log10(y[positive])
         y = np.clip(y, -_CLIP, _CLIP)
         glyph = "⢕" if curve.marker == "braille" else curve.marker
-        legend.append(glyph + " ", style=curve.color)
-        legend.append(curve.label + "  ")
+        labels.append(glyph + " ", style=curve.color)
+        labels.append(curve.label + "  ")
         if len(y):
             drawn.append((curve, x, y))
     for kind, glyph, word in (("nan", "✖", "NaN"), ("inf", "▲", "+inf"), ("-inf", "▼", "-inf"),
                               ("<=0", "▽", "≤0 (log)")):
         if marks[kind]:
             legend.append(f"{glyph} {word}×{len(marks[kind])}  ", style="bold red")
+    legend.append_text(labels)
+    legend.truncate(width, overflow="ellipsis")
     if not drawn:
         body = Text(f"\n{empty}" if not any(marks.values()) else
                     "\nno finite values to draw", style="dim")
-        return Text("\n").join([legend, body])
+        return _lines(legend, body)
     ys = np.concatenate([y for _, _, y in drawn])
     xs = np.concatenate([x for _, x, _ in drawn])
     y_lo, y_hi = float(ys.min()), float(ys.max())
     with _PLOTEXT_LOCK:
         plot = _build(drawn, marks, width, height - 1, log_y, y_lo, y_hi,
                       float(xs.min()), float(xs.max()))
-    return Text("\n").join([legend, plot])
+    return _lines(legend, plot)
+
+
+def _lines(*parts: Text) -> Text:
+    text = Text("\n").join(parts)
+    text.no_wrap = True
+    text.overflow = "crop"
+    return text
 
 
 def _build(drawn, marks, width, height, log_y, y_lo, y_hi, x_lo, x_hi) -> Text:
