@@ -447,12 +447,13 @@ class ArmSnapshot:
     collapsed: bool  # a collapse or fatal detector event exists
     epochs_done: int
     epochs_total: int | None
-    last_loss: float
-    best_val: float
+    # None: not recorded (yet). NaN / inf: recorded as such by the engine.
+    last_loss: float | None
+    best_val: float | None
     best_val_epoch: int | None
-    grad_norm: float
-    lr: float
-    samples_per_s: float
+    grad_norm: float | None
+    lr: float | None
+    samples_per_s: float | None
     eta_s: float | None
     verdict_label: str
     verdict_text: str
@@ -531,10 +532,10 @@ class ArmRun:
             val = [(_as_float(e.get("val_loss")), int(e.get("epoch", i)))
                    for i, e in enumerate(s.epochs)]
             finite_val = [(v, ep) for v, ep in val if math.isfinite(v)]
-            best_val, best_epoch = min(finite_val) if finite_val else (math.nan, None)
+            best_val, best_epoch = min(finite_val) if finite_val else (None, None)
             last_epoch = s.epochs[-1] if s.epochs else {}
-            lr = s.steps["lr"].y.last() if len(s.steps["lr"]) else _as_float(last_epoch.get("lr"))
-            sps = _as_float(last_epoch.get("samples_per_s")) if last_epoch else self._step_rate(s)
+            lr = _last(s.steps["lr"]) if len(s.steps["lr"]) else _field(last_epoch, "lr")
+            sps = _field(last_epoch, "samples_per_s") if last_epoch else self._step_rate(s)
             if self._spark_cache is None or self._spark_cache[0] != s.version:
                 self._spark_cache = (s.version,
                                      bucket_peaks(s.steps["loss"].y.view(), SPARK_BUCKETS),
@@ -543,8 +544,8 @@ class ArmRun:
             return ArmSnapshot(
                 name=self.name, in_study=self.in_study, state=state, collapsed=bool(alarms),
                 epochs_done=len(s.epochs), epochs_total=epochs_total,
-                last_loss=s.steps["loss"].y.last(), best_val=best_val,
-                best_val_epoch=best_epoch, grad_norm=s.steps["grad_norm"].y.last(), lr=lr,
+                last_loss=_last(s.steps["loss"]), best_val=best_val,
+                best_val_epoch=best_epoch, grad_norm=_last(s.steps["grad_norm"]), lr=lr,
                 samples_per_s=sps,
                 eta_s=self._eta(s, state, epochs_total, now),
                 verdict_label=verdict[0], verdict_text=verdict[1], verdict_detail=verdict[2],
@@ -557,13 +558,13 @@ class ArmRun:
             )
 
     @staticmethod
-    def _step_rate(s: ArmSeries) -> float:
+    def _step_rate(s: ArmSeries) -> float | None:
         """Samples per second from the step timestamps, before the first epoch record."""
         batch = _batch_size(s.header)
         if s.step_times is None or batch is None:
-            return math.nan
+            return None
         first, last, count = s.step_times
-        return (count - 1) * batch / (last - first) if last > first else math.nan
+        return (count - 1) * batch / (last - first) if last > first else None
 
     @staticmethod
     def _eta(s: ArmSeries, state: str, epochs_total: int | None, now: float) -> float | None:
@@ -600,6 +601,16 @@ class ArmRun:
                 ys = np.array([p[1] for p in pairs], dtype=np.float64)
                 epochs[name] = (xs, ys)
             return PlotData(self.name, steps, epochs, tuple(s.events), s.header, spe, s.version)
+
+
+def _last(series: StepSeries) -> float | None:
+    return series.y.last() if len(series) else None
+
+
+def _field(record: dict, name: str) -> float | None:
+    """A number from a record; None when absent (null without a nonfinite note)."""
+    value = record.get(name)
+    return _as_float(value) if value is not None else None
 
 
 def _steps_per_epoch(header: dict | None) -> float | None:

@@ -22,10 +22,12 @@ def info_text(s: ArmSnapshot | None) -> Text:
     t.append(s.name, style="bold")
     t.append("  ")
     t.append_text(state_text(s.state, s.collapsed))
+    if s.state == "not started" and not s.has_run:
+        t.append(f"\n{s.epochs_total} epochs configured; r starts it as a background engine",
+                 style="dim")
+        return t
     t.append("  verdict ")
     t.append(s.verdict_text, style=VERDICT_STYLES.get(s.verdict_label, ""))
-    if s.verdict_detail:
-        t.append(f" ({s.verdict_detail})", style="dim")
     total = "?" if s.epochs_total is None else s.epochs_total
     t.append(f"\nepoch {s.epochs_done}/{total} · loss {fmt_num(s.last_loss)} · best val "
              f"{fmt_num(s.best_val)}"
@@ -44,6 +46,10 @@ def info_text(s: ArmSnapshot | None) -> Text:
     if problems:
         t.append(" · ")
         t.append(" · ".join(problems), style="bold red")
+    if s.verdict_detail:
+        t.append(f"\n{s.verdict_detail}", style="dim")
+    t.no_wrap = True  # one fact per line, cut with an ellipsis rather than wrapped
+    t.overflow = "ellipsis"
     return t
 
 

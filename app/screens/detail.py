@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from app.widgets.cells import fmt_num, severity_text
-from app.widgets.image import HalfBlockImage, describe
+from app.widgets.image import HalfBlockImage, describe, display_range
 from app.widgets.plot import Curve, PlotView, render_plot
 from engine.runstore import PlotData
 
@@ -94,9 +94,12 @@ class ReconPanel(Grid):
                                      id=f"img-{key}")
 
     def show(self, arrays: dict[str, np.ndarray]) -> None:
+        """Each reconstruction on its ground truth's scale, so a collapse looks flat."""
         for key in RECON_KEYS:
             image = arrays.get(key)
-            self.query_one(f"#img-{key}", HalfBlockImage).set_image(image)
+            truth = arrays.get(key.replace("recon_", "gt_"))
+            vrange = display_range(truth) if truth is not None else None
+            self.query_one(f"#img-{key}", HalfBlockImage).set_image(image, vrange)
             caption = key.replace("_", " ")
             if image is not None:
                 caption += f"  {describe(image)}"
@@ -293,7 +296,8 @@ class ArmDetailScreen(Screen):
             panel.display = False
             return
         panel.display = True
-        note.update("left: reconstruction · right: ground truth · magenta: NaN/inf")
+        note.update("left: recon (on the ground truth's scale) · right: ground truth · "
+                    "magenta: NaN")
         panel.show(arrays)
 
 

@@ -38,28 +38,40 @@ def fit(h: int, w: int, max_rows: int, max_cols: int) -> tuple[int, int]:
     return max(1, int(h * scale)), max(1, int(w * scale))
 
 
-def grey(values: np.ndarray) -> np.ndarray:
-    """Finite values scaled between their 1st and 99th percentile to a grey ramp (uint8 RGB)."""
-    return _ramp(values, lambda t: np.stack([t, t, t], axis=-1))
+def display_range(values: np.ndarray) -> tuple[float, float] | None:
+    """1st and 99th percentile of the finite values (None if there are none)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None
+    lo, hi = np.percentile(finite, [1, 99])
+    return float(lo), float(hi)
 
 
-def phase_colors(values: np.ndarray) -> np.ndarray:
-    """A blue-white-red diverging map, scaled to the finite range (phase around zero)."""
+def grey(values: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """Values on a grey ramp (uint8 RGB) over ``vrange`` (default: their own range)."""
+    return _ramp(values, lambda t: np.stack([t, t, t], axis=-1), vrange)
+
+
+def phase_colors(values: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
+    """A blue-white-red diverging map over ``vrange`` (default: their own range)."""
     def blue_white_red(t):
         r = np.clip(2 * t, 0, 1)
         b = np.clip(2 - 2 * t, 0, 1)
         g = 1 - np.abs(2 * t - 1)
         return np.stack([r, g, b], axis=-1)
-    return _ramp(values, blue_white_red)
+    return _ramp(values, blue_white_red, vrange)
 
 
-def _ramp(values: np.ndarray, cmap) -> np.ndarray:
+def _ramp(values: np.ndarray, cmap, vrange) -> np.ndarray:
     finite = np.isfinite(values)
     out = np.empty(values.shape + (3,), dtype=np.uint8)
-    if finite.any():
-        lo, hi = np.percentile(values[finite], [1, 99])
-        span = hi - lo if hi > lo else 1.0
-        t = np.clip((np.where(finite, values, lo) - lo) / span, 0, 1)
+    vrange = vrange or display_range(values)
+    if vrange is not None:
+        lo, hi = vrange
+        if hi > lo:
+            t = np.clip((np.where(finite, values, lo) - lo) / (hi - lo), 0, 1)
+        else:  # a constant image: the middle of the ramp, not its black end
+            t = np.full(values.shape, 0.5)
         out[...] = (cmap(t) * 255).astype(np.uint8)
     out[~finite] = NONFINITE_RGB
     return out
@@ -100,12 +112,17 @@ class HalfBlockImage(Widget):
         super().__init__(id=id)
         self.cmap = cmap
         self._image: np.ndarray | None = None
+        self._vrange: tuple[float, float] | None = None
         self._strips: list[Strip] = []
         self._fitted_for: tuple[int, int] | None = None
         self.nonfinite = 0
 
-    def set_image(self, image: np.ndarray | None) -> None:
+    def set_image(self, image: np.ndarray | None,
+                  vrange: tuple[float, float] | None = None) -> None:
+        """Show ``image`` with its values mapped over ``vrange`` (default: its own 1-99th
+        percentile); pass the ground truth's range to show a reconstruction on its scale."""
         self._image = None if image is None else np.asarray(image, dtype=np.float64)
+        self._vrange = vrange
         self.nonfinite = 0 if image is None else int((~np.isfinite(self._image)).sum())
         self._fitted_for = None
         self.refresh()
@@ -120,7 +137,7 @@ class HalfBlockImage(Widget):
             return
         rows, cols = fit(*self._image.shape, 2 * size[1], size[0])
         small = area_resample(self._image, rows, cols)
-        rgb = phase_colors(small) if self.cmap == "phase" else grey(small)
+        rgb = (phase_colors if self.cmap == "phase" else grey)(small, self._vrange)
         self._strips = half_block_strips(rgb, size[0])
 
     def render_line(self, y: int) -> Strip:
