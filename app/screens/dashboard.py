@@ -57,7 +57,6 @@ class DashboardScreen(Screen):
     """The study at a glance; keys act on the marked arms, or on the highlighted one."""
 
     BINDINGS = [
-        Binding("enter", "detail", "Detail", priority=True),
         Binding("space", "toggle_mark", "Select"),
         Binding("c", "compare", "Compare"),
         Binding("r", "launch", "Run"),
@@ -108,11 +107,6 @@ class DashboardScreen(Screen):
         if marked:
             return marked
         return [table.current_arm] if table.current_arm else []
-
-    def action_detail(self) -> None:
-        name = self.query_one(ArmTable).current_arm
-        if name:
-            self.app.open_detail(name)
 
     def action_toggle_mark(self) -> None:
         table = self.query_one(ArmTable)

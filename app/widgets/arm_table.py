@@ -10,6 +10,7 @@ horizontally and are repeated in the info panel under the table.
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from app.widgets.cells import (
@@ -74,6 +75,9 @@ def _signature(text: Text) -> tuple:
 class ArmTable(DataTable):
     """Rows keyed by arm name; ``marked`` is the set of arms selected with space."""
 
+    # Enter is the table's own select (so it acts on the row the cursor is on after every
+    # earlier key press, in order); shown in the footer as "Detail".
+    BINDINGS = [Binding("enter", "select_cursor", "Detail")]
     # Rendered cells kept by content; cleared when it grows past this many entries.
     CELL_CACHE_SIZE = 4096
 
@@ -108,6 +112,26 @@ class ArmTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
             self.add_column(label, width=width, key=key)
+
+    def action_cursor_right(self) -> None:
+        """Left and right move a whole column: at 80 columns the right-hand half of the table
+        is off screen, and a cell at a time would take dozens of key presses."""
+        self._scroll_by_column(+1)
+
+    def action_cursor_left(self) -> None:
+        self._scroll_by_column(-1)
+
+    def _scroll_by_column(self, direction: int) -> None:
+        edges, x = [], 0
+        for column in self.ordered_columns:
+            edges.append(x)
+            x += column.get_render_width(self)
+        now = round(self.scroll_x)
+        if direction > 0:
+            target = next((e for e in edges if e > now), now)
+        else:
+            target = max((e for e in edges if e < now), default=0)
+        self.scroll_to(x=target, animate=False)
 
     @property
     def current_arm(self) -> str | None:

@@ -6,7 +6,6 @@ pytest-asyncio is not a dependency, so each test drives its own event loop with 
 from __future__ import annotations
 
 import asyncio
-import json
 
 from textual.notifications import Notify
 from textual.widgets import DataTable, TabbedContent
@@ -261,3 +260,20 @@ def test_stop_key_asks_then_sends_sigterm(study_file, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_left_and_right_scroll_the_table_a_column_at_a_time(study_file):
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(ArmTable)
+            widths = [c.get_render_width(table) for c in table.ordered_columns]
+            await pilot.press("right", "right")
+            await pilot.pause()
+            assert table.scroll_x == widths[0] + widths[1]
+            await pilot.press("left")
+            await pilot.pause()
+            assert table.scroll_x == widths[0]
+
+    run(main())
