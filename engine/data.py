@@ -29,12 +29,19 @@ from typing import Callable
 
 import numpy as np
 
-from engine import simulate
 from engine.config import DataConfig, check_all
 from engine.datacache import read_cache, recipe_digest, write_cache
 from engine.errors import ConfigError, DatasetError
 from engine.probe import IDEAL_DISK, build_probe, load_probe, probe_file_digest, probe_path
 from engine.stitch import count_patches_per_axis, gt_crop_bounds
+
+
+def _simulation():
+    """engine.simulate, imported on first use: it pulls in PyTorch (~2 s, ~250 MB), which
+    validating a recipe (arms.toml loading, the dashboard's start-up) never needs."""
+    from engine import simulate
+
+    return simulate
 
 # Bump whenever simulation, stored layout or meta change: old cache files then stop matching.
 DATA_FORMAT_VERSION = 1
@@ -63,14 +70,14 @@ class Split:
     def amplitude(self) -> np.ndarray:
         """float32 (n, N, N): object amplitude patches / norm_Y_I, cut on first access."""
         n = self.diffraction.shape[-1]
-        return simulate.extract_patches(
+        return _simulation().extract_patches(
             _normalised(self.object_amplitude, self.norm_Y_I), n, self.stride
         )
 
     @cached_property
     def phase(self) -> np.ndarray:
         """float32 (n, N, N): object phase patches, cut on first access."""
-        return simulate.extract_patches(self.object_phase, self.diffraction.shape[-1], self.stride)
+        return _simulation().extract_patches(self.object_phase, self.diffraction.shape[-1], self.stride)
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,6 +176,7 @@ def _seeded(seed: int, stream: str) -> np.random.Generator:
 def _simulate(cfg: DataConfig, log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict]:
     """Run the whole recipe; return the arrays to store and the build facts not derivable later."""
     started = time.perf_counter()
+    simulate = _simulation()
     probe = build_probe(cfg)
     geometry = _geometry(cfg)
     arrays: dict[str, np.ndarray] = {"probe": probe.array}
@@ -223,7 +231,7 @@ def _assemble(
             diffraction=arrays[f"{split}_diffraction"],
             object_amplitude=arrays[f"{split}_object_amplitude"],
             object_phase=arrays[f"{split}_object_phase"],
-            positions=np.tile(simulate.scan_positions(size, n, stride), (images, 1)),
+            positions=np.tile(_simulation().scan_positions(size, n, stride), (images, 1)),
             norm_Y_I=float(arrays[f"{split}_norm_Y_I"]),
             stride=stride,
             patches_per_axis=count_patches_per_axis(size, n, stride),

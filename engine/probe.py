@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
-from skimage.restoration import unwrap_phase
 
 from engine.config import DataConfig
 from engine.errors import ConfigError
@@ -71,6 +69,8 @@ def ideal_disk_probe(n: int) -> np.ndarray:
     profile = np.exp(-0.5 * (axis / std) ** 2)
     profile /= profile.max()
     disk = (np.outer(profile, profile) > DISK_THRESHOLD).astype(np.float64)
+    from scipy.ndimage import gaussian_filter  # lazy: recipe validation never needs SciPy
+
     return gaussian_filter(disk, DISK_EDGE_SIGMA) + DISK_FLOOR
 
 
@@ -149,6 +149,10 @@ def smooth_probe(probe: np.ndarray, sigma: float) -> np.ndarray:
     probe = probe.astype(np.complex128)
     if sigma == 0:
         return probe
+    # Lazy: loading arms.toml (and the dashboard's start-up) validates probes without smoothing.
+    from scipy.ndimage import gaussian_filter
+    from skimage.restoration import unwrap_phase
+
     amplitude = gaussian_filter(np.abs(probe), sigma)
     phase = gaussian_filter(unwrap_phase(np.angle(probe), rng=0), sigma)
     return amplitude * np.exp(1j * phase)

@@ -46,3 +46,16 @@ def test_headless_cli_does_not_import_textual():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_loading_a_study_for_the_dashboard_does_not_import_torch_or_scipy():
+    # The dashboard's first frame waits on this; torch alone costs ~2 s and ~250 MB here.
+    code = (
+        "import sys\n"
+        "from engine.arms import load_study\n"
+        "load_study('arms.toml', validate_models=False)\n"
+        "print(sorted(m for m in ('torch', 'scipy', 'skimage') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
