@@ -17,6 +17,7 @@ EXIT_INTERRUPTED = 130
 
 EPILOG = """\
 examples:
+  fnotui                                         the dashboard on ./arms.toml and its runs
   fnotui --run arm_stable_warmup                 train one arm of ./arms.toml in the foreground
   fnotui --run arm_stable_warmup --profile quick a few-minute CPU version (runs in <output_dir>_quick)
   fnotui --run arm_control --set epochs=2 --set data.train_stride=32
