@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.telemetry import MAX_LINE_BYTES, RECORD_TYPES, ReadStats, decode_record
+from engine.telemetry import MAX_LINE_BYTES
 
 # The first bytes of the file, compared on every poll that sees growth: a file truncated and
 # rewritten past our offset between two polls has the same-or-larger size but a new beginning.
@@ -161,20 +161,3 @@ def _pread_all(fd: int, size: int, offset: int) -> bytes:
         size -= len(block)
         offset += len(block)
     return b"".join(parts)
-
-
-def decode_lines(lines: list[bytes], stats: ReadStats) -> list[dict]:
-    """Decode complete lines with ``decode_record``; blank lines are skipped, bad ones counted."""
-    records = []
-    for raw in lines:
-        if not raw.strip():
-            continue
-        try:
-            record = decode_record(raw)
-        except ValueError:
-            stats.bad_lines += 1
-            continue
-        if record.get("type") not in RECORD_TYPES:
-            stats.unknown_types += 1
-        records.append(record)
-    return records

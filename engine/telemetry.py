@@ -158,19 +158,9 @@ class ReadStats:
         self.unknown_types = 0
 
 
-def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict]:
-    """Every complete, parseable record of a telemetry file, in order.
-
-    Unparseable or over-long lines are skipped and counted; an unterminated last line is the
-    writer's record in progress (or a crash leftover) and is never parsed.
-    """
-    stats = stats if stats is not None else ReadStats()
-    with open(path, "rb") as fh:
-        data = fh.read()
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    if tail:
-        stats.partial_tail = True
+def decode_lines(lines, stats: ReadStats) -> list[dict]:
+    """Decode complete lines; blank lines are skipped, bad or over-long ones counted."""
+    records = []
     for raw in lines:
         if not raw.strip():
             continue
@@ -184,7 +174,24 @@ def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict]:
             continue
         if record.get("type") not in RECORD_TYPES:
             stats.unknown_types += 1
-        yield record
+        records.append(record)
+    return records
+
+
+def iter_records(path: Path, stats: ReadStats | None = None) -> Iterator[dict]:
+    """Every complete, parseable record of a telemetry file, in order.
+
+    Unparseable or over-long lines are skipped and counted; an unterminated last line is the
+    writer's record in progress (or a crash leftover) and is never parsed.
+    """
+    stats = stats if stats is not None else ReadStats()
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if tail:
+        stats.partial_tail = True
+    yield from decode_lines(lines, stats)
 
 
 def resolve_segments(records) -> list[dict]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 
-from engine.tail import Tailer, decode_lines
-from engine.telemetry import ReadStats, encode_record
+from engine.tail import Tailer
+from engine.telemetry import ReadStats, decode_lines, encode_record
 
 
 def append(path, data: bytes) -> None:
