@@ -23,6 +23,8 @@ examples:
   fnotui --run arm_control --set epochs=2 --set data.train_stride=32
   fnotui --run arm_control --resume              continue after a crash, kill or stop
   fnotui --list                                  arms and the state of their runs
+  fnotui launch arm_control arm_stable           detached engines that outlive this shell
+  fnotui stop arm_control                        graceful stop (SIGTERM); continue with --resume
   fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
 
 exit codes:
@@ -213,7 +215,90 @@ def cmd_export(argv: list[str]) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = {"export": cmd_export}
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("arms_names", nargs="+", metavar="ARM")
+    p.add_argument("--arms", default="arms.toml", metavar="FILE",
+                   help="arms file (default: ./arms.toml)")
+    p.add_argument("--out", metavar="DIR", help="output directory (overrides [study] output_dir)")
+    p.add_argument("--profile", metavar="NAME", help="apply [profiles.NAME] of the arms file")
+
+
+def build_launch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fnotui launch",
+        description="Start each arm as a detached engine (its own session: it survives this "
+                    "shell, the dashboard and an ssh hang-up); output goes to the arm's run.log. "
+                    "An arm that is running is refused.")
+    _study_args(p)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a knob, as for --run")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    again.add_argument("--restart", action="store_true", help="archive the earlier run first")
+    return p
+
+
+def cmd_launch(argv: list[str]) -> int:
+    from engine.arms import load_study
+    from engine.errors import ConfigError
+    from engine.launch import LaunchError, launch_detached
+
+    args = build_launch_parser().parse_args(argv)
+    mode = "resume" if args.resume else "restart" if args.restart else None
+    try:
+        study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
+                           output_dir=args.out)
+        names = [study.arm(name).name for name in args.arms_names]
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    code = EXIT_OK
+    for name in names:
+        try:
+            pid = launch_detached(Path(args.arms), name, Path(args.out) if args.out else None,
+                                  args.profile, args.device, run_dir=study.run_dir(name),
+                                  mode=mode, overrides=args.overrides)
+        except LaunchError as exc:
+            _err(str(exc))
+            code = EXIT_BAD_INPUT
+            continue
+        print(f"launched {name}: pid {pid}, log {study.run_dir(name) / 'run.log'}")
+    return code
+
+
+def cmd_stop(argv: list[str]) -> int:
+    from engine.arms import load_study
+    from engine.errors import ConfigError
+    from engine.launch import LaunchError, stop_run
+
+    p = argparse.ArgumentParser(
+        prog="fnotui stop",
+        description="Ask running arms to stop gracefully (SIGTERM): each finishes its current "
+                    "step, saves model, history and checkpoint, writes a final status, exits. "
+                    "Continue later with --resume.")
+    _study_args(p)
+    args = p.parse_args(argv)
+    try:
+        study = load_study(args.arms, profile=args.profile, output_dir=args.out,
+                           validate_models=False)
+        names = [study.arm(name).name for name in args.arms_names]
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    code = EXIT_OK
+    for name in names:
+        try:
+            pid = stop_run(study.run_dir(name))
+        except LaunchError as exc:
+            _err(str(exc))
+            code = EXIT_BAD_INPUT
+            continue
+        print(f"asked {name} (pid {pid}) to stop")
+    return code
+
+
+SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop}
 
 
 def main(argv: list[str] | None = None) -> int:

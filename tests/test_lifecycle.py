@@ -1,0 +1,111 @@
+"""Detached launch, graceful stop, and racing launches: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.status import run_state
+from engine.telemetry import iter_records
+
+REPO = Path(__file__).resolve().parents[1]
+
+ARMS = """
+[study]
+name = "life"
+output_dir = "runs"
+
+[data]
+N = 32
+object_size = 64
+n_lines = 30
+nimgs_train = 1
+nimgs_test = 1
+train_stride = 8
+test_stride = 8
+
+[defaults]
+fno_width = 4
+fno_blocks = 2
+fno_modes = 4
+epochs = 400
+batch_size = 8
+infer_batch_size = 16
+
+[arms.slow]
+architecture = "cnn"
+"""
+
+
+def cli(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture()
+def study(tmp_path) -> Path:
+    (tmp_path / "arms.toml").write_text(textwrap.dedent(ARMS))
+    return tmp_path
+
+
+def wait_for(predicate, timeout: float = 90, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_done(run: Path) -> int:
+    try:
+        return len(json.loads((run / "history.json").read_text())["val_loss"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def test_launch_detaches_then_stop_saves_and_records_killed(study):
+    out = cli("launch", "slow", cwd=study)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split("pid ")[1].split(",")[0])
+    run = study / "runs" / "slow"
+    assert os.getsid(pid) != os.getsid(0)  # its own session: survives our shell and an ssh hang-up
+    wait_for(lambda: epochs_done(run) >= 1, what="a first epoch")
+    assert run_state(run) == "running"
+
+    again = cli("launch", "slow", cwd=study)
+    assert again.returncode == 2 and "already running" in again.stderr
+
+    stop = cli("stop", "slow", cwd=study)
+    assert stop.returncode == 0, stop.stderr
+    wait_for(lambda: run_state(run) == "killed", what="the killed status")
+    status = json.loads((run / "status.json").read_text())
+    assert status["exit_code"] == 130 and (run / "checkpoint.pt").is_file()
+    assert "SIGTERM received" in (run / "run.log").read_text()
+
+
+def test_stop_of_an_arm_that_is_not_running_is_refused(study):
+    out = cli("stop", "slow", cwd=study)
+    assert out.returncode == 2 and "slow" in out.stderr
+
+
+def test_two_racing_launches_of_one_arm_train_exactly_once(study):
+    args = [sys.executable, "-m", "app.cli", "--arms", "arms.toml", "--run", "slow",
+            "--set", "epochs=2"]
+    procs = [subprocess.Popen(args, cwd=study, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [p.communicate(timeout=180) + (p.returncode,) for p in procs]
+    codes = sorted(code for _, _, code in results)
+    assert codes == [0, 2], results
+    loser_err = next(err for _, err, code in results if code == 2)
+    assert "in use by another running engine" in loser_err or "already holds a run" in loser_err
+    headers = [r for r in iter_records(study / "runs" / "slow" / "telemetry.jsonl")
+               if r["type"] == "header"]
+    assert len(headers) == 1
