@@ -122,9 +122,21 @@ class TelemetryWriter:
 
     def write(self, record: dict) -> None:
         data = encode_record(record).encode("utf-8")
+        start = self._fh.tell()
         try:
-            self._fh.write(data)  # unbuffered: one write() syscall per line
+            view = memoryview(data)
+            while view:  # unbuffered: normally one write() syscall per line
+                n = self._fh.write(view)
+                if not n:
+                    raise OSError(f"write returned {n}")
+                view = view[n:]
         except OSError as exc:
+            # A full disk (or a file-size limit) can take half a line: cut it off again, so the
+            # file stays whole records up to the last one that fit.
+            try:
+                os.ftruncate(self._fh.fileno(), start)
+            except OSError:
+                pass
             raise TelemetryError(f"cannot append to {self.path}: {exc}") from exc
         self.records_written += 1
         self.bytes_written += len(data)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.status import run_state
-from engine.telemetry import iter_records
+from engine.telemetry import ReadStats, iter_records
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,3 +109,32 @@ def test_two_racing_launches_of_one_arm_train_exactly_once(study):
     headers = [r for r in iter_records(study / "runs" / "slow" / "telemetry.jsonl")
                if r["type"] == "header"]
     assert len(headers) == 1
+
+
+def test_write_error_fails_the_run_cleanly_and_keeps_telemetry_whole(study):
+    # Build the dataset cache first, without a limit, so the limit bites while training.
+    first = cli("--arms", "arms.toml", "--run", "slow", "--set", "epochs=1", cwd=study)
+    assert first.returncode == 0, first.stderr
+    limit = 48 * 1024  # bytes per file: a few epochs of telemetry, then EFBIG ("disk full")
+
+    def limit_file_size():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--arms", "arms.toml", "--run", "slow", "--restart"],
+        cwd=study, capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "File too large" in proc.stderr or "too large" in proc.stderr.lower()
+    run = study / "runs" / "slow"
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and status["exit_code"] == 1 and status["error"]
+    data = (run / "telemetry.jsonl").read_bytes()
+    assert data.endswith(b"\n")  # no half-written record left behind
+    stats = ReadStats()
+    records = list(iter_records(run / "telemetry.jsonl", stats))
+    assert stats.bad_lines == 0 and not stats.partial_tail
+    assert records[0]["type"] == "header" and any(r["type"] == "step" for r in records)
