@@ -1,8 +1,8 @@
 """Telemetry cost relative to a training step (target: < 2 % of step time).
 
 Measures, on this machine, the median cost of what the training loop adds per optimizer step for
-telemetry (encoding and appending one step record, the batched host copy, amortised per-epoch
-fsync) and divides it by the median time of a real training step of the study's generator
+telemetry (the batched host copy, encoding and appending one step record, the live step
+detectors, amortised per-epoch fsync) and divides it by the median time of a real training step of the study's generator
 (hybrid, width 32, 4 blocks, batch 16, physics loss, Adam).
 
 Run: python bench/telemetry_overhead.py [--steps 20] [--device cpu] [--write docs/benchmarks.md]
@@ -23,7 +23,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.config import ModelConfig, TrainConfig  # noqa: E402
+from engine.config import DetectConfig, ModelConfig, TrainConfig  # noqa: E402
+from engine.detectors import StepDetectors  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.optim import GradClipper, build_optimizer  # noqa: E402
 from engine.physics import ForwardModel, get_loss  # noqa: E402
@@ -58,7 +59,9 @@ def step_time(device: torch.device, steps: int, n: int = 64) -> float:
 
 
 def telemetry_cost_per_step(device: torch.device, repeats: int = 30) -> tuple[float, float]:
-    """(median seconds per step for step records, median seconds per fsync)."""
+    """(median seconds per step for step records and the live step detectors, median seconds
+    per fsync)."""
+    detectors = StepDetectors(DetectConfig())
     with tempfile.TemporaryDirectory() as tmp:
         writer = TelemetryWriter(Path(tmp) / "telemetry.jsonl")
         per_step, fsyncs = [], []
@@ -67,7 +70,7 @@ def telemetry_cost_per_step(device: torch.device, repeats: int = 30) -> tuple[fl
                         torch.rand((), device=device), None, time.time())
                        for i in range(STEP_FLUSH_EVERY)]
             t0 = time.perf_counter()
-            _flush_steps(writer, pending, epoch=0, lr=1e-3)
+            _flush_steps(writer, pending, epoch=0, lr=1e-3, detectors=detectors)
             per_step.append((time.perf_counter() - t0) / STEP_FLUSH_EVERY)
             t0 = time.perf_counter()
             writer.fsync()
@@ -88,7 +91,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}")
     print(f"training step (hybrid w32, batch 16): median {t_step * 1e3:.1f} ms")
-    print(f"step record (encode + write + flush, batched host copy): median {t_rec * 1e6:.1f} us")
+    print(f"step record (batched host copy, encode, write, live step detectors): "
+          f"median {t_rec * 1e6:.1f} us")
     print(f"fsync: median {t_fsync * 1e3:.2f} ms, once per epoch "
           f"({STEPS_PER_EPOCH} steps) -> {t_fsync / STEPS_PER_EPOCH * 1e6:.2f} us per step")
     print(f"telemetry overhead: {per_step / t_step * 100:.3f} % of step time (target < 2 %)")
