@@ -158,6 +158,16 @@ def _apply_overrides(arm: str, overrides: list[str], arm_table: dict,
             )
 
 
+def _anchor_probe(data: dict, base: Path) -> dict:
+    """A relative probe file is relative to the arms file (or, from --set, to the current
+    directory): made absolute here, so a detached engine with another cwd finds the same file
+    and config.json records which file it was."""
+    probe = data.get("probe")
+    if probe is None or probe == "ideal_disk" or Path(probe).expanduser().is_absolute():
+        return data
+    return {**data, "probe": str((base / probe).resolve())}
+
+
 def _split_arm_level(values: dict) -> tuple[dict, dict]:
     model = {k: v for k, v in values.items() if k in _MODEL}
     train = {k: v for k, v in values.items() if k in _TRAIN}
@@ -249,9 +259,10 @@ def load_study(
             _where(path, arm_name, f"arms.{arm_name}.detect"), table.get("detect", {}), _DETECT
         )
         merged_arm = {**base_arm, **arm_vals, **prof_arm}
-        sections = {"data": {**base_data, **data_vals, **prof_data},
+        sections = {"data": _anchor_probe({**base_data, **data_vals, **prof_data}, path.parent),
                     "detect": {**base_detect, **detect_vals}}
         _apply_overrides(arm_name, overrides or [], merged_arm, sections)
+        sections["data"] = _anchor_probe(sections["data"], Path.cwd())
         model_vals, train_vals = _split_arm_level(merged_arm)
         cfg = ArmConfig(
             name=arm_name,

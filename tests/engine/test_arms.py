@@ -232,3 +232,16 @@ def test_bad_set_override_names_key_and_allowed(tmp_path, override, fragments):
         load_study(write(tmp_path, GOOD), overrides=[override])
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_relative_probe_file_is_relative_to_the_arms_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    sub = tmp_path / "study"
+    sub.mkdir()
+    np.save(sub / "probe.npy", np.ones((32, 32), dtype=np.complex64))
+    path = sub / "arms.toml"
+    path.write_text(GOOD.replace("n_lines = 20", 'n_lines = 20\nprobe = "probe.npy"'))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the file must still be found
+    study = load_study(path)
+    assert study.arm("a").data.probe == str((sub / "probe.npy").resolve())
