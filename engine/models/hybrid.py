@@ -13,16 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.layers import InputTransform, Lifter, OutputHead, PtychoBlock, StablePtychoBlock
-
-
-def channel_schedule(width: int, levels: int, cap: int = 0) -> list[int]:
-    """Channels per level: doubling from ``width``, each step limited to ``cap`` (0 = no cap)."""
-    channels = [width]
-    for _ in range(levels - 1):
-        doubled = 2 * channels[-1]
-        channels.append(min(doubled, cap) if cap else doubled)
-    return channels
+from engine.models.layers import (InputTransform, Lifter, OutputHead, PtychoBlock,
+                                  StablePtychoBlock, channel_schedule, decoder_pairs)
 
 
 def bottleneck_modes(modes: int) -> int:
@@ -69,9 +61,8 @@ class HybridUNO(nn.Module):
             nn.Conv2d(c_in, c_out, 2, stride=2)
             for c_in, c_out in zip(self.channels[:-1], self.channels[1:]))
         self.bottleneck = block(self.channels[-1], bottleneck_modes(modes), blocks - 1)
-        self.decoder = nn.ModuleList(
-            DecoderLevel(c_in, c_out)
-            for c_in, c_out in zip(self.channels[:0:-1], self.channels[-2::-1]))
+        self.decoder = nn.ModuleList(DecoderLevel(c_in, c_out)
+                                     for c_in, c_out in decoder_pairs(self.channels))
         self.head = OutputHead(width, output_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

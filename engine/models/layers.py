@@ -144,6 +144,21 @@ class SpectralConv2d(nn.Module):
                 "rows_per_corner": self.rows, "cols": self.cols, "corners": self.corners}
 
 
+def channel_schedule(width: int, levels: int, cap: int = 0) -> list[int]:
+    """Channels per level: doubling from ``width``, each step limited to ``cap`` (0 = no cap)."""
+    channels = [width]
+    for _ in range(levels - 1):
+        doubled = 2 * channels[-1]
+        channels.append(min(doubled, cap) if cap else doubled)
+    return channels
+
+
+def decoder_pairs(channels: list[int]) -> list[tuple[int, int]]:
+    """(coarse, fine) channel pairs for the decoder levels, coarsest first, mirroring the
+    encoder schedule (so a capped schedule is mirrored as capped)."""
+    return list(zip(channels[:0:-1], channels[-2::-1]))
+
+
 def use_channels_last(model: nn.Module) -> nn.Module:
     """Store every conv weight channels-last, so activations stay channels-last end to end.
 

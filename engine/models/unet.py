@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.layers import InputTransform, OutputHead
+from engine.models.layers import InputTransform, OutputHead, channel_schedule, decoder_pairs
 
 
 class DoubleConv(nn.Sequential):
@@ -45,14 +45,13 @@ class UNet(nn.Module):
 
     def __init__(self, width: int, levels: int, output_mode: str, input_transform: str):
         super().__init__()
-        self.channels = [width * 2**i for i in range(levels)]
+        self.channels = channel_schedule(width, levels)
         self.input_transform = InputTransform(input_transform)
         self.encoder = nn.ModuleList(
             DoubleConv(c_in, c_out) for c_in, c_out in zip([1] + self.channels[:-1], self.channels))
         self.pool = nn.MaxPool2d(2)
-        self.decoder = nn.ModuleList(
-            UpLevel(c_in, c_out)
-            for c_in, c_out in zip(self.channels[:0:-1], self.channels[-2::-1]))
+        self.decoder = nn.ModuleList(UpLevel(c_in, c_out)
+                                     for c_in, c_out in decoder_pairs(self.channels))
         self.head = OutputHead(self.channels[0], output_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

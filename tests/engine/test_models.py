@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -295,9 +297,6 @@ def test_describe_cnn_has_no_spectral_fields():
 
 
 def test_param_counts_doc_is_current():
-    from pathlib import Path
-    import importlib.util
-
     repo = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("param_counts", repo / "scripts" / "param_counts.py")
     script = importlib.util.module_from_spec(spec)
