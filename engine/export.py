@@ -119,7 +119,7 @@ def export_study(study: Study, out_dir: Path | None = None,
         profile=study.profile,
         stats=list(stats.values()),
         references=references,
-        config_diff=config_differences(_configs(evidence)),
+        config_diff=config_differences(_configs(evidence, study)),
         identical_histories=identical_histories(evidence),
         identical_amp_metrics=identical_amp_metrics(list(stats.values())),
         flat_level_arms=at_flat_level(list(stats.values()), references),
@@ -260,8 +260,16 @@ def _flatten(cfg: dict) -> dict[str, object]:
     return out
 
 
-def _configs(evidence: dict[str, RunEvidence]) -> dict[str, dict]:
-    return {arm: _flatten(ev.config) for arm, ev in evidence.items() if ev.config}
+def _configs(evidence: dict[str, RunEvidence], study: Study) -> dict[str, dict]:
+    """Each arm's config as trained (its run's config.json) or, for an arm without a run, as
+    the arms file defines it: the comparison is of the study's arms, not only of finished runs."""
+    configs = {}
+    for arm, ev in evidence.items():
+        if ev.config:
+            configs[arm] = _flatten(ev.config)
+        elif arm in study.arms:
+            configs[arm] = _flatten(study.arms[arm].to_dict())
+    return configs
 
 
 def config_differences(configs: dict[str, dict]) -> list[tuple[str, dict[str, object]]]:
