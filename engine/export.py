@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,18 +153,9 @@ def _write_text(path: Path, text: str) -> None:
 
 def _copy(src: Path, dst: Path) -> None:
     """Copy through a temp file in the destination folder, so a reader never sees half a file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with open(src, "rb") as fh_in:
+        atomic_write_bytes(dst, lambda fh: shutil.copyfileobj(fh_in, fh))
+    shutil.copystat(src, dst)
 
 
 # ------------------------------------------------------------------------------------------
