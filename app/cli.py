@@ -239,6 +239,19 @@ def build_launch_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _each_arm(names: list[str], act, refused: type[Exception]) -> int:
+    """Run ``act(name)`` for every arm, printing what it returns; an arm it refuses is reported
+    and skipped, and makes the exit code 2."""
+    code = EXIT_OK
+    for name in names:
+        try:
+            print(act(name))
+        except refused as exc:
+            _err(str(exc))
+            code = EXIT_BAD_INPUT
+    return code
+
+
 def cmd_launch(argv: list[str]) -> int:
     from engine.arms import load_study
     from engine.errors import ConfigError
@@ -253,18 +266,13 @@ def cmd_launch(argv: list[str]) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
-    code = EXIT_OK
-    for name in names:
-        try:
-            pid = launch_detached(Path(args.arms), name, Path(args.out) if args.out else None,
-                                  args.profile, args.device, run_dir=study.run_dir(name),
-                                  mode=mode, overrides=args.overrides)
-        except LaunchError as exc:
-            _err(str(exc))
-            code = EXIT_BAD_INPUT
-            continue
-        print(f"launched {name}: pid {pid}, log {study.run_dir(name) / 'run.log'}")
-    return code
+    def launch(name: str) -> str:
+        pid = launch_detached(Path(args.arms), name, Path(args.out) if args.out else None,
+                              args.profile, args.device, run_dir=study.run_dir(name),
+                              mode=mode, overrides=args.overrides)
+        return f"launched {name}: pid {pid}, log {study.run_dir(name) / 'run.log'}"
+
+    return _each_arm(names, launch, LaunchError)
 
 
 def cmd_stop(argv: list[str]) -> int:
@@ -286,16 +294,8 @@ def cmd_stop(argv: list[str]) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
-    code = EXIT_OK
-    for name in names:
-        try:
-            pid = stop_run(study.run_dir(name))
-        except LaunchError as exc:
-            _err(str(exc))
-            code = EXIT_BAD_INPUT
-            continue
-        print(f"asked {name} (pid {pid}) to stop")
-    return code
+    return _each_arm(names, lambda name: f"asked {name} (pid {stop_run(study.run_dir(name))}) "
+                                         f"to stop", LaunchError)
 
 
 SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop}
