@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from app.widgets.plot import Curve, PlotView, render_plot
+from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
 from engine.runstore import PlotData
 
 # Each arm gets its own marker character as well as a colour: nothing said by colour alone.
@@ -101,11 +101,7 @@ class CompareScreen(Screen):
         self._pending = None
         if not self.is_mounted:
             return
-        sizes = {}
-        for pid, _ in PANELS:
-            w, h = self.query_one(f"#cmp-{pid}", PlotView).plot_size()
-            if w > 0 and h > 0:
-                sizes[pid] = (w, h)
+        sizes = plot_sizes(self, "cmp-", (pid for pid, _ in PANELS))
         self._drawn_at = time.monotonic()
         self._draw_plots(sizes, self.log_y, self.smooth)
 

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from app.widgets.cells import fmt_num, severity_text
 from app.widgets.image import HalfBlockImage, describe, display_range
-from app.widgets.plot import Curve, PlotView, render_plot
+from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
 from engine.runstore import PlotData
 
 # Plots are rebuilt at most this often while an engine writes (plotext is not free).
@@ -208,10 +208,7 @@ class ArmDetailScreen(Screen):
             return
         sizes = {}
         if self.query_one(TabbedContent).active == "curves":
-            for pid, _ in PANELS:
-                w, h = self.query_one(f"#plot-{pid}", PlotView).plot_size()
-                if w > 0 and h > 0:
-                    sizes[pid] = (w, h)
+            sizes = plot_sizes(self, "plot-", (pid for pid, _ in PANELS))
         self._drawn_at = time.monotonic()
         self._draw_plots(sizes, self.log_y, self.smooth)
 

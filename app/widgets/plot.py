@@ -73,6 +73,16 @@ def _nice_ticks(lo: float, hi: float, count: int) -> tuple[list[float], list[str
     return positions, [f"{p:.4g}" for p in positions]
 
 
+def plot_sizes(screen, id_prefix: str, panel_ids) -> dict[str, tuple[int, int]]:
+    """Drawable (width, height) of each ``#<id_prefix><panel>`` PlotView that has room."""
+    sizes = {}
+    for pid in panel_ids:
+        w, h = screen.query_one(f"#{id_prefix}{pid}", PlotView).plot_size()
+        if w > 0 and h > 0:
+            sizes[pid] = (w, h)
+    return sizes
+
+
 def render_plot(curves: list[Curve], width: int, height: int, *, log_y: bool = False,
                 smooth: bool = False, empty: str = "no data yet") -> Text:
     """A plot of ``curves`` in ``width`` x ``height`` cells: one legend line, then the plot."""
