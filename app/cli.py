@@ -23,7 +23,9 @@ examples:
   fnotui --run arm_control --set epochs=2 --set data.train_stride=32
   fnotui --run arm_control --resume              continue after a crash, kill or stop
   fnotui --list                                  arms and the state of their runs
-  fnotui launch arm_control arm_stable           detached engines that outlive this shell
+  fnotui launch arm_control arm_stable           detached engines that outlive this shell,
+                                                 one at a time per device (queued)
+  fnotui launch --max-parallel 2 --device cuda:0,cuda:1 arm_control arm_stable arm_stable_lowlr
   fnotui stop arm_control                        graceful stop (SIGTERM); continue with --resume
   fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
 
@@ -54,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a knob for every selected arm; repeatable; data knobs as "
                         "data.KEY (e.g. --set epochs=2 --set data.train_stride=32)")
     p.add_argument("--device", default="auto",
-                   help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+                   help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...; with "
+                        "--max-parallel a list (cuda:0,cuda:1) and auto means every GPU")
+    p.add_argument("--max-parallel", type=_positive_int, metavar="N",
+                   help="wait in the device queue until fewer than N engines use the device "
+                        "(--run; arms launched from the dashboard always queue, default 1)")
     p.add_argument("--color-system", choices=("auto", "standard", "256", "truecolor"),
                    help="dashboard colours (default: auto, from the terminal); over ssh, "
                         "COLORTERM is not forwarded, so try 256 or truecolor explicitly")
@@ -64,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--restart", action="store_true",
                        help="move an arm's earlier run to <output_dir>/.archive/ and start over")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _err(message: str) -> None:
@@ -78,15 +94,18 @@ def _load(args):
 
 
 def cmd_run(args) -> int:
-    from engine.errors import ConfigError, FnotuiError, RunLockedError
+    from engine.errors import ConfigError, Dequeued, FnotuiError, RunLockedError
     from engine.rundir import data_cache_dir
     from engine.status import archive_run
-    from engine.train import resolve_device, train_arm
+    from engine.train import resolve_device, resolve_devices, train_arm
 
     try:
         study = _load(args)
         arms = [study.arm(name) for name in args.run]  # every name checked before any run
-        resolve_device(args.device)
+        if args.max_parallel:
+            resolve_devices(args.device)
+        else:
+            resolve_device(args.device)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -99,7 +118,11 @@ def cmd_run(args) -> int:
                 if archived:
                     print(f"fnotui: moved the earlier run to {archived}", flush=True)
             result = train_arm(cfg, study.run_dir(cfg.name), cache_dir=cache, device=args.device,
-                               log=lambda m: print(m, flush=True), resume=args.resume)
+                               log=lambda m: print(m, flush=True), resume=args.resume,
+                               max_parallel=args.max_parallel)
+        except Dequeued as exc:
+            _err(str(exc))
+            return EXIT_INTERRUPTED
         except RunLockedError as exc:
             _err(str(exc))
             return EXIT_BAD_INPUT
@@ -170,6 +193,7 @@ def cmd_dashboard(args) -> int:
 
     app = FnotuiApp(study, arms_file=Path(args.arms), profile=args.profile,
                     out=Path(args.out) if args.out else None, device=args.device,
+                    max_parallel=args.max_parallel or 1,
                     overrides=args.overrides, store=store, preload=preload)
     app.run()
     return EXIT_OK
@@ -228,11 +252,17 @@ def build_launch_parser() -> argparse.ArgumentParser:
         prog="fnotui launch",
         description="Start each arm as a detached engine (its own session: it survives this "
                     "shell, the dashboard and an ssh hang-up); output goes to the arm's run.log. "
-                    "An arm that is running is refused.")
+                    "Engines wait in the device queue, first come first served, until a device "
+                    "has fewer than --max-parallel busy slots. An arm that is queued or "
+                    "running is refused.")
     _study_args(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a knob, as for --run")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto",
+                   help="where the arms may train: auto (every GPU, else the CPU), cpu, cuda:1, "
+                        "or a list such as cuda:0,cuda:1 (each arm takes the first free one)")
+    p.add_argument("--max-parallel", type=_positive_int, default=1, metavar="N",
+                   help="engines at a time per device (default 1); the others wait, queued")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     again.add_argument("--restart", action="store_true", help="archive the earlier run first")
@@ -256,6 +286,7 @@ def cmd_launch(argv: list[str]) -> int:
     from engine.arms import load_study
     from engine.errors import ConfigError
     from engine.launch import LaunchError, launch_detached
+    from engine.train import resolve_devices
 
     args = build_launch_parser().parse_args(argv)
     mode = "resume" if args.resume else "restart" if args.restart else None
@@ -263,14 +294,19 @@ def cmd_launch(argv: list[str]) -> int:
         study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
                            output_dir=args.out)
         names = [study.arm(name).name for name in args.arms_names]
+        devices = resolve_devices(args.device)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
     def launch(name: str) -> str:
         pid = launch_detached(Path(args.arms), name, Path(args.out) if args.out else None,
                               args.profile, args.device, run_dir=study.run_dir(name),
-                              mode=mode, overrides=args.overrides)
+                              mode=mode, overrides=args.overrides,
+                              max_parallel=args.max_parallel)
         return f"launched {name}: pid {pid}, log {study.run_dir(name) / 'run.log'}"
+
+    print(f"queue: at most {args.max_parallel} engine(s) at a time on each of "
+          f"{', '.join(devices)}; first come, first served")
 
     return _each_arm(names, launch, LaunchError)
 

@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine.arms import Study
 from engine.launch import LaunchError, launch_detached, reap, stop_run
 from engine.runstore import ArmSnapshot, RunStore
+from engine.status import ACTIVE_STATES
 
 # At most this many alarm toasts per update; the events list is the authoritative record.
 MAX_ALARM_TOASTS = 3
@@ -53,8 +54,8 @@ class FnotuiApp(App):
     snapshots: var[tuple[ArmSnapshot, ...]] = var((), always_update=True)
 
     def __init__(self, study: Study, *, arms_file: Path, profile: str | None = None,
-                 out: Path | None = None, device: str = "auto", overrides=(),
-                 live: bool = True, poll_interval: float = 0.4,
+                 out: Path | None = None, device: str = "auto", max_parallel: int = 1,
+                 overrides=(), live: bool = True, poll_interval: float = 0.4,
                  store: RunStore | None = None, preload: threading.Thread | None = None):
         """``store`` and ``preload`` let the caller start the first (large) read before
         Textual is even imported; the reader joins ``preload`` before its first poll."""
@@ -64,6 +65,7 @@ class FnotuiApp(App):
         self.profile = profile
         self.out = out
         self.device = device
+        self.max_parallel = max_parallel  # launched arms wait in the device queue
         self.overrides = list(overrides)
         self.live = live
         self.poll_interval = poll_interval
@@ -170,7 +172,7 @@ class FnotuiApp(App):
             if name not in self.study.arms:
                 self.notify(f"{name} is not in {self.arms_file.name}: cannot launch it",
                             severity="warning", markup=False)
-            elif snap is not None and snap.state in ("running", "stale"):
+            elif snap is not None and snap.state in ACTIVE_STATES:
                 self.notify(f"{name} is already running", severity="warning", markup=False)
             elif snap is not None and snap.has_run:
                 earlier.append(name)
@@ -208,7 +210,8 @@ class FnotuiApp(App):
             try:
                 pid = launch_detached(self.arms_file, name, self.out, self.profile, self.device,
                                       run_dir=self.study.run_dir(name), mode=mode,
-                                      overrides=self.overrides)
+                                      overrides=self.overrides,
+                                      max_parallel=self.max_parallel)
             except (LaunchError, OSError) as exc:
                 self.call_from_thread(self.notify, f"cannot launch {name}: {exc}",
                                       severity="error", markup=False)
@@ -236,7 +239,7 @@ class FnotuiApp(App):
     def stop_arms(self, names: list[str]) -> None:
         from app.screens.choice import ChoiceScreen
 
-        running = [n for n in names if self._state(n) in ("running", "stale")]
+        running = [n for n in names if self._state(n) in ACTIVE_STATES]
         if not running:
             self.notify("no running arm selected", severity="warning", markup=False)
             return
@@ -327,7 +330,7 @@ class FnotuiApp(App):
                 yield SystemCommand(f"Launch arm {s.name}", "start it as a background engine",
                                     lambda name=s.name: self.launch_arms([name]),
                                     discover=False)
-            if s.state in ("running", "stale"):
+            if s.state in ACTIVE_STATES:
                 yield SystemCommand(f"Stop arm {s.name}", "SIGTERM: save and exit gracefully",
                                     lambda name=s.name: self.stop_arms([name]), discover=False)
 

@@ -26,3 +26,7 @@ class TelemetryError(FnotuiError):
 
 class RunLockedError(FnotuiError):
     """Another live process already owns this arm's run directory."""
+
+
+class Dequeued(FnotuiError):
+    """A queued engine was stopped before it got a device slot: nothing was trained."""

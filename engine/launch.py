@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.errors import FnotuiError
 from engine.rundir import RunDir
-from engine.status import read_status, run_state
+from engine.status import ACTIVE_STATES, read_status, run_state
 
 
 class LaunchError(FnotuiError):
@@ -32,7 +32,8 @@ _children: dict[int, subprocess.Popen] = {}
 
 
 def engine_command(arms_file: Path, arm: str, output_dir: Path | None, profile: str | None,
-                   device: str, mode: str | None = None, overrides=()) -> list[str]:
+                   device: str, mode: str | None = None, overrides=(),
+                   max_parallel: int | None = None) -> list[str]:
     if mode not in MODES:
         raise ValueError(f"launch mode {mode!r}; expected one of {MODES}")
     cmd = [sys.executable, "-m", "app.cli", "--arms", str(Path(arms_file).resolve()),
@@ -45,17 +46,21 @@ def engine_command(arms_file: Path, arm: str, output_dir: Path | None, profile: 
         cmd += ["--set", text]
     if mode:
         cmd.append(f"--{mode}")
+    if max_parallel is not None:
+        cmd += ["--max-parallel", str(max_parallel)]
     return cmd
 
 
 def launch_detached(arms_file: Path, arm: str, output_dir: Path | None, profile: str | None,
                     device: str = "auto", *, run_dir: Path | None = None,
-                    mode: str | None = None, overrides=()) -> int:
+                    mode: str | None = None, overrides=(), max_parallel: int | None = 1) -> int:
     """Start ``fnotui --run ARM`` in a new session and return its pid at once.
 
     ``mode`` is None for an arm without a run, "resume" (continue from its last epoch-end
     checkpoint) or "restart" (the engine archives the earlier run first); the engine refuses
-    to mix two runs in one directory otherwise. ``overrides`` are ``--set`` strings, passed on
+    to mix two runs in one directory otherwise. ``max_parallel`` puts the engine in the device
+    queue (engine/queue.py: it waits, status ``queued``, until one of ``device``'s devices has
+    fewer busy slots than that); None starts training at once. ``overrides`` are ``--set`` strings, passed on
     so the engine trains the config the caller shows. ``run_dir`` is where the arm's engine will
     write (``Study.run_dir(arm)``; read from the arms file when not given). The process's
     stderr (tracebacks, argument errors) is appended to the arm's run.log; its stdout is
@@ -67,14 +72,16 @@ def launch_detached(arms_file: Path, arm: str, output_dir: Path | None, profile:
         study = load_study(arms_file, profile=profile, output_dir=output_dir,
                            overrides=list(overrides), validate_models=False)
         run_dir = study.run_dir(study.arm(arm).name)
-    if run_state(run_dir) == "running":
-        raise LaunchError(f"arm {arm!r} is already running ({_owner(run_dir)})")
+    state = run_state(run_dir)
+    if state in ("queued", "running"):
+        raise LaunchError(f"arm {arm!r} is already {state} ({_owner(run_dir)})")
     run = RunDir(Path(run_dir))
     run.root.mkdir(parents=True, exist_ok=True)
     repo = Path(__file__).resolve().parents[1]
     with open(run.log, "ab") as log:
         proc = subprocess.Popen(
-            engine_command(arms_file, arm, output_dir, profile, device, mode, overrides),
+            engine_command(arms_file, arm, output_dir, profile, device, mode, overrides,
+                           max_parallel),
             cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
             start_new_session=True, close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -101,7 +108,7 @@ def stop_run(run_dir: Path) -> int:
     if st is None:
         raise LaunchError(f"{run_dir}: no status.json; this arm has not been started")
     state = run_state(run_dir)
-    if state != "running" and state != "stale":
+    if state not in ACTIVE_STATES:
         raise LaunchError(f"{run_dir}: the arm is not running (state: {state})")
     host, pid = st.get("host"), st.get("pid")
     if host != socket.gethostname():

@@ -1,8 +1,9 @@
 """Run status: the one place that writes status.json and decides whether a run is alive.
 
-States written by the engine: running -> finished | failed | killed. States derived by readers:
-crashed (no final state and the pid is gone on this host) and stale (heartbeat too old and the pid
-cannot be checked from here). A dead run must never look alive (engineering-notes section 10).
+States written by the engine: [queued ->] running -> finished | failed | killed. States derived by
+readers: crashed (no final state and the pid is gone on this host) and stale (heartbeat too old
+and the pid cannot be checked from here). A dead run must never look alive (engineering-notes
+section 10).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from engine.rundir import RunDir
 HEARTBEAT_INTERVAL_S = 10.0
 STALE_AFTER_S = 120.0
 FINAL_STATES = ("finished", "failed", "killed")
+# States with a live (or possibly live) engine: launch refuses them, stop signals them.
+ACTIVE_STATES = ("queued", "running", "stale")
 
 
 class StatusFile:
@@ -122,7 +125,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def run_state(run_dir: Path, now: float | None = None) -> str:
-    """not started | running | finished | failed | killed | crashed | stale."""
+    """not started | queued | running | finished | failed | killed | crashed | stale."""
     st = read_status(run_dir)
     if st is None:
         return "not started"
@@ -135,8 +138,9 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
         pid = st.get("pid")
         if not isinstance(pid, int) or not _pid_alive(pid):
             return "crashed"
-        return "running" if fresh else "stale"
-    return "running" if fresh else "stale"
+    if not fresh:
+        return "stale"
+    return "queued" if state == "queued" else "running"
 
 
 def archive_run(output_dir: Path, arm: str) -> Path | None:

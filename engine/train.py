@@ -41,8 +41,9 @@ from engine.optim import (
 )
 from engine.physics import PHYSICS_GAIN, ForwardModel, get_loss
 from engine.rundir import RunDir
-from engine.errors import ConfigError
-from engine.status import RunLock, StatusFile, run_state
+from engine.errors import ConfigError, Dequeued
+from engine.queue import DeviceQueue, Slot
+from engine.status import RunLock, StatusFile, read_status, run_state
 from engine.telemetry import SCHEMA, TelemetryWriter
 
 # Step records are buffered on the device and copied to the host in one transfer every this many
@@ -97,12 +98,40 @@ class StopRequest:
 
 
 def resolve_device(requested: str) -> torch.device:
+    """One device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:1``."""
+    devices = resolve_devices(requested)
+    if len(devices) > 1 and requested != "auto":
+        raise ConfigError(f"--device {requested!r} names {len(devices)} devices; one engine "
+                          f"trains on one: give several devices to a queue (fnotui launch, "
+                          f"or --run with --max-parallel)")
+    return torch.device(devices[0])
+
+
+def resolve_devices(requested: str) -> list[str]:
+    """The devices a queue may place an arm on: ``auto`` is every visible GPU (else the CPU);
+    ``cuda:0,cuda:1`` is a list. Each is checked to exist here."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(requested)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {requested!r}: CUDA is not available on this machine")
-    return dev
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    devices = []
+    for text in requested.split(","):
+        try:
+            dev = torch.device(text.strip())
+        except RuntimeError as exc:
+            raise ConfigError(f"--device {requested!r}: {text.strip()!r} is not a device "
+                              f"(expected auto, cpu, cuda, cuda:N; {exc})") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ConfigError(f"--device {requested!r}: CUDA is not available on this "
+                                  f"machine")
+            if (dev.index or 0) >= torch.cuda.device_count():
+                raise ConfigError(f"--device {requested!r}: {dev} does not exist here "
+                                  f"({torch.cuda.device_count()} GPU(s) visible)")
+        elif dev.type != "cpu":
+            raise ConfigError(f"--device {requested!r}: {dev.type} is not supported "
+                              f"(cpu or cuda)")
+        devices.append(str(dev))
+    return devices
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> dict:
@@ -140,6 +169,11 @@ def _device_info(device: torch.device) -> dict:
     info = {"type": device.type, "name": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        # TF32 changes fp32 results at the 1e-3 level: say which kernels may use it.
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
+        info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
     else:
         info["cpu"] = platform.processor() or platform.machine()
         info["threads"] = torch.get_num_threads()
@@ -173,6 +207,7 @@ def train_arm(
     device: str = "auto",
     log: Callable[[str], None] = print,
     resume: bool = False,
+    max_parallel: int | None = None,
 ) -> RunResult:
     """Train one arm into ``run_dir``. Raises on failure after recording it in status/telemetry.
 
@@ -182,6 +217,10 @@ def train_arm(
 
     Every line given to ``log`` is also appended, time-stamped, to the arm's run.log, so the
     console story survives a detached or headless run.
+
+    With ``max_parallel``, the arm first waits in the device queue (engine/queue.py) for a slot
+    on one of ``device``'s devices, with status ``queued``; stopped while queued, it leaves the
+    run directory as it found it and raises Dequeued.
     """
     run = RunDir(Path(run_dir))
     lock = RunLock(run)
@@ -195,11 +234,23 @@ def train_arm(
     stop = StopRequest()
     restore_signals = stop.install()
     status = StatusFile(run, cfg.name, cfg.train.epochs)
+    queue_info = None
+    if max_parallel is not None:
+        try:
+            slot = _wait_for_slot(cfg.name, device, max_parallel, run, status, stop, log)
+        except BaseException:
+            restore_signals()
+            lock.release()
+            raise
+        device = slot.device
+        queue_info = {"device": slot.device, "slot": slot.index, "max_parallel": max_parallel,
+                      "devices": resolve_devices(device), "waited_s": round(slot.waited_s, 3)}
     telemetry = None
     try:
-        status.write(state="running")
+        status.write(state="running", device=device, queue=None)
         telemetry = TelemetryWriter(run.telemetry)
-        result = _train(cfg, run, cache_dir, device, log, stop, status, telemetry, resume)
+        result = _train(cfg, run, cache_dir, device, log, stop, status, telemetry, resume,
+                        queue_info)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         state, code = ("killed", 130) if interrupted else ("failed", 1)
@@ -233,6 +284,36 @@ def train_arm(
         lock.release()
 
 
+def _wait_for_slot(arm: str, device: str, max_parallel: int, run: RunDir, status: StatusFile,
+                   stop: StopRequest, log) -> Slot:
+    """Wait (status ``queued``, heartbeat kept) for a device slot; the slot is held until this
+    process exits. Stopped while waiting: put back the status the arm had, raise Dequeued."""
+    previous = read_status(run.root)
+    devices = resolve_devices(device)
+    queue = DeviceQueue(devices, max_parallel, arm)
+
+    def waiting(message: str) -> None:
+        log(f"[{arm}] {message}")
+        status.write(state="queued", queue=message)
+
+    def should_stop() -> bool:
+        status.beat()
+        return stop.requested
+
+    status.write(state="queued", queue=f"queued for {','.join(devices)}")
+    slot = queue.wait(should_stop=should_stop, on_wait=waiting)
+    if slot is None:
+        if previous is None:
+            run.status.unlink(missing_ok=True)
+        else:
+            atomic_write_json(run.status, previous)
+        log(f"[{arm}] left the queue ({stop.signal_name}); nothing was trained")
+        raise Dequeued(f"arm {arm!r} was stopped while queued; nothing was trained")
+    log(f"[{arm}] got slot {slot.index} of {slot.device} after {slot.waited_s:.1f} s in the "
+        f"queue")
+    return slot
+
+
 def _check_run_dir(run: RunDir, resume: bool) -> None:
     state = run_state(run.root)
     if resume:
@@ -248,7 +329,7 @@ def _check_run_dir(run: RunDir, resume: bool) -> None:
 
 def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
            stop: StopRequest, status: StatusFile, telemetry: TelemetryWriter,
-           resume: bool) -> RunResult:
+           resume: bool, queue_info: dict | None = None) -> RunResult:
     t_start = time.time()
     tc = cfg.train
     dev = resolve_device(device_name)
@@ -309,6 +390,7 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         "target_amp_std": target_amp_std,
         "seeding": seeding,
         "device": _device_info(dev),
+        "queue": queue_info,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),

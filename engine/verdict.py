@@ -75,6 +75,8 @@ def classify_run(records: Iterable[dict], state: str) -> Verdict:
         return Verdict("running")
     if state == "not started":
         return Verdict("incomplete", detail="not started")
+    if state == "queued":
+        return Verdict("incomplete", detail="queued for a device")
     if not seen_header:
         return Verdict("incomplete", detail=f"{state}, but no readable telemetry")
     if state != "finished" or (epochs_total is not None and epochs_done < epochs_total):

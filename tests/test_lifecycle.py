@@ -91,6 +91,42 @@ def test_launch_detaches_then_stop_saves_and_records_killed(study):
     assert "SIGTERM received" in (run / "run.log").read_text()
 
 
+def test_launched_arms_queue_one_per_device_in_order(study):
+    arms = study / "arms.toml"
+    arms.write_text(arms.read_text() + '\n[arms.second]\narchitecture = "cnn"\n')
+    out = cli("launch", "slow", "second", "--device", "cpu", cwd=study)
+    assert out.returncode == 0, out.stderr
+    assert "at most 1 engine(s) at a time on each of cpu" in out.stdout
+    first, second = study / "runs" / "slow", study / "runs" / "second"
+    wait_for(lambda: run_state(first) == "running" and run_state(second) == "queued",
+             what="slow running, second queued")
+    queued = json.loads((second / "status.json").read_text())
+    assert "busy: slow on cpu" in queued["queue"]
+    assert not (second / "telemetry.jsonl").exists()  # nothing trains while queued
+
+    again = cli("launch", "second", cwd=study)  # queued counts as taken
+    assert again.returncode == 2 and "already queued" in again.stderr
+
+    # Stopped while queued: it leaves the queue and the arm is as it was (never started).
+    assert cli("stop", "second", cwd=study).returncode == 0
+    wait_for(lambda: run_state(second) == "not started", what="second dequeued")
+    assert "left the queue (SIGTERM); nothing was trained" in (second / "run.log").read_text()
+
+    # Queued again, it starts as soon as the first arm stops, on the slot it left.
+    assert cli("launch", "second", "--device", "cpu", cwd=study).returncode == 0
+    wait_for(lambda: run_state(second) == "queued", what="second queued again")
+    time.sleep(1.0)
+    assert cli("stop", "slow", cwd=study).returncode == 0
+    wait_for(lambda: run_state(second) == "running" and epochs_done(second) >= 1,
+             what="second training")
+    header = next(iter_records(second / "telemetry.jsonl"))
+    assert header["queue"]["device"] == "cpu" and header["queue"]["slot"] == 0
+    assert header["queue"]["max_parallel"] == 1 and header["queue"]["waited_s"] > 0.5
+    assert run_state(first) == "killed"
+    assert cli("stop", "second", cwd=study).returncode == 0
+    wait_for(lambda: run_state(second) == "killed", what="second stopped")
+
+
 def test_stop_of_an_arm_that_is_not_running_is_refused(study):
     out = cli("stop", "slow", cwd=study)
     assert out.returncode == 2 and "slow" in out.stderr

@@ -18,6 +18,7 @@ SPARK_EMPTY = " "
 STATES = {
     # run state -> (glyph, word, style)
     "not started": ("○", "not started", "dim"),
+    "queued": ("◷", "queued", "cyan"),
     "running": ("▶", "running", "bold green"),
     "finished": ("✔", "finished", ""),
     "collapsed": ("✖", "collapsed", "bold red"),
