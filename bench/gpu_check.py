@@ -1,0 +1,236 @@
+"""CUDA correctness on a lent GPU: the engine must compute the same function there as on the CPU.
+
+1. Every generator, forward and one backward, on the CPU (fp32) and on CUDA with the same
+   weights and input: relative L2 error of the output and of the flattened gradients, with TF32
+   off (strict fp32) and with torch's defaults (cuDNN convolutions may use TF32; the spectral
+   matmuls do not unless float32_matmul_precision says so).
+2. The physics forward model, CPU against CUDA.
+3. Run-to-run determinism on CUDA: 20 training steps twice with deterministic algorithms;
+   identical losses, bit for bit?
+4. kill -9 mid-epoch and ``--resume`` with the real CLI on CUDA: do history.json and
+   metrics.json equal an uninterrupted CUDA run's exactly (as tests/test_resume.py asserts on
+   the CPU)?
+
+    python bench/gpu_check.py --out gpu_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.config import ARCHITECTURES, ModelConfig  # noqa: E402
+from engine.models import build_model  # noqa: E402
+from engine.physics import ForwardModel, get_loss  # noqa: E402
+
+N = 64
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    if not torch.isfinite(a).all() or not torch.isfinite(b).all():
+        return float("nan")
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+def disk_probe(n: int) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(n) - n / 2, torch.arange(n) - n / 2, indexing="ij")
+    return ((yy**2 + xx**2) <= (n / 4) ** 2).to(torch.complex64)
+
+
+def set_tf32(enabled_cudnn: bool, enabled_matmul: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = enabled_cudnn
+    torch.backends.cuda.matmul.allow_tf32 = enabled_matmul
+
+
+def forward_backward(model, physics, x):
+    model.zero_grad(set_to_none=True)
+    obj = model(x)
+    loss = get_loss("mae")(physics(obj), x[:, 0])
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return obj, loss, grads
+
+
+def check_generators(batch: int = 8) -> list[dict]:
+    rows = []
+    physics_cpu = ForwardModel(disk_probe(N))
+    physics_gpu = copy.deepcopy(physics_cpu).cuda()
+    for arch in ARCHITECTURES:
+        torch.manual_seed(0)
+        model_cpu = build_model(ModelConfig(architecture=arch), N).train()
+        model_gpu = copy.deepcopy(model_cpu).cuda()
+        obj = torch.polar(torch.rand(batch, N, N), torch.rand(batch, N, N) * 6.28 - 3.14)
+        with torch.no_grad():
+            x = physics_cpu(obj).unsqueeze(1)
+        ref_obj, ref_loss, ref_grads = forward_backward(model_cpu, physics_cpu, x)
+        for mode, (cudnn_tf32, matmul_tf32) in {"strict fp32": (False, False),
+                                                "torch defaults": (True, False)}.items():
+            set_tf32(cudnn_tf32, matmul_tf32)
+            out, loss, grads = forward_backward(model_gpu, physics_gpu, x.cuda())
+            rows.append({"arch": arch, "mode": mode, "output_rel": rel(out, ref_obj),
+                         "loss_rel": rel(loss, ref_loss), "grad_rel": rel(grads, ref_grads)})
+    set_tf32(True, False)  # torch's defaults again
+    return rows
+
+
+def check_physics() -> dict:
+    torch.manual_seed(1)
+    obj = torch.polar(torch.rand(16, N, N), torch.rand(16, N, N) * 6.28 - 3.14)
+    phys = ForwardModel(disk_probe(N))
+    return {"physics_rel": rel(phys.cuda()(obj.cuda()), ForwardModel(disk_probe(N))(obj))}
+
+
+def check_determinism(steps: int = 20) -> dict:
+    from engine.config import TrainConfig
+    from engine.optim import build_optimizer
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    result = {}
+    for arch in ("hybrid", "stable_hybrid"):
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(3)
+            model = build_model(ModelConfig(architecture=arch), N).cuda().train()
+            physics = ForwardModel(disk_probe(N)).cuda()
+            opt = build_optimizer(model.parameters(), TrainConfig())
+            gen = torch.Generator().manual_seed(5)
+            losses = []
+            for _ in range(steps):
+                obj = torch.polar(torch.rand(16, N, N, generator=gen),
+                                  torch.rand(16, N, N, generator=gen)).cuda()
+                with torch.no_grad():
+                    x = physics(obj).unsqueeze(1)
+                loss = get_loss("mae")(physics(model(x)), x[:, 0])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            runs.append(losses)
+        result[arch] = {"identical": runs[0] == runs[1],
+                        "max_abs_diff": max(abs(a - b) for a, b in zip(*runs)),
+                        "final_loss": runs[0][-1]}
+    torch.use_deterministic_algorithms(False)
+    return result
+
+
+RESUME_ARMS = """
+[study]
+name = "gpu_resume"
+output_dir = "runs"
+
+[data]
+N = 32
+object_size = 64
+n_lines = 30
+nimgs_train = 1
+nimgs_test = 1
+train_stride = 4
+test_stride = 8
+set_phi = true
+
+[defaults]
+fno_width = 8
+fno_blocks = 2
+fno_modes = 4
+epochs = 8
+batch_size = 8
+infer_batch_size = 16
+seed = 11
+
+[arms.warm]
+architecture = "stable_hybrid"
+scheduler = "WarmupCosine"
+lr = 2e-3
+warmup_epochs = 2
+grad_clip = 1.0
+"""
+
+
+def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="gpu_resume_"))
+    (root / "arms.toml").write_text(textwrap.dedent(RESUME_ARMS))
+    cli = [sys.executable, "-m", "app.cli", "--arms", str(root / "arms.toml"), "--run", "warm",
+           "--device", device]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    t0 = time.time()
+    ref = subprocess.run(cli + ["--out", str(root / "ref")], cwd=REPO, capture_output=True,
+                         text=True, timeout=timeout, env=env)
+    if ref.returncode != 0:
+        return {"ok": False, "error": ref.stderr[-2000:]}
+    ref_s = time.time() - t0
+    run_dir = root / "killed" / "warm"
+    proc = subprocess.Popen(cli + ["--out", str(root / "killed")], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    steps_per_epoch = 11
+    target = random.Random().randint(2 * steps_per_epoch + 1, 6 * steps_per_epoch - 1)
+    deadline = time.time() + timeout
+    tel = run_dir / "telemetry.jsonl"
+    while time.time() < deadline:
+        if tel.exists() and tel.read_bytes().count(b'"type":"step"') >= target:
+            break
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(cli + ["--out", str(root / "killed"), "--resume"], cwd=REPO,
+                             capture_output=True, text=True, timeout=timeout, env=env)
+    if resumed.returncode != 0:
+        return {"ok": False, "error": resumed.stderr[-2000:]}
+    equal = {name: json.loads((run_dir / name).read_text())
+             == json.loads((root / "ref" / "warm" / name).read_text())
+             for name in ("history.json", "metrics.json")}
+    header = json.loads(tel.read_text().splitlines()[0])
+    return {"ok": all(equal.values()), "equal": equal, "killed_at_step": target,
+            "reference_run_s": round(ref_s, 1), "device": header["device"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--skip-resume", action="store_true")
+    parser.add_argument("--resume-only-on", metavar="DEVICE",
+                        help="only the kill -9 / resume check, on DEVICE (a CPU smoke test)")
+    args = parser.parse_args()
+    if args.resume_only_on:
+        print(json.dumps(check_resume(args.resume_only_on), indent=2))
+        return
+    if not torch.cuda.is_available():
+        sys.exit("gpu_check: CUDA is not available here")
+    report = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+              "cuda": torch.version.cuda}
+    report["generators"] = check_generators()
+    report.update(check_physics())
+    report["determinism"] = check_determinism()
+    if not args.skip_resume:
+        report["resume"] = check_resume()
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"{report['gpu']}, torch {report['torch']}, CUDA {report['cuda']}")
+    print(f"{'arch':14s} {'mode':15s} {'output rel':>11s} {'loss rel':>10s} {'grad rel':>10s}")
+    for r in report["generators"]:
+        print(f"{r['arch']:14s} {r['mode']:15s} {r['output_rel']:11.2e} {r['loss_rel']:10.2e} "
+              f"{r['grad_rel']:10.2e}")
+    print(f"physics forward rel {report['physics_rel']:.2e}")
+    for arch, d in report["determinism"].items():
+        print(f"determinism {arch}: identical={d['identical']} max|diff|={d['max_abs_diff']:.2e}")
+    if "resume" in report:
+        print(f"resume on CUDA: {report['resume']}")
+
+
+if __name__ == "__main__":
+    main()
