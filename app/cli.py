@@ -28,6 +28,7 @@ examples:
   fnotui launch --max-parallel 2 --device cuda:0,cuda:1 arm_control arm_stable arm_stable_lowlr
   fnotui stop arm_control                        graceful stop (SIGTERM); continue with --resume
   fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
+  fnotui --remote me@gpubox:~/study              the dashboard here, the study on gpubox (ssh)
 
 exit codes:
   0    every requested arm finished
@@ -61,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=_positive_int, metavar="N",
                    help="wait in the device queue until fewer than N engines use the device "
                         "(--run; arms launched from the dashboard always queue, default 1)")
+    remote = p.add_argument_group("following a study on another machine (no open ports)")
+    remote.add_argument("--remote", metavar="[USER@]HOST[:DIR]",
+                        help="run the dashboard here and follow the study in DIR on HOST "
+                             "through ssh (remote: fnotui stream); reconnects after a drop; "
+                             "--arms/--profile/--out are read on the remote side")
+    remote.add_argument("--ssh", metavar="CMD",
+                        help="ssh command line (default: $FNOTUI_SSH or ssh), e.g. "
+                             "\"ssh -p 2222 -i ~/.ssh/gpu\"")
+    remote.add_argument("--remote-fnotui", default="fnotui", metavar="CMD",
+                        help="fnotui on the remote host (default: fnotui on its PATH), e.g. "
+                             "~/fnotui/.venv/bin/fnotui")
+    remote.add_argument("--mirror", metavar="DIR",
+                        help="local copy of the remote run files (default: "
+                             "~/.cache/fnotui/remote/HOST-HASH)")
     p.add_argument("--color-system", choices=("auto", "standard", "256", "truecolor"),
                    help="dashboard colours (default: auto, from the terminal); over ssh, "
                         "COLORTERM is not forwarded, so try 256 or truecolor explicitly")
@@ -165,6 +180,50 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def _connect_remote(args):
+    """Start mirroring the remote study; (study, arms file, RemoteControl) or an exit code."""
+    import os
+    import shlex
+
+    from engine.arms import load_study
+    from engine.errors import ConfigError
+    from engine.remote import (RemoteControl, RemoteError, RemoteMirror, Target,
+                               default_mirror_root)
+
+    try:
+        target = Target.parse(args.remote)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    study_args = []
+    if args.arms != "arms.toml":
+        study_args += ["--arms", args.arms]
+    if args.profile:
+        study_args += ["--profile", args.profile]
+    if args.out:
+        study_args += ["--out", args.out]
+    ssh = shlex.split(args.ssh or os.environ.get("FNOTUI_SSH") or "ssh")
+    mirror = RemoteMirror(target, Path(args.mirror) if args.mirror else
+                          default_mirror_root(target), ssh=ssh, fnotui=args.remote_fnotui,
+                          stream_args=study_args)
+    print(f"fnotui: connecting to {target.label} through {ssh[0]}…", file=sys.stderr,
+          flush=True)
+    try:
+        mirror.start()
+        study = load_study(mirror.arms_file, profile=args.profile, output_dir=mirror.runs_dir,
+                           validate_models=False)
+    except RemoteError as exc:
+        _err(str(exc))
+        return EXIT_RUN_FAILED
+    except ConfigError as exc:
+        mirror.close()
+        _err(f"the remote arms file: {exc}")
+        return EXIT_BAD_INPUT
+    control = RemoteControl(mirror, study_args + [a for o in args.overrides
+                                                  for a in ("--set", o)])
+    return study, mirror.arms_file, control
+
+
 def cmd_dashboard(args) -> int:
     import os
 
@@ -175,12 +234,20 @@ def cmd_dashboard(args) -> int:
     from engine.arms import load_study
     from engine.errors import ConfigError
 
-    try:
-        study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
-                           output_dir=args.out, validate_models=False)
-    except ConfigError as exc:
-        _err(str(exc))
-        return EXIT_BAD_INPUT
+    remote = None
+    arms_file = Path(args.arms)
+    if args.remote:
+        connected = _connect_remote(args)
+        if isinstance(connected, int):
+            return connected
+        study, arms_file, remote = connected
+    else:
+        try:
+            study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
+                               output_dir=args.out, validate_models=False)
+        except ConfigError as exc:
+            _err(str(exc))
+            return EXIT_BAD_INPUT
     import threading
 
     from engine.runstore import RunStore
@@ -191,11 +258,15 @@ def cmd_dashboard(args) -> int:
     preload.start()
     from app.tui import FnotuiApp
 
-    app = FnotuiApp(study, arms_file=Path(args.arms), profile=args.profile,
+    app = FnotuiApp(study, arms_file=arms_file, profile=args.profile,
                     out=Path(args.out) if args.out else None, device=args.device,
-                    max_parallel=args.max_parallel or 1,
+                    max_parallel=args.max_parallel or 1, remote=remote,
                     overrides=args.overrides, store=store, preload=preload)
-    app.run()
+    try:
+        app.run()
+    finally:
+        if remote is not None:
+            remote.mirror.close()
     return EXIT_OK
 
 
@@ -334,7 +405,46 @@ def cmd_stop(argv: list[str]) -> int:
                                          f"to stop", LaunchError)
 
 
-SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop}
+def cmd_stream(argv: list[str]) -> int:
+    import base64
+    import json
+    import os
+
+    from engine.arms import load_study
+    from engine.errors import ConfigError
+    from engine.stream import run_stream
+
+    p = argparse.ArgumentParser(
+        prog="fnotui stream",
+        description="Write the study's new telemetry, status and artifacts to stdout as JSON "
+                    "lines, as they appear, until stdout closes: the remote half of "
+                    "fnotui --remote (run through ssh; see engine/stream.py).")
+    p.add_argument("--arms", default="arms.toml", metavar="FILE")
+    p.add_argument("--profile", metavar="NAME")
+    p.add_argument("--out", metavar="DIR", help="study output directory")
+    p.add_argument("--from", dest="known", metavar="B64",
+                   help="what the client already holds (base64 JSON; set by fnotui --remote)")
+    p.add_argument("--poll", type=float, default=0.5, metavar="S", help="poll interval")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="end after S seconds")
+    args = p.parse_args(argv)
+    try:
+        study = load_study(args.arms, profile=args.profile, output_dir=args.out,
+                           validate_models=False)
+        known = json.loads(base64.b64decode(args.known)) if args.known else {}
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    except ValueError as exc:
+        _err(f"--from: {exc}")
+        return EXIT_BAD_INPUT
+    run_stream(study, sys.stdout, known, poll_s=args.poll, max_s=args.max_seconds)
+    # After a dropped link stdout is a broken pipe: make the interpreter's final flush quiet.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop,
+               "stream": cmd_stream}
 
 
 def main(argv: list[str] | None = None) -> int:

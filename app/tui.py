@@ -55,7 +55,7 @@ class FnotuiApp(App):
 
     def __init__(self, study: Study, *, arms_file: Path, profile: str | None = None,
                  out: Path | None = None, device: str = "auto", max_parallel: int = 1,
-                 overrides=(), live: bool = True, poll_interval: float = 0.4,
+                 overrides=(), remote=None, live: bool = True, poll_interval: float = 0.4,
                  store: RunStore | None = None, preload: threading.Thread | None = None):
         """``store`` and ``preload`` let the caller start the first (large) read before
         Textual is even imported; the reader joins ``preload`` before its first poll."""
@@ -66,6 +66,10 @@ class FnotuiApp(App):
         self.out = out
         self.device = device
         self.max_parallel = max_parallel  # launched arms wait in the device queue
+        # engine.remote.RemoteControl when following a study on another host (--remote): the
+        # store then reads a local mirror, and launch/stop/export run there through ssh.
+        self.remote = remote
+        self._link: str | None = None
         self.overrides = list(overrides)
         self.live = live
         self.poll_interval = poll_interval
@@ -76,7 +80,27 @@ class FnotuiApp(App):
         self._alarms_seen: set[tuple[str, str]] | None = None
         self._io_error: str | None = None
         self._launched: dict[int, str] = {}  # pid -> arm, engines started from this session
-        self.sub_title = f"{study.name} · {_display_path(study.output_dir, self.arms_file)}"
+        self.sub_title = self._title_for(None)
+
+    def _title_for(self, link: str | None) -> str:
+        if self.remote is None:
+            return f"{self.study.name} · {_display_path(self.study.output_dir, self.arms_file)}"
+        return f"{self.study.name} · {self.remote.mirror.target.label} · {link or 'connecting'}"
+
+    def _watch_link(self) -> None:
+        """Say in the title (and once in a toast) when the ssh link drops or comes back."""
+        link = self.remote.mirror.link
+        if link == self._link:
+            return
+        was, self._link = self._link, link
+        self.call_from_thread(setattr, self, "sub_title", self._title_for(link.split(":")[0]))
+        if was == "connected" and link != "connected":
+            self.call_from_thread(self.notify, f"link to {self.remote.mirror.target.label} "
+                                  f"lost: {link}", title="remote", severity="warning",
+                                  markup=False)
+        elif was is not None and link == "connected":
+            self.call_from_thread(self.notify, "link restored; caught up",
+                                  title="remote", markup=False)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -117,6 +141,8 @@ class FnotuiApp(App):
             else:
                 self._io_error = None
             self._report_exits()
+            if self.remote is not None:
+                self._watch_link()
             if changed or not self.loaded.is_set():
                 self.post_message(StoreUpdated(self.store.snapshots()))
             self.loaded.set()
@@ -206,6 +232,11 @@ class FnotuiApp(App):
 
     @work(thread=True, group="actions", description="launch", exit_on_error=False)
     def _launch(self, arms: list[tuple[str, str | None]]) -> None:
+        if self.remote is not None:
+            self._remote_action("launch", [
+                (name, lambda name=name, mode=mode: self.remote.launch(
+                    name, mode, self.max_parallel, self.device)) for name, mode in arms])
+            return
         for name, mode in arms:
             try:
                 pid = launch_detached(self.arms_file, name, self.out, self.profile, self.device,
@@ -256,6 +287,10 @@ class FnotuiApp(App):
 
     @work(thread=True, group="actions", description="stop", exit_on_error=False)
     def _stop(self, names: list[str]) -> None:
+        if self.remote is not None:
+            self._remote_action("stop", [(name, lambda name=name: self.remote.stop(name))
+                                         for name in names])
+            return
         for name in names:
             try:
                 pid = stop_run(self.store.run_dir(name))
@@ -275,6 +310,10 @@ class FnotuiApp(App):
     def _export(self) -> None:
         from engine.export import export_study
 
+        if self.remote is not None:  # the evidence (model.pt, checkpoints) is over there
+            self._remote_action("export", [("study", self.remote.export)])
+            return
+
         result = export_study(self.study)
         files = [_display_path(p, self.arms_file) for p in result.files]
         self.call_from_thread(self.notify, f"wrote {len(files)} files: " + ", ".join(files),
@@ -287,6 +326,22 @@ class FnotuiApp(App):
                                                  if more else ""),
                 title=f"export: {len(result.problems)} problems", severity="warning",
                 timeout=15, markup=False)
+
+    def _remote_action(self, what: str, calls) -> None:
+        """Run ssh-backed actions one by one (worker thread); report each one's output."""
+        from engine.remote import RemoteError
+
+        for name, call in calls:
+            try:
+                output = call()
+            except RemoteError as exc:
+                self.call_from_thread(self.notify, str(exc), title=f"{what} {name}",
+                                      severity="error", timeout=15, markup=False)
+                continue
+            self.call_from_thread(self.notify, output or "done", title=f"{what} {name} "
+                                  f"on {self.remote.mirror.target.destination}", timeout=10,
+                                  markup=False)
+        self.poll_now()
 
     def open_detail(self, name: str) -> None:
         from app.screens.detail import ArmDetailScreen

@@ -22,6 +22,10 @@ from engine.rundir import RunDir
 HEARTBEAT_INTERVAL_S = 10.0
 STALE_AFTER_S = 120.0
 FINAL_STATES = ("finished", "failed", "killed")
+# Written beside status.json in a mirror of a remote study (engine/remote.py): the run state as
+# seen on the engine's own host, where its pid can be checked. Trusted while fresh.
+OBSERVED_STATE_FILE = ".observed_state.json"
+OBSERVED_FRESH_S = 30.0
 # States with a live (or possibly live) engine: launch refuses them, stop signals them.
 ACTIVE_STATES = ("queued", "running", "stale")
 
@@ -133,6 +137,9 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
     if state in FINAL_STATES:
         return state
     now = time.time() if now is None else now
+    observed = _read_observed(run_dir)
+    if observed and now - float(observed.get("at") or 0) < OBSERVED_FRESH_S:
+        return str(observed.get("state"))
     fresh = now - float(st.get("heartbeat") or 0) < STALE_AFTER_S
     if st.get("host") == socket.gethostname():
         pid = st.get("pid")
@@ -141,6 +148,13 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
     if not fresh:
         return "stale"
     return "queued" if state == "queued" else "running"
+
+
+def _read_observed(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / OBSERVED_STATE_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return None
 
 
 def archive_run(output_dir: Path, arm: str) -> Path | None:

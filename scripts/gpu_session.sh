@@ -86,7 +86,12 @@ EOF
 say "export"
 $PY -m app.cli export --runs "$STUDY" $STUDY_ARGS --out "$STUDY/report" 2>&1 | tail -5
 cp "$STUDY/report/summary.md" "$OUT/summary.md" 2>/dev/null
-tar -czf "$OUT/stage_a.tar.gz" -C "$(dirname "$STUDY")" \
-    --exclude='*.pt' --exclude='.cache' --exclude='.lock' "$(basename "$STUDY")"
+# Two archives, each under the 16 MB a lent machine hands back: the evidence without the
+# telemetry (and without model weights and checkpoints), and the telemetry, xz-compressed.
+tar -czf "$OUT/stage_a_evidence.tar.gz" -C "$(dirname "$STUDY")" --exclude='*.pt' \
+    --exclude='.cache' --exclude='.lock' --exclude='telemetry.jsonl' --exclude='recon.npz' \
+    "$(basename "$STUDY")"
+tar -cJf "$OUT/stage_a_telemetry.tar.xz" -C "$(dirname "$STUDY")" \
+    $(cd "$(dirname "$STUDY")" && ls -d "$(basename "$STUDY")"/*/telemetry.jsonl)
 ls -la "$OUT"
 say "done"

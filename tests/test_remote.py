@@ -1,0 +1,172 @@
+"""``fnotui --remote`` against a real OpenSSH server on 127.0.0.1 (tests/sshd.py): the mirror
+follows a real engine through ``fnotui stream``, survives dropped connections and a server
+that is down for a while, shows a kill -9 as crashed, and resumes and stops the arm over ssh;
+at the end the mirrored files are byte-identical to the engine's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.remote import RemoteControl, RemoteMirror, Target
+from engine.status import run_state
+from engine.telemetry import iter_records, resolve_segments
+from tests.sshd import LoopbackSSHD, find_sshd
+
+REPO = Path(__file__).resolve().parents[1]
+FNOTUI = str(Path(sys.executable).parent / "fnotui")  # the installed console script
+
+ARMS = """
+[study]
+name = "remote"
+output_dir = "runs"
+
+[data]
+N = 32
+object_size = 64
+n_lines = 30
+nimgs_train = 1
+nimgs_test = 1
+train_stride = 8
+test_stride = 8
+
+[defaults]
+fno_width = 4
+fno_blocks = 2
+fno_modes = 4
+epochs = 400
+batch_size = 8
+infer_batch_size = 16
+
+[arms.slow]
+architecture = "cnn"
+"""
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    binary = find_sshd()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("sshd is missing: .ci/run installs openssh-server")
+        pytest.skip("no sshd here (apt-get install openssh-server)")
+    if not os.access(FNOTUI, os.X_OK):
+        pytest.skip(f"{FNOTUI} missing: the project is not pip-installed in this environment")
+    server = LoopbackSSHD(binary, tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def study(tmp_path) -> Path:
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "arms.toml").write_text(textwrap.dedent(ARMS))
+    return tmp_path / "study"
+
+
+def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_in(telemetry: Path) -> int:
+    return telemetry.read_bytes().count(b'"type":"epoch"') if telemetry.exists() else 0
+
+
+def mirror_for(sshd, study: Path, root: Path) -> RemoteMirror:
+    return RemoteMirror(Target.parse(f"{sshd.destination}:{study}"), root, ssh=sshd.ssh,
+                        fnotui=FNOTUI, silence_s=8)
+
+
+def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_path):
+    assert cli("launch", "slow", cwd=study).returncode == 0
+    run = study / "runs" / "slow"
+    mirror = mirror_for(sshd, study, tmp_path / "mirror")
+    hello = mirror.start()
+    try:
+        assert hello["study"] == "remote" and hello["arms"] == ["slow"]
+        assert mirror.arms_file.read_text() == (study / "arms.toml").read_text()
+        mirrored = mirror.runs_dir / "slow"
+        wait_for(lambda: epochs_in(mirrored / "telemetry.jsonl") >= 2, what="mirrored epochs")
+        assert run_state(mirrored) == "running"
+
+        # 1. The connection dies (sshd's session process killed): reconnect, carry on.
+        assert sshd.drop_connections() >= 1
+        wait_for(lambda: mirror.connects == 2 and mirror.link == "connected",
+                 what="a reconnect")
+
+        # 2. The server is down for a while (the engine keeps training), then back.
+        sshd.stop()
+        wait_for(lambda: mirror.link.startswith("reconnecting"), what="link down")
+        before = epochs_in(run / "telemetry.jsonl")
+        wait_for(lambda: epochs_in(run / "telemetry.jsonl") >= before + 2,
+                 what="epochs written while the link is down")
+        sshd.start()
+        wait_for(lambda: mirror.connects == 3 and mirror.link == "connected", timeout=90,
+                 what="a reconnect after the outage")
+        wait_for(lambda: epochs_in(mirrored / "telemetry.jsonl") >= epochs_in(
+            run / "telemetry.jsonl") - 1, what="catching up")
+
+        # 3. kill -9 the engine: the mirror says crashed (only the engine's host can know).
+        pid = json.loads((run / "status.json").read_text())["pid"]
+        wait_for(lambda: (run / "checkpoint.pt").is_file(), what="a checkpoint")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: run_state(mirrored) == "crashed", what="crashed in the mirror")
+
+        # 4. Resume and stop over ssh, as the dashboard's keys do.
+        control = RemoteControl(mirror, [])
+        assert "launched slow" in control.launch("slow", "resume", 1, "cpu")
+        wait_for(lambda: run_state(mirrored) == "running", what="resumed in the mirror")
+        resumed_at = epochs_in(run / "telemetry.jsonl")
+        wait_for(lambda: epochs_in(mirrored / "telemetry.jsonl") >= resumed_at + 1,
+                 what="an epoch after resuming")
+        assert "to stop" in control.stop("slow")
+        wait_for(lambda: run_state(mirrored) == "killed", what="killed in the mirror")
+        time.sleep(2.5)  # one more poll of the stream after the engine's last write
+    finally:
+        mirror.close()
+
+    # Nothing lost, nothing twice: the mirror is the engine's files, byte for byte.
+    for name in ("telemetry.jsonl", "status.json", "history.json", "config.json"):
+        assert (mirrored / name).read_bytes() == (run / name).read_bytes(), name
+    records = resolve_segments(iter_records(mirrored / "telemetry.jsonl"))
+    steps = [r["step"] for r in records if r["type"] == "step"]
+    assert steps == list(range(len(steps)))
+    assert sum(r["type"] == "segment" for r in records) == 1
+
+
+def test_remote_cli_errors_are_clear(sshd, study, tmp_path):
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "--remote=-oProxyCommand=x"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "expected [user@]host[:study_dir]" in bad.stderr
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--remote", f"{sshd.destination}:{study}/nowhere",
+         "--ssh", " ".join(sshd.ssh), "--remote-fnotui", FNOTUI,
+         "--mirror", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert "cannot follow" in missing.stderr and "nowhere" in missing.stderr
+
+    closed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--remote", f"{sshd.destination}:{study}",
+         "--ssh", " ".join(sshd.ssh).replace(str(sshd.port), "1"), "--remote-fnotui", FNOTUI,
+         "--mirror", str(tmp_path / "m2")], capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 1 and "refused" in closed.stderr.lower()
