@@ -85,9 +85,15 @@ class LoopbackSSHD:
 
     def sessions(self) -> list[int]:
         """Pids of the per-connection sshd processes (children of the listener)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
-        return [int(p) for p in out.split()]
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # exited meanwhile
+            if int(fields[1]) == self.proc.pid:  # field 4 of stat, after "pid (comm)"
+                children.append(int(stat.parent.name))
+        return children
 
     def drop_connections(self) -> int:
         """Kill every live connection, as a network failure would end them."""

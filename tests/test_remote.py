@@ -170,3 +170,32 @@ def test_remote_cli_errors_are_clear(sshd, study, tmp_path):
          "--ssh", " ".join(sshd.ssh).replace(str(sshd.port), "1"), "--remote-fnotui", FNOTUI,
          "--mirror", str(tmp_path / "m2")], capture_output=True, text=True, timeout=120)
     assert closed.returncode == 1 and "refused" in closed.stderr.lower()
+
+
+def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_path):
+    from tests.terminal import Terminal
+
+    run = study / "runs" / "slow"
+    tui = Terminal(tmp_path, "--remote", f"{sshd.destination}:{study}", "--ssh",
+                   " ".join(sshd.ssh), "--remote-fnotui", FNOTUI, "--device", "cpu",
+                   "--mirror", str(tmp_path / "mirror"))
+    try:
+        tui.wait_text("not started")  # the mirror's first content: the link is up
+        tui.press("r")  # launches on the remote host, through ssh
+        tui.wait_text("launch slow on")
+        wait_for(lambda: epochs_in(run / "telemetry.jsonl") >= 1, what="the remote engine")
+        tui.wait_text("running")
+        sshd.drop_connections()  # the stream's link; the title says so, then recovers
+        tui.wait_text("link restored")
+        tui.press("s")
+        tui.wait_text("Stop slow?")
+        tui.press("y")
+        wait_for(lambda: run_state(run) == "killed", what="the remote stop")
+        tui.wait_text("killed")
+        tui.press("q")
+        assert tui.proc.wait(20) == 0
+    finally:
+        if tui.proc.poll() is None:
+            tui.proc.kill()
+        if run_state(run) == "running":
+            cli("stop", "slow", cwd=study)

@@ -29,7 +29,7 @@ COLUMNS = (
     ("mark", " ", 1),
     ("arm", "arm", 17),
     ("state", "state", 13),
-    ("epoch", "epoch", 5),
+    ("epoch", "epoch", 7),  # "120/400": a long study must not lose a digit
     ("loss", "loss", 7),
     ("val", "best val", 8),
     ("spark_loss", "loss ~", SPARK_BUCKETS),
