@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _last_log_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no run.log)"
+    return lines[-1] if lines else "(run.log is empty)"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -204,14 +212,14 @@ def _connect_remote(args):
         study_args += ["--out", args.out]
     ssh = shlex.split(args.ssh or os.environ.get("FNOTUI_SSH") or "ssh")
     mirror = RemoteMirror(target, Path(args.mirror) if args.mirror else
-                          default_mirror_root(target), ssh=ssh, fnotui=args.remote_fnotui,
-                          stream_args=study_args)
+                          default_mirror_root(target, study_args), ssh=ssh,
+                          fnotui=args.remote_fnotui, stream_args=study_args)
     print(f"fnotui: connecting to {target.label} through {ssh[0]}…", file=sys.stderr,
           flush=True)
     try:
         mirror.start()
-        study = load_study(mirror.arms_file, profile=args.profile, output_dir=mirror.runs_dir,
-                           validate_models=False)
+        study = load_study(mirror.arms_file, profile=args.profile, overrides=args.overrides,
+                           output_dir=mirror.runs_dir, validate_models=False)
     except RemoteError as exc:
         _err(str(exc))
         return EXIT_RUN_FAILED
@@ -219,8 +227,7 @@ def _connect_remote(args):
         mirror.close()
         _err(f"the remote arms file: {exc}")
         return EXIT_BAD_INPUT
-    control = RemoteControl(mirror, study_args + [a for o in args.overrides
-                                                  for a in ("--set", o)])
+    control = RemoteControl(mirror, study_args, args.overrides)
     return study, mirror.arms_file, control
 
 
@@ -356,7 +363,7 @@ def _each_arm(names: list[str], act, refused: type[Exception]) -> int:
 def cmd_launch(argv: list[str]) -> int:
     from engine.arms import load_study
     from engine.errors import ConfigError
-    from engine.launch import LaunchError, launch_detached
+    from engine.launch import LaunchError, launch_detached, wait_started
     from engine.train import resolve_devices
 
     args = build_launch_parser().parse_args(argv)
@@ -370,11 +377,18 @@ def cmd_launch(argv: list[str]) -> int:
         _err(str(exc))
         return EXIT_BAD_INPUT
     def launch(name: str) -> str:
+        run_dir = study.run_dir(name)
         pid = launch_detached(Path(args.arms), name, Path(args.out) if args.out else None,
-                              args.profile, args.device, run_dir=study.run_dir(name),
+                              args.profile, args.device, run_dir=run_dir,
                               mode=mode, overrides=args.overrides,
                               max_parallel=args.max_parallel)
-        return f"launched {name}: pid {pid}, log {study.run_dir(name) / 'run.log'}"
+        # Return once the engine holds its arm, so that what we print (and --list right
+        # after) is true, and an engine that exits at once is reported, not hidden.
+        state, code = wait_started(pid, run_dir)
+        if code is not None:
+            raise LaunchError(f"{name}: the engine (pid {pid}) exited with code {code}: "
+                              f"{_last_log_line(run_dir / 'run.log')}")
+        return f"launched {name}: pid {pid}, {state}, log {run_dir / 'run.log'}"
 
     print(f"queue: at most {args.max_parallel} engine(s) at a time on each of "
           f"{', '.join(devices)}; first come, first served")
@@ -423,14 +437,19 @@ def cmd_stream(argv: list[str]) -> int:
     p.add_argument("--profile", metavar="NAME")
     p.add_argument("--out", metavar="DIR", help="study output directory")
     p.add_argument("--from", dest="known", metavar="B64",
-                   help="what the client already holds (base64 JSON; set by fnotui --remote)")
+                   help="what the client already holds (base64 JSON)")
+    p.add_argument("--from-stdin", action="store_true",
+                   help="read what the client holds as one JSON line on stdin (fnotui --remote)")
     p.add_argument("--poll", type=float, default=0.5, metavar="S", help="poll interval")
     p.add_argument("--max-seconds", type=float, metavar="S", help="end after S seconds")
     args = p.parse_args(argv)
     try:
         study = load_study(args.arms, profile=args.profile, output_dir=args.out,
                            validate_models=False)
-        known = json.loads(base64.b64decode(args.known)) if args.known else {}
+        if args.from_stdin:
+            known = json.loads(sys.stdin.readline() or "{}")
+        else:
+            known = json.loads(base64.b64decode(args.known)) if args.known else {}
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.arms import Study
-from engine.launch import LaunchError, launch_detached, reap, stop_run
+from engine.launch import LaunchError, launch_detached, reap, stop_run, wait_started
 from engine.runstore import ArmSnapshot, RunStore
 from engine.status import ACTIVE_STATES
 
@@ -199,7 +199,7 @@ class FnotuiApp(App):
                 self.notify(f"{name} is not in {self.arms_file.name}: cannot launch it",
                             severity="warning", markup=False)
             elif snap is not None and snap.state in ACTIVE_STATES:
-                self.notify(f"{name} is already running", severity="warning", markup=False)
+                self.notify(f"{name} is already {snap.state}", severity="warning", markup=False)
             elif snap is not None and snap.has_run:
                 earlier.append(name)
             else:
@@ -248,6 +248,17 @@ class FnotuiApp(App):
                                       severity="error", markup=False)
                 continue
             self._launched[pid] = name
+            # Wait until it holds its arm (and its queue ticket) before starting the next, so
+            # that arms launched together queue in the order given, and say how it started.
+            state, code = wait_started(pid, self.study.run_dir(name))
+            if code is not None:  # it exited at once (refused): say why, from its log
+                self._launched.pop(pid, None)
+                self.call_from_thread(
+                    self.notify, f"{name} exited with code {code}. "
+                    f"{_last_line(self.study.run_dir(name) / 'run.log')}",
+                    title="engine stopped", severity="warning", timeout=15, markup=False)
+                continue
+            mode = f"{mode}, {state}" if mode else state
             self.call_from_thread(
                 self.notify, f"{name}: pid {pid}{', ' + mode if mode else ''}; log: "
                 f"{_display_path(self.study.run_dir(name) / 'run.log', self.arms_file)}",

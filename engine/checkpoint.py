@@ -33,7 +33,8 @@ class LoopState:
     global_step: int = 0
     segment: int = 0  # 0 for the first process, +1 for every resume
     history: dict[str, list] = field(default_factory=lambda: {
-        "train_loss": [], "val_loss": [], "grad_norm": [], "lr": [], "pred_amp_std": []})
+        "train_loss": [], "val_loss": [], "grad_norm": [], "lr": [], "pred_amp_std": [],
+        "val_amp_mae": []})
 
 
 def save_checkpoint(path: Path, *, config: dict, model, optimizer, schedule, shuffle,

@@ -20,6 +20,8 @@ Conventions chosen here:
 
 from __future__ import annotations
 
+import fcntl
+
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -299,29 +301,50 @@ def load_or_build_dataset(
     log = _silent if log is None else log
     recipe, digest = recipe_identity(cfg)
     path = cache_file(Path(cache_dir), digest)
-    expect_header = {"data_format_version": DATA_FORMAT_VERSION, "recipe_hash": digest}
-    status = "built"
-    if path.exists():
-        try:
-            arrays, header = read_cache(path, expect_header, _expected_arrays(cfg))
-            build = header.get("build")
-            if not isinstance(build, dict):
-                raise DatasetError("header has no build record")
-        except DatasetError as exc:
-            log(f"dataset cache {path} is unusable: {exc}; rebuilding it")
-            status = "rebuilt"
-        else:
-            log(f"dataset cache hit: {path}")
-            cache = {"file": str(path), "status": "hit"}
-            return _assemble(cfg, arrays, build, recipe, digest, cache)
-    else:
-        log(f"dataset cache miss: building {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays, build = _simulate(cfg, log)
-    write_cache(path, arrays, {**expect_header, "build": build})
+    expect_header = {"data_format_version": DATA_FORMAT_VERSION, "recipe_hash": digest}
+    found, problem = _read_cached(cfg, path, expect_header)
+    if found is not None:  # the common case takes no lock: readers never wait for readers
+        log(f"dataset cache hit: {path}")
+        return _assemble(cfg, *found, recipe, digest, {"file": str(path), "status": "hit"})
+    # Arms of one study launched together want the same recipe: one builds, the others wait
+    # for it and load the file (an OS lock, released even if the builder is killed).
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process that is building {path.name}")
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        found, problem = _read_cached(cfg, path, expect_header)  # built while we looked?
+        if found is not None:
+            log(f"dataset cache hit: {path} (built by another process)")
+            return _assemble(cfg, *found, recipe, digest, {"file": str(path), "status": "hit"})
+        if problem is None:
+            log(f"dataset cache miss: building {path}")
+            status = "built"
+        else:
+            log(f"dataset cache {path} is unusable: {problem}; rebuilding it")
+            status = "rebuilt"
+        arrays, build = _simulate(cfg, log)
+        write_cache(path, arrays, {**expect_header, "build": build})
     log(f"dataset built in {build['build_seconds']:.1f} s and cached at {path} "
         f"({path.stat().st_size / 2**20:.1f} MiB)")
     return _assemble(cfg, arrays, build, recipe, digest, {"file": str(path), "status": status})
+
+
+def _read_cached(cfg: DataConfig, path: Path, expect_header: dict):
+    """((arrays, build record), None) from a verified cache file; (None, None) if there is no
+    file; (None, reason) if it is unusable."""
+    if not path.exists():
+        return None, None
+    try:
+        arrays, header = read_cache(path, expect_header, _expected_arrays(cfg))
+        build = header.get("build")
+        if not isinstance(build, dict):
+            raise DatasetError("header has no build record")
+    except DatasetError as exc:
+        return None, str(exc)
+    return (arrays, build), None
 
 
 def _silent(_message: str) -> None:

@@ -90,6 +90,25 @@ def launch_detached(arms_file: Path, arm: str, output_dir: Path | None, profile:
     return proc.pid
 
 
+def wait_started(pid: int, run_dir: Path, timeout: float = 30.0) -> tuple[str, int | None]:
+    """Wait until the engine ``pid`` (started here) has taken its arm: (state, None) once its
+    status.json is ours (queued or running), or (last state, exit code) if it exited first,
+    e.g. refused by the arm lock or an argument error (its reason is the end of run.log)."""
+    import time
+
+    proc = _children.get(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = read_status(run_dir) or {}
+        if st.get("pid") == pid:
+            return run_state(run_dir), None
+        if proc is not None and proc.poll() is not None:
+            _children.pop(pid, None)
+            return run_state(run_dir), proc.returncode
+        time.sleep(0.1)
+    return "starting", None
+
+
 def reap() -> list[tuple[int, int]]:
     """(pid, exit code) of the engines started here that have exited since the last call."""
     done = []

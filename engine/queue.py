@@ -12,9 +12,14 @@ takes the first device that frees up. ``max_parallel`` caps the number of busy s
 as this waiter sees it: launches asking for different numbers share the slot files, so a launch
 with ``--max-parallel 1`` waits while any slot of its device is busy.
 
-The queue directory is per machine and per user (``$FNOTUI_QUEUE_DIR``, else
-``$XDG_RUNTIME_DIR/fnotui-queue`` or ``/tmp/fnotui-queue-<uid>``): two studies on one GPU box
-share the GPU's slots, as they share the GPU.
+The queue directory is per user and per host (``$FNOTUI_QUEUE_DIR``, else
+``$XDG_STATE_HOME/fnotui/queue/<host>``, by default under ``~/.local/state``): two studies on one
+GPU box share the GPU's slots, as they share the GPU. Not ``$XDG_RUNTIME_DIR`` (systemd removes
+it when the user's last session ends, under running engines) and not a fixed name in ``/tmp``
+(another user could create it first; cleaners delete old files there).
+
+Engines started without a queue (a plain ``fnotui --run``) still *claim* a slot of their device,
+without waiting, so that queued engines count them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import fcntl
 import json
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +40,9 @@ POLL_S = 0.5
 def queue_root() -> Path:
     if os.environ.get("FNOTUI_QUEUE_DIR"):
         return Path(os.environ["FNOTUI_QUEUE_DIR"])
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return Path(runtime) / "fnotui-queue"
-    return Path(f"/tmp/fnotui-queue-{os.getuid()}")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    # Per host: a home directory shared over NFS must not merge two machines' GPUs.
+    return Path(state) / "fnotui" / "queue" / socket.gethostname()
 
 
 def device_key(device: str) -> str:
@@ -67,8 +72,9 @@ def _write_over(fh: TextIO, info: dict) -> None:
 
 @dataclass
 class Slot:
-    """A held device slot. The engine keeps it until it exits (the kernel then frees it);
-    ``release`` is for tests and for engines that end and keep living."""
+    """A held device slot, freed by ``release`` or, whatever happens, when the process exits.
+    Keep a reference: the file handle closes (and the slot frees) when the object is collected.
+    An engine holds it for as long as it trains one arm."""
 
     device: str
     index: int
@@ -89,8 +95,12 @@ class Waiter:
 
 
 class DeviceQueue:
+    """``devices`` are names (cuda:0, cpu); ``keys`` maps a name to the slot directory's key
+    when it should not be the name (e.g. a GPU's UUID: CUDA indices depend on
+    CUDA_VISIBLE_DEVICES, the UUID does not)."""
+
     def __init__(self, devices: list[str], max_parallel: int, arm: str,
-                 root: Path | None = None):
+                 root: Path | None = None, keys: dict[str, str] | None = None):
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
         if not devices:
@@ -99,6 +109,7 @@ class DeviceQueue:
         self.max_parallel = max_parallel
         self.arm = arm
         self.root = Path(root) if root is not None else queue_root()
+        self.keys = dict(keys or {})
         self._ticket_fh: TextIO | None = None
         self._ticket: Path | None = None
 
@@ -157,7 +168,22 @@ class DeviceQueue:
     # -- internals ---------------------------------------------------------------------------
 
     def _device_dir(self, device: str) -> Path:
-        return self.root / device_key(device)
+        return self.root / device_key(self.keys.get(device, device))
+
+    def claim(self) -> Slot:
+        """Take a slot of the first device at once, busy or not (an engine started without
+        the queue): waiters then see the device as busy as it is."""
+        device = self.devices[0]
+        directory = self._device_dir(device)
+        directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            held, free = self._scan_slots(directory)
+            for index in free + [held + len(free)]:
+                fh = _try_lock(directory / f"slot-{index}.lock")
+                if fh is not None:
+                    _write_over(fh, {"arm": self.arm, "pid": os.getpid(), "device": device,
+                                     "since": time.time(), "queued": False})
+                    return Slot(device, index, 0.0, fh)
 
     def _take_ticket(self) -> None:
         tickets = self.root / "tickets"

@@ -32,12 +32,13 @@ from pathlib import Path
 
 from engine.errors import ConfigError, FnotuiError
 from engine.status import OBSERVED_STATE_FILE
-from engine.stream import APPEND_FILES, HEAD_BYTES, PROTOCOL, SNAPSHOT_FILES, b64, digest, unb64
+from engine.stream import (APPEND_FILES, HEAD_BYTES, PROTOCOL, SAFE_NAME, SNAPSHOT_FILES, b64,
+                           digest, unb64)
 
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ServerAliveInterval=5",
                "-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=15")
 BACKOFF_S = (1, 2, 4, 8, 15)
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MIRROR_MARK = ".fnotui-mirror"
 
 
 class RemoteError(FnotuiError):
@@ -51,10 +52,15 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> "Target":
-        """``[user@]host[:study_dir]``. A port or key belongs in ~/.ssh/config or ``--ssh``."""
+        """``[user@]host[:study_dir]``. A port or key belongs in ~/.ssh/config or ``--ssh``.
+        ``~/x`` means x in the remote home (where ssh starts), as scp reads it."""
         dest, _, path = text.partition(":")
         if not dest or dest.startswith("-") or any(c.isspace() for c in dest):
             raise ConfigError(f"--remote {text!r}: expected [user@]host[:study_dir]")
+        if path == "~":
+            path = ""
+        elif path.startswith("~/"):
+            path = path[2:]
         return cls(dest, path)
 
     @property
@@ -64,13 +70,14 @@ class Target:
 
 def remote_shell_command(target: Target, fnotui: str, args: list[str]) -> str:
     """The command line the remote login shell runs: cd to the study, then fnotui."""
-    cd = f"cd {shlex.quote(target.study_dir)} && " if target.study_dir else ""
+    cd = f"cd -- {shlex.quote(target.study_dir)} && " if target.study_dir else ""
     return cd + "exec " + fnotui + " " + " ".join(shlex.quote(a) for a in args)
 
 
-def default_mirror_root(target: Target) -> Path:
+def default_mirror_root(target: Target, study_args: list[str] = ()) -> Path:
+    """One mirror per remote study: host, directory and the arguments that pick the runs."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fnotui" / "remote"
-    key = hashlib.sha256(target.label.encode()).hexdigest()[:12]
+    key = hashlib.sha256("\0".join([target.label, *study_args]).encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", target.destination)
     return base / f"{safe}-{key}"
 
@@ -98,6 +105,7 @@ class RemoteMirror:
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._root_lock = None
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -117,6 +125,7 @@ class RemoteMirror:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> dict:
+        self._claim_root()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="fnotui-remote", daemon=True)
         self._thread.start()
@@ -129,11 +138,35 @@ class RemoteMirror:
             raise RemoteError(f"cannot follow {self.target.label}: {self.last_error}")
         return self.hello
 
+    def _claim_root(self) -> None:
+        """The mirror directory is ours alone: made by us (a marker file, so that --mirror can
+        never wipe a folder of real runs) and locked while we run (two dashboards appending to
+        one mirror would corrupt it)."""
+        import fcntl
+
+        root, mark = self.root, self.root / MIRROR_MARK
+        if root.is_dir() and any(root.iterdir()) and not mark.exists():
+            raise RemoteError(f"{root} is not empty and not an fnotui mirror: refusing to use "
+                              f"it (give --mirror an empty or new directory)")
+        root.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+        fh = open(mark, "a")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RemoteError(f"{root} is in use by another fnotui --remote dashboard; close it "
+                              f"or give this one another --mirror") from None
+        self._root_lock = fh
+
     def close(self) -> None:
         self._stop.set()
         self._kill()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._root_lock is not None:
+            self._root_lock.close()
+            self._root_lock = None
 
     def drop_link(self) -> None:
         """End the current ssh (the thread reconnects): for tests and a manual 'reconnect'."""
@@ -146,9 +179,11 @@ class RemoteMirror:
             proc.kill()
 
     def command(self) -> list[str]:
-        args = ["stream", *self.stream_args, "--from", b64(json.dumps(self._holdings()).encode())]
+        # What we hold goes on stdin, not the command line: one argument may not exceed
+        # 128 KiB on Linux, and a large study's holdings would.
         return [*self.ssh, *SSH_OPTIONS, self.target.destination,
-                remote_shell_command(self.target, self.fnotui, args)]
+                remote_shell_command(self.target, self.fnotui,
+                                     ["stream", *self.stream_args, "--from-stdin"])]
 
     def _run(self) -> None:
         attempt = 0
@@ -175,7 +210,7 @@ class RemoteMirror:
         """One ssh connection; True if it delivered a hello."""
         self.link = "connecting"
         try:
-            proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True)
         except OSError as exc:
@@ -183,6 +218,13 @@ class RemoteMirror:
             return False
         with self._lock:
             self._proc = proc
+        if self._stop.is_set():  # close() ran before we could be killed by it
+            proc.kill()
+        try:
+            proc.stdin.write(json.dumps(self._holdings()).encode() + b"\n")
+            proc.stdin.close()
+        except OSError:
+            pass  # ssh already exited: its stderr says why
         stderr_tail: list[str] = []
         threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True).start()
         watchdog = _Watchdog(self.silence_s, proc)
@@ -287,7 +329,10 @@ class RemoteMirror:
                 if path.is_file():
                     with open(path, "rb") as fh:
                         head = fh.read(HEAD_BYTES)
-                    files[name] = {"size": path.stat().st_size, "head": b64(head)}
+                        size = fh.seek(0, os.SEEK_END)
+                        fh.seek(max(0, size - HEAD_BYTES))
+                        tail = fh.read(HEAD_BYTES)
+                    files[name] = {"size": size, "head": b64(head), "tail": b64(tail)}
             for name in SNAPSHOT_FILES:
                 path = run / name
                 if path.is_file():
@@ -340,9 +385,11 @@ def _drain(stream, tail: list[str]) -> None:
 class RemoteControl:
     """``fnotui launch|stop|export`` on the remote host, through ssh; returns their output."""
 
-    def __init__(self, mirror: RemoteMirror, study_args: list[str]):
+    def __init__(self, mirror: RemoteMirror, study_args: list[str],
+                 overrides: list[str] = ()):
         self.mirror = mirror
         self.study_args = list(study_args)  # --arms/--profile/--out as given to --remote
+        self.overrides = list(overrides)  # --set, for launches only
 
     def run(self, subcommand: str, args: list[str], timeout: float = 120) -> str:
         m = self.mirror
@@ -359,7 +406,8 @@ class RemoteControl:
         return proc.stdout.strip()
 
     def launch(self, arm: str, mode: str | None, max_parallel: int, device: str) -> str:
-        args = [arm, *self.study_args, "--max-parallel", str(max_parallel), "--device", device]
+        args = [arm, *self.study_args, *[a for o in self.overrides for a in ("--set", o)],
+                "--max-parallel", str(max_parallel), "--device", device]
         if mode:
             args.append(f"--{mode}")
         return self.run("launch", args)

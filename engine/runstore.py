@@ -489,7 +489,8 @@ class PlotData:
     version: int
 
 
-EPOCH_FIELDS = ("train_loss", "val_loss", "grad_norm", "lr", "pred_amp_std", "target_amp_std")
+EPOCH_FIELDS = ("train_loss", "val_loss", "grad_norm", "lr", "pred_amp_std", "target_amp_std",
+                "val_amp_mae")
 
 
 class ArmRun:

@@ -17,13 +17,14 @@ Messages (``t`` is the type; ``data`` is base64):
 - ``gone``: such a file (or an append-only one) no longer exists.
 - ``state``: the run state seen *here*, where the engine's pid can be checked
   (engine.status.run_state: crashed is only knowable on the engine's host).
-- ``tick``: nothing new; sent every ``tick_s`` so the other side can tell a quiet study from
-  a dead link.
+- ``tick``: every ``tick_s``, busy or not: the time and every arm's current state, so the
+  other side can tell a quiet study from a dead link and keeps its observed states fresh.
 
-Resuming after a dropped link costs nothing: the client says, per file, how many bytes it has
-and what its first bytes are (``--from``); a file that still starts with those bytes continues
-from there, anything else is reset. A small file whose digest the client already has is not
-sent again.
+Resuming after a dropped link costs nothing: the client says (one JSON line on stdin, or
+``--from``), per file, how many bytes it has, what its first bytes are and what its last bytes
+are; a file that still has those bytes at those places continues from there, anything else is
+reset (the last bytes catch a file rewritten since with the same beginning, e.g. a restart with
+the same config). A small file whose digest the client already has is not sent again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -42,10 +44,12 @@ from engine.rundir import RunDir
 from engine.status import run_state
 
 PROTOCOL = 1
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 APPEND_FILES = ("telemetry.jsonl", "run.log")
 SNAPSHOT_FILES = ("status.json", "config.json", "history.json", "metrics.json", "stats.json",
                   "recon.npz")
-HEAD_BYTES = 256  # the first bytes a client sends back to prove its copy is of the same file
+HEAD_BYTES = 256  # the first and last bytes a client holds, sent back to prove its copy is a
+# prefix of the same file
 CHUNK_BYTES = 1 << 20  # one append message carries at most this much
 DISCOVER_EVERY_S = 5.0
 
@@ -69,6 +73,7 @@ class AppendFollower:
     path: Path
     offset: int = 0
     head: bytes = b""  # the first bytes the other side holds (at most HEAD_BYTES)
+    tail: bytes = b""  # the bytes it holds just before ``offset`` (checked once, on resume)
     identity: tuple[int, int] | None = None
     exists: bool = False
 
@@ -91,6 +96,10 @@ class AppendFollower:
                 reset = True
             elif self.head and os.pread(fd, len(self.head), 0) != self.head:
                 reset = True
+            elif self.tail and os.pread(fd, len(self.tail),
+                                        self.offset - len(self.tail)) != self.tail:
+                reset = True
+            self.tail = b""  # from here on, inode and size changes tell us
             if reset:
                 self.offset, self.head = 0, b""
             self.identity, self.exists = identity, True
@@ -147,7 +156,8 @@ class ArmFollower:
         for fname in APPEND_FILES:
             have = known.get(fname) or {}
             arm.appends[fname] = AppendFollower(root / fname, int(have.get("size", 0)),
-                                                unb64(have.get("head", "")))
+                                                unb64(have.get("head", "")),
+                                                unb64(have.get("tail", "")))
         for fname in SNAPSHOT_FILES:
             have = known.get(fname) or {}
             arm.snapshots[fname] = SnapshotFollower(root / fname, have.get("digest"))
@@ -191,7 +201,8 @@ class StudyStreamer:
             if entry.name.startswith(".") or entry.name in self.arms or not entry.is_dir():
                 continue
             run = RunDir(Path(entry.path))
-            if run.telemetry.exists() or run.status.exists():
+            # Only names the other side accepts as a directory name (engine.remote.SAFE_NAME).
+            if SAFE_NAME.match(entry.name) and (run.telemetry.exists() or run.status.exists()):
                 self._follow(entry.name)
 
     def poll(self) -> bool:
@@ -245,16 +256,15 @@ def run_stream(study, out: TextIO, known: dict | None = None, *, poll_s: float =
     t_end = None if max_s is None else time.monotonic() + max_s
     try:
         streamer.hello()
-        last_sent = time.monotonic()
+        last_tick = time.monotonic()
         while not should_stop() and (t_end is None or time.monotonic() < t_end):
-            if streamer.poll():
-                out.flush()
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= tick_s:
+            sent = streamer.poll()
+            if time.monotonic() - last_tick >= tick_s:
                 states = {name: arm.state for name, arm in streamer.arms.items()}
                 emit({"t": "tick", "time": time.time(), "states": states})
+                last_tick, sent = time.monotonic(), True
+            if sent:
                 out.flush()
-                last_sent = time.monotonic()
             time.sleep(poll_s)
     except BrokenPipeError:
         pass  # the client went away (dropped link, quit dashboard): nothing left to do

@@ -43,6 +43,7 @@ from engine.physics import PHYSICS_GAIN, ForwardModel, get_loss
 from engine.rundir import RunDir
 from engine.errors import ConfigError, Dequeued
 from engine.queue import DeviceQueue, Slot
+from engine.stitch import stitch_border
 from engine.status import RunLock, StatusFile, read_status, run_state
 from engine.telemetry import SCHEMA, TelemetryWriter
 
@@ -181,13 +182,23 @@ def _device_info(device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int) -> tuple[float, float]:
+def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int,
+             amp_test: torch.Tensor | None = None,
+             border: int = 0) -> tuple[float, float, float]:
     """Validation loss (mean over batches, each normalised by its own mean observation, as the
-    original did) and the mean per-patch std of the predicted amplitude over the first
-    PROBE_BATCH test patches (fixed and scan-ordered, so epochs are comparable)."""
+    original did); the mean per-patch std of the predicted amplitude over the first PROBE_BATCH
+    test patches (fixed and scan-ordered, so epochs are comparable); and the amplitude error
+    against the ground truth (``amp_test``), NaN without it.
+
+    The amplitude error is the one the loss cannot see: a diffraction-amplitude loss is blind to
+    the phase-retrieval ambiguities, and arms with equal validation loss can reconstruct very
+    different objects (docs/studies/stage_a_h100). It is the MAE over the central region each
+    patch contributes to the stitched image (``border`` pixels dropped per side), after one
+    mean-ratio scale over the whole test set, as the final evaluation aligns amplitudes."""
     was_training = model.training
     model.eval()
-    losses, stds = [], []
+    losses, stds, centres = [], [], []
+    n = x_test.shape[-1]
     for start in range(0, x_test.shape[0], batch):
         xb = x_test[start:start + batch]
         obj = model(xb)
@@ -195,8 +206,17 @@ def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int) -> tuple
         if start < PROBE_BATCH:
             probe_amp = obj[:PROBE_BATCH - start].abs().flatten(1)
             stds.append(probe_amp.std(dim=1, unbiased=False))
+        if amp_test is not None:
+            centres.append(obj.abs()[:, border:n - border, border:n - border])
     model.train(was_training)
-    return float(torch.stack(losses).mean().item()), float(torch.cat(stds).mean().item())
+    amp_mae = math.nan
+    if centres:
+        pred = torch.cat(centres)
+        truth = amp_test[:, border:n - border, border:n - border]
+        scale = truth.mean() / pred.mean().clamp_min(1e-12)
+        amp_mae = float((pred * scale - truth).abs().mean().item())
+    return (float(torch.stack(losses).mean().item()), float(torch.cat(stds).mean().item()),
+            amp_mae)
 
 
 def train_arm(
@@ -235,16 +255,28 @@ def train_arm(
     restore_signals = stop.install()
     status = StatusFile(run, cfg.name, cfg.train.epochs)
     queue_info = None
-    if max_parallel is not None:
-        try:
-            slot = _wait_for_slot(cfg.name, device, max_parallel, run, status, stop, log)
-        except BaseException:
-            restore_signals()
-            lock.release()
-            raise
-        device = slot.device
-        queue_info = {"device": slot.device, "slot": slot.index, "max_parallel": max_parallel,
-                      "devices": resolve_devices(device), "waited_s": round(slot.waited_s, 3)}
+    try:
+        if max_parallel is not None:
+            devices = resolve_devices(device)
+            slot = _wait_for_slot(cfg.name, devices, max_parallel, run, status, stop, log)
+            queue_info = {"device": slot.device, "slot": slot.index,
+                          "max_parallel": max_parallel, "devices": devices,
+                          "waited_s": round(slot.waited_s, 3)}
+        else:  # not queued: claim a slot anyway, so that queued engines count this one
+            own = _concrete(resolve_device(device))
+            slot = DeviceQueue([own], 1, cfg.name, keys=_slot_keys([own])).claim()
+    except Dequeued:
+        restore_signals()
+        lock.release()
+        raise
+    except BaseException as exc:
+        message = f"device queue: {type(exc).__name__}: {exc}"
+        log(f"[{cfg.name}] failed: {message}")
+        status.finish("failed", exit_code=1, error=message)
+        restore_signals()
+        lock.release()
+        raise
+    device = slot.device  # the slot is held (a local of this frame) until training ends
     telemetry = None
     try:
         status.write(state="running", device=device, queue=None)
@@ -284,13 +316,33 @@ def train_arm(
         lock.release()
 
 
-def _wait_for_slot(arm: str, device: str, max_parallel: int, run: RunDir, status: StatusFile,
-                   stop: StopRequest, log) -> Slot:
-    """Wait (status ``queued``, heartbeat kept) for a device slot; the slot is held until this
-    process exits. Stopped while waiting: put back the status the arm had, raise Dequeued."""
+def _concrete(dev: torch.device) -> str:
+    """cuda -> cuda:N (the current device), so that its slot is that GPU's."""
+    if dev.type == "cuda" and dev.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(dev)
+
+
+def _slot_keys(devices: list[str]) -> dict[str, str]:
+    """GPU UUIDs as slot keys where torch reports them: the same GPU has the same slots
+    whatever CUDA_VISIBLE_DEVICES renumbers it to."""
+    keys = {}
+    for name in devices:
+        dev = torch.device(name)
+        if dev.type == "cuda":
+            uuid = getattr(torch.cuda.get_device_properties(dev.index or 0), "uuid", None)
+            if uuid:
+                keys[name] = f"gpu-{uuid}"
+    return keys
+
+
+def _wait_for_slot(arm: str, devices: list[str], max_parallel: int, run: RunDir,
+                   status: StatusFile, stop: StopRequest, log) -> Slot:
+    """Wait (status ``queued``, heartbeat kept) for a slot on one of ``devices``. Stopped while
+    waiting: put back the status the arm had (an earlier run's ``--restart`` archive stays
+    archived), raise Dequeued."""
     previous = read_status(run.root)
-    devices = resolve_devices(device)
-    queue = DeviceQueue(devices, max_parallel, arm)
+    queue = DeviceQueue(devices, max_parallel, arm, keys=_slot_keys(devices))
 
     def waiting(message: str) -> None:
         log(f"[{arm}] {message}")
@@ -350,6 +402,7 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     amp_test = torch.from_numpy(dataset.test.amplitude).to(dev)
     n_train = x_train.shape[0]
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
+    border = stitch_border(cfg.data.N, cfg.data.test_stride)  # what stitching keeps
     target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean())
     shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
     step_rules = StepDetectors(cfg.detect)
@@ -461,7 +514,8 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
 
         train_loss = float((loss_sum / n_train).item())
         grad_norm = float((grad_sum / max(grad_count, 1)).item()) if grad_count else math.nan
-        val_loss, pred_std = validate(model, physics, loss_fn, x_test, tc.infer_batch_size)
+        val_loss, pred_std, val_amp_mae = validate(model, physics, loss_fn, x_test,
+                                                   tc.infer_batch_size, amp_test, border)
         schedule.observe(val_loss)
         epoch_time = time.time() - t_epoch
         layerscale, norms = stable_block_summaries(model)
@@ -470,6 +524,7 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
             "val_loss": val_loss, "grad_norm": grad_norm, "lr": lr,
             "next_lr": schedule.lr_for_epoch(epoch + 1) if epoch + 1 < tc.epochs else None,
             "pred_amp_std": pred_std, "target_amp_std": target_amp_std,
+            "val_amp_mae": val_amp_mae,
             "epoch_time": epoch_time, "samples_per_s": n_train / epoch_time, "t": time.time(),
         }
         if layerscale:
@@ -483,8 +538,9 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         telemetry.fsync()
         stop_reason = _react(cfg, fired, log) or stop_reason
         for key, value in (("train_loss", train_loss), ("val_loss", val_loss),
-                           ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std)):
-            history[key].append(value)
+                           ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std),
+                           ("val_amp_mae", val_amp_mae)):
+            history.setdefault(key, []).append(value)  # setdefault: pre-existing checkpoints
         atomic_write_json(run.history, history)
         epochs_done = epoch + 1
         loop.epochs_done, loop.global_step = epochs_done, global_step

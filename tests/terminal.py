@@ -62,5 +62,11 @@ class Terminal:
     def press(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
+    def kill(self) -> None:
+        """Test teardown: never leave a dashboard behind (it would hold a core)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def hang_up(self) -> None:
         os.close(self.master)  # the terminal goes away: the kernel sends SIGHUP

@@ -127,6 +127,15 @@ def test_launched_arms_queue_one_per_device_in_order(study):
     wait_for(lambda: run_state(second) == "killed", what="second stopped")
 
 
+def test_launch_reports_an_engine_that_refuses_at_once(study):
+    assert cli("--arms", "arms.toml", "--run", "slow", "--set", "epochs=1",
+               cwd=study).returncode == 0
+    out = cli("launch", "slow", "--set", "epochs=1", cwd=study)  # neither --resume nor --restart
+    assert out.returncode == 2
+    assert "exited with code 2" in out.stderr and "already holds a run" in out.stderr
+    assert run_state(study / "runs" / "slow") == "finished"  # the finished run is untouched
+
+
 def test_stop_of_an_arm_that_is_not_running_is_refused(study):
     out = cli("stop", "slow", cwd=study)
     assert out.returncode == 2 and "slow" in out.stderr

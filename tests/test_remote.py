@@ -91,6 +91,16 @@ def epochs_in(telemetry: Path) -> int:
     return telemetry.read_bytes().count(b'"type":"epoch"') if telemetry.exists() else 0
 
 
+def kill_engine(run: Path) -> None:
+    """Teardown after a failure: no engine may outlive its test."""
+    try:
+        pid = json.loads((run / "status.json").read_text())["pid"]
+        if run_state(run) in ("queued", "running"):
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
 def mirror_for(sshd, study: Path, root: Path) -> RemoteMirror:
     return RemoteMirror(Target.parse(f"{sshd.destination}:{study}"), root, ssh=sshd.ssh,
                         fnotui=FNOTUI, silence_s=8)
@@ -143,6 +153,7 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
         time.sleep(2.5)  # one more poll of the stream after the engine's last write
     finally:
         mirror.close()
+        kill_engine(run)
 
     # Nothing lost, nothing twice: the mirror is the engine's files, byte for byte.
     for name in ("telemetry.jsonl", "status.json", "history.json", "config.json"):
@@ -195,7 +206,34 @@ def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_pa
         tui.press("q")
         assert tui.proc.wait(20) == 0
     finally:
-        if tui.proc.poll() is None:
-            tui.proc.kill()
-        if run_state(run) == "running":
-            cli("stop", "slow", cwd=study)
+        tui.kill()
+        kill_engine(run)
+
+
+def test_mirror_directory_is_never_a_folder_of_real_runs_and_never_shared(tmp_path):
+    from engine.remote import RemoteError
+
+    target = Target.parse("nobody@127.0.0.1:study")
+    real = tmp_path / "real"
+    (real / "runs" / "arm").mkdir(parents=True)
+    with pytest.raises(RemoteError, match="not an fnotui mirror"):
+        RemoteMirror(target, real).start(timeout=1)
+    assert (real / "runs" / "arm").is_dir()
+
+    first = RemoteMirror(target, tmp_path / "m")
+    first._claim_root()
+    try:
+        with pytest.raises(RemoteError, match="in use by another"):
+            RemoteMirror(target, tmp_path / "m").start(timeout=1)
+    finally:
+        first.close()
+
+
+def test_targets_and_the_remote_command_line():
+    from engine.remote import remote_shell_command
+
+    assert Target.parse("me@box:~/fnotui").study_dir == "fnotui"  # ssh starts in the home
+    assert Target.parse("box:~").study_dir == ""
+    t = Target.parse("box:/data/my study")
+    assert remote_shell_command(t, "fnotui", ["stream", "--arms", "a b.toml"]) == \
+        "cd -- '/data/my study' && exec fnotui stream --arms 'a b.toml'"

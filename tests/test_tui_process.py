@@ -69,13 +69,38 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.fixture()
+def terminals():
+    opened: list[Terminal] = []
+    yield opened
+    for t in opened:
+        t.kill()
+
+
+def stop_engine(run: Path) -> None:
+    try:
+        pid = engine_pid(run)
+    except (OSError, ValueError, KeyError):
+        return
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
-def test_engine_outlives_the_dashboard_and_a_crash_shows_then_resumes(tmp_path):
+def test_engine_outlives_the_dashboard_and_a_crash_shows_then_resumes(tmp_path, terminals):
     (tmp_path / "arms.toml").write_text(textwrap.dedent(ARMS))
     run = tmp_path / "runs" / "slow"
+    try:
+        _scenario(tmp_path, run, terminals)
+    finally:
+        stop_engine(run)
+
+
+def _scenario(tmp_path: Path, run: Path, terminals: list) -> None:
 
     # 1. Launch from the dashboard, then kill -9 the dashboard: the engine trains on.
     tui = Terminal(tmp_path)
+    terminals.append(tui)
     tui.wait_text("not started")
     tui.press("r")
     wait_for(lambda: run_state(run) == "running" and epochs(run) >= 1, what="the launch")
@@ -90,6 +115,7 @@ def test_engine_outlives_the_dashboard_and_a_crash_shows_then_resumes(tmp_path):
     # 2. A second dashboard loses its terminal (SIGHUP, as when ssh drops): it exits by
     #    itself, the engine trains on.
     tui = Terminal(tmp_path)
+    terminals.append(tui)
     tui.wait_text("running")
     tui.hang_up()
     assert tui.proc.wait(20) is not None
@@ -102,6 +128,7 @@ def test_engine_outlives_the_dashboard_and_a_crash_shows_then_resumes(tmp_path):
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not alive(pid), timeout=10, what="the engine to die")
     tui = Terminal(tmp_path)
+    terminals.append(tui)
     tui.wait_text("crashed")
     assert run_state(run) == "crashed"
 

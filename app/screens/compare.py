@@ -21,7 +21,8 @@ from engine.runstore import PlotData
 STYLES = (("•", "cyan"), ("x", "yellow"), ("+", "magenta"), ("o", "green"), ("*", "red"),
           ("#", "blue"), ("%", "white"), ("@", "cyan"))
 PANELS = (("val", "val loss (per epoch)"), ("loss", "train loss (per step)"),
-          ("grad", "grad norm, pre-clip (per step)"), ("amp", "predicted amplitude std"))
+          ("grad", "grad norm, pre-clip (per step)"),
+          ("amp", "amplitude error vs ground truth (per epoch)"))
 REDRAW_MIN_S = 1.0
 
 
@@ -36,7 +37,8 @@ def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
         elif panel == "grad":
             curves.append(Curve(d.name, *d.steps["grad_norm"], marker, color))
         else:
-            curves.append(Curve(d.name, *d.epochs["pred_amp_std"], marker, color,
+            # What separates arms of equal loss (docs/studies/stage_a_h100): the object.
+            curves.append(Curve(d.name, *d.epochs["val_amp_mae"], marker, color,
                                 smoothable=False))
     return curves
 

@@ -42,12 +42,15 @@ def detail_curves(panel: str, d: PlotData) -> list[Curve]:
         if len(s["lr"][0]):
             return [Curve("lr (per step)", *s["lr"], "braille", "cyan", smoothable=False)]
         return [Curve("lr", *e["lr"], "•", "cyan", smoothable=False)]
-    return [Curve("predicted", *e["pred_amp_std"], "•", "cyan", smoothable=False),
-            Curve("target", *e["target_amp_std"], "-", "green", smoothable=False)]
+    # Spread (near zero = constant-output collapse) and error against the ground truth, which
+    # the loss cannot see (phase-retrieval ambiguities): both in amplitude units.
+    return [Curve("spread", *e["pred_amp_std"], "•", "cyan", smoothable=False),
+            Curve("GT spread", *e["target_amp_std"], "-", "green", smoothable=False),
+            Curve("error vs GT", *e["val_amp_mae"], "x", "magenta", smoothable=False)]
 
 
 PANELS = (("loss", "loss"), ("grad", "grad norm"), ("lr", "learning rate"),
-          ("amp", "predicted amplitude std"))
+          ("amp", "output amplitude: spread, error vs ground truth"))
 
 
 def config_text(header: dict | None, fallback: dict | None) -> Text:

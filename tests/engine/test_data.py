@@ -272,7 +272,22 @@ def test_second_call_reuses_the_cache_without_regenerating(tmp_path):
     np.testing.assert_array_equal(first.train.diffraction, second.train.diffraction)
     np.testing.assert_array_equal(first.test.amplitude, second.test.amplitude)
     assert first.meta["photons_per_pattern"] == second.meta["photons_per_pattern"]
-    assert list(tmp_path.iterdir()) == [path]
+    assert sorted(tmp_path.iterdir()) == [path, path.with_name(path.name + ".lock")]
+
+
+def test_concurrent_builds_of_one_recipe_build_once(tmp_path):
+    import threading
+
+    logs = [LogCapture() for _ in range(3)]
+    threads = [threading.Thread(target=load_or_build_dataset, args=(SMALL, tmp_path),
+                                kwargs={"log": log}) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sum(log.saw("cache miss") for log in logs) == 1
+    assert sum(log.saw("hit") for log in logs) == 2
+    assert sum(log.saw("waiting for another process") for log in logs) >= 1
 
 
 def _truncate(path):

@@ -166,3 +166,20 @@ def test_bad_arguments_are_refused(tmp_path):
         DeviceQueue(["cpu"], 0, "a", root=tmp_path)
     with pytest.raises(ValueError):
         DeviceQueue([], 1, "a", root=tmp_path)
+
+
+def test_an_engine_outside_the_queue_claims_a_slot_that_waiters_count(tmp_path):
+    queued = take(tmp_path, "queued", max_parallel=2)
+    foreground = DeviceQueue(["cpu"], 1, "foreground", root=tmp_path).claim()  # never waits
+    assert foreground.index != queued.index
+    w = Background(tmp_path, "next", max_parallel=2)
+    w.wait_queued()
+    assert "foreground on cpu" in w.messages[-1]
+    foreground.release()
+    assert eventually(lambda: w.slot is not None)
+
+
+def test_slot_keys_name_the_directory(tmp_path):
+    a = DeviceQueue(["cuda:0"], 1, "a", root=tmp_path, keys={"cuda:0": "gpu-1234-abcd"})
+    slot = a.wait(poll_s=0.02)
+    assert slot.device == "cuda:0" and (tmp_path / "gpu1234abcd" / "slot-0.lock").exists()
