@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,35 +13,9 @@ import pytest
 
 from engine.status import run_state
 from engine.telemetry import ReadStats, iter_records
+from tests.slowstudy import wait_for, write_slow_study
 
 REPO = Path(__file__).resolve().parents[1]
-
-ARMS = """
-[study]
-name = "life"
-output_dir = "runs"
-
-[data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
-train_stride = 8
-test_stride = 8
-
-[defaults]
-fno_width = 4
-fno_blocks = 2
-fno_modes = 4
-epochs = 400
-batch_size = 8
-infer_batch_size = 16
-
-[arms.slow]
-architecture = "cnn"
-"""
-
 
 def cli(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, capture_output=True,
@@ -51,17 +24,7 @@ def cli(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.fixture()
 def study(tmp_path) -> Path:
-    (tmp_path / "arms.toml").write_text(textwrap.dedent(ARMS))
-    return tmp_path
-
-
-def wait_for(predicate, timeout: float = 90, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return write_slow_study(tmp_path, "life")
 
 
 def epochs_done(run: Path) -> int:

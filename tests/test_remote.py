@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,37 +18,11 @@ import pytest
 from engine.remote import RemoteControl, RemoteMirror, Target
 from engine.status import run_state
 from engine.telemetry import iter_records, resolve_segments
+from tests.slowstudy import epochs_in, wait_for, write_slow_study
 from tests.sshd import LoopbackSSHD, find_sshd
 
 REPO = Path(__file__).resolve().parents[1]
 FNOTUI = str(Path(sys.executable).parent / "fnotui")  # the installed console script
-
-ARMS = """
-[study]
-name = "remote"
-output_dir = "runs"
-
-[data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
-train_stride = 8
-test_stride = 8
-
-[defaults]
-fno_width = 4
-fno_blocks = 2
-fno_modes = 4
-epochs = 400
-batch_size = 8
-infer_batch_size = 16
-
-[arms.slow]
-architecture = "cnn"
-"""
-
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
@@ -68,27 +41,12 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture()
 def study(tmp_path) -> Path:
-    (tmp_path / "study").mkdir()
-    (tmp_path / "study" / "arms.toml").write_text(textwrap.dedent(ARMS))
-    return tmp_path / "study"
+    return write_slow_study(tmp_path / "study", "remote")
 
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def epochs_in(telemetry: Path) -> int:
-    return telemetry.read_bytes().count(b'"type":"epoch"') if telemetry.exists() else 0
 
 
 def kill_engine(run: Path) -> None:
@@ -115,7 +73,7 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
         assert hello["study"] == "remote" and hello["arms"] == ["slow"]
         assert mirror.arms_file.read_text() == (study / "arms.toml").read_text()
         mirrored = mirror.runs_dir / "slow"
-        wait_for(lambda: epochs_in(mirrored / "telemetry.jsonl") >= 2, what="mirrored epochs")
+        wait_for(lambda: epochs_in(mirrored) >= 2, what="mirrored epochs")
         assert run_state(mirrored) == "running"
 
         # 1. The connection dies (sshd's session process killed): reconnect, carry on.
@@ -126,14 +84,13 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
         # 2. The server is down for a while (the engine keeps training), then back.
         sshd.stop()
         wait_for(lambda: mirror.link.startswith("reconnecting"), what="link down")
-        before = epochs_in(run / "telemetry.jsonl")
-        wait_for(lambda: epochs_in(run / "telemetry.jsonl") >= before + 2,
+        before = epochs_in(run)
+        wait_for(lambda: epochs_in(run) >= before + 2,
                  what="epochs written while the link is down")
         sshd.start()
         wait_for(lambda: mirror.connects == 3 and mirror.link == "connected", timeout=90,
                  what="a reconnect after the outage")
-        wait_for(lambda: epochs_in(mirrored / "telemetry.jsonl") >= epochs_in(
-            run / "telemetry.jsonl") - 1, what="catching up")
+        wait_for(lambda: epochs_in(mirrored) >= epochs_in(run) - 1, what="catching up")
 
         # 3. kill -9 the engine: the mirror says crashed (only the engine's host can know).
         pid = json.loads((run / "status.json").read_text())["pid"]
@@ -145,8 +102,8 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
         control = RemoteControl(mirror, [])
         assert "launched slow" in control.launch("slow", "resume", 1, "cpu")
         wait_for(lambda: run_state(mirrored) == "running", what="resumed in the mirror")
-        resumed_at = epochs_in(run / "telemetry.jsonl")
-        wait_for(lambda: epochs_in(mirrored / "telemetry.jsonl") >= resumed_at + 1,
+        resumed_at = epochs_in(run)
+        wait_for(lambda: epochs_in(mirrored) >= resumed_at + 1,
                  what="an epoch after resuming")
         assert "to stop" in control.stop("slow")
         wait_for(lambda: run_state(mirrored) == "killed", what="killed in the mirror")
@@ -194,7 +151,7 @@ def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_pa
         tui.wait_text("not started")  # the mirror's first content: the link is up
         tui.press("r")  # launches on the remote host, through ssh
         tui.wait_text("launch slow on")
-        wait_for(lambda: epochs_in(run / "telemetry.jsonl") >= 1, what="the remote engine")
+        wait_for(lambda: epochs_in(run) >= 1, what="the remote engine")
         tui.wait_text("running")
         sshd.drop_connections()  # the stream's link; the title says so, then recovers
         tui.wait_text("link restored")

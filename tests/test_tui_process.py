@@ -8,54 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from engine.status import run_state
+from tests.slowstudy import epochs_in, wait_for, write_slow_study
 from tests.terminal import Terminal
-
-ARMS = """
-[study]
-name = "tty"
-output_dir = "runs"
-
-[data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
-train_stride = 8
-test_stride = 8
-
-[defaults]
-fno_width = 4
-fno_blocks = 2
-fno_modes = 4
-epochs = 400
-batch_size = 8
-infer_batch_size = 16
-
-[arms.slow]
-architecture = "cnn"
-"""
-
-def wait_for(predicate, timeout: float = 90, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def epochs(run: Path) -> int:
-    tel = run / "telemetry.jsonl"
-    return tel.read_bytes().count(b'"type":"epoch"') if tel.exists() else 0
-
 
 def engine_pid(run: Path) -> int:
     return json.loads((run / "status.json").read_text())["pid"]
@@ -88,7 +47,7 @@ def stop_engine(run: Path) -> None:
 
 @pytest.mark.slow
 def test_engine_outlives_the_dashboard_and_a_crash_shows_then_resumes(tmp_path, terminals):
-    (tmp_path / "arms.toml").write_text(textwrap.dedent(ARMS))
+    write_slow_study(tmp_path, "tty")
     run = tmp_path / "runs" / "slow"
     try:
         _scenario(tmp_path, run, terminals)
@@ -103,13 +62,13 @@ def _scenario(tmp_path: Path, run: Path, terminals: list) -> None:
     terminals.append(tui)
     tui.wait_text("not started")
     tui.press("r")
-    wait_for(lambda: run_state(run) == "running" and epochs(run) >= 1, what="the launch")
+    wait_for(lambda: run_state(run) == "running" and epochs_in(run) >= 1, what="the launch")
     tui.wait_text("running")
     pid = engine_pid(run)
     os.kill(tui.proc.pid, signal.SIGKILL)
     tui.proc.wait(10)
-    seen = epochs(run)
-    wait_for(lambda: epochs(run) >= seen + 2, what="epochs after the dashboard died")
+    seen = epochs_in(run)
+    wait_for(lambda: epochs_in(run) >= seen + 2, what="epochs after the dashboard died")
     assert alive(pid) and run_state(run) == "running"
 
     # 2. A second dashboard loses its terminal (SIGHUP, as when ssh drops): it exits by
@@ -119,8 +78,8 @@ def _scenario(tmp_path: Path, run: Path, terminals: list) -> None:
     tui.wait_text("running")
     tui.hang_up()
     assert tui.proc.wait(20) is not None
-    seen = epochs(run)
-    wait_for(lambda: epochs(run) >= seen + 2, what="epochs after the hang-up")
+    seen = epochs_in(run)
+    wait_for(lambda: epochs_in(run) >= seen + 2, what="epochs after the hang-up")
     assert alive(pid)
 
     # 3. kill -9 the engine (after a checkpoint): a new dashboard says crashed, never running.
@@ -133,13 +92,13 @@ def _scenario(tmp_path: Path, run: Path, terminals: list) -> None:
     assert run_state(run) == "crashed"
 
     # 4. The run key on a crashed arm offers Resume; choosing it continues the run.
-    done_before = epochs(run)
+    done_before = epochs_in(run)
     tui.press("r")
     tui.wait_text("Resume")
     tui.press("r")
     wait_for(lambda: run_state(run) == "running" and engine_pid(run) != pid,
              what="the resumed engine")
-    wait_for(lambda: epochs(run) > done_before, what="an epoch after resuming")
+    wait_for(lambda: epochs_in(run) > done_before, what="an epoch after resuming")
     assert b'"type":"segment"' in (run / "telemetry.jsonl").read_bytes()
     tui.press("q")
     assert tui.proc.wait(20) == 0
