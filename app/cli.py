@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "\"ssh -p 2222 -i ~/.ssh/gpu\"")
     remote.add_argument("--remote-fnotui", default="fnotui", metavar="CMD",
                         help="fnotui on the remote host (default: fnotui on its PATH), e.g. "
-                             "~/fnotui/.venv/bin/fnotui")
+                             "'~/fnotui/.venv/bin/fnotui' (quoted: the remote shell expands ~)")
     remote.add_argument("--mirror", metavar="DIR",
                         help="local copy of the remote run files (default: "
                              "~/.cache/fnotui/remote/HOST-HASH)")
@@ -85,14 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--restart", action="store_true",
                        help="move an arm's earlier run to <output_dir>/.archive/ and start over")
     return p
-
-
-def _last_log_line(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no run.log)"
-    return lines[-1] if lines else "(run.log is empty)"
 
 
 def _positive_int(text: str) -> int:
@@ -363,7 +355,7 @@ def _each_arm(names: list[str], act, refused: type[Exception]) -> int:
 def cmd_launch(argv: list[str]) -> int:
     from engine.arms import load_study
     from engine.errors import ConfigError
-    from engine.launch import LaunchError, launch_detached, wait_started
+    from engine.launch import LaunchError, last_log_line, launch_detached, wait_started
     from engine.train import resolve_devices
 
     args = build_launch_parser().parse_args(argv)
@@ -387,7 +379,7 @@ def cmd_launch(argv: list[str]) -> int:
         state, code = wait_started(pid, run_dir)
         if code is not None:
             raise LaunchError(f"{name}: the engine (pid {pid}) exited with code {code}: "
-                              f"{_last_log_line(run_dir / 'run.log')}")
+                              f"{last_log_line(run_dir / 'run.log')}")
         return f"launched {name}: pid {pid}, {state}, log {run_dir / 'run.log'}"
 
     print(f"queue: at most {args.max_parallel} engine(s) at a time on each of "

@@ -24,7 +24,8 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.arms import Study
-from engine.launch import LaunchError, launch_detached, reap, stop_run, wait_started
+from engine.launch import (LaunchError, last_log_line, launch_detached, reap, stop_run,
+                           wait_started)
 from engine.runstore import ArmSnapshot, RunStore
 from engine.status import ACTIVE_STATES
 
@@ -255,7 +256,7 @@ class FnotuiApp(App):
                 self._launched.pop(pid, None)
                 self.call_from_thread(
                     self.notify, f"{name} exited with code {code}. "
-                    f"{_last_line(self.study.run_dir(name) / 'run.log')}",
+                    f"{last_log_line(self.study.run_dir(name) / 'run.log')}",
                     title="engine stopped", severity="warning", timeout=15, markup=False)
                 continue
             mode = f"{mode}, {state}" if mode else state
@@ -272,7 +273,7 @@ class FnotuiApp(App):
             if code == 0:
                 self.call_from_thread(self.notify, f"{name} finished", markup=False)
                 continue
-            tail = _last_line(self.study.run_dir(name) / "run.log") if name in self.study.arms \
+            tail = last_log_line(self.study.run_dir(name) / "run.log") if name in self.study.arms \
                 else ""
             self.call_from_thread(self.notify, f"{name} exited with code {code}. {tail}",
                                   title="engine stopped", severity="warning", timeout=15,
@@ -399,17 +400,6 @@ class FnotuiApp(App):
             if s.state in ACTIVE_STATES:
                 yield SystemCommand(f"Stop arm {s.name}", "SIGTERM: save and exit gracefully",
                                     lambda name=s.name: self.stop_arms([name]), discover=False)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 4096))
-            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
 
 
 def _display_path(path: Path, arms_file: Path) -> str:

@@ -109,6 +109,18 @@ def wait_started(pid: int, run_dir: Path, timeout: float = 30.0) -> tuple[str, i
     return "starting", None
 
 
+def last_log_line(path: Path) -> str:
+    """The last line of an engine's run.log (its last words: an error, a refusal)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
 def reap() -> list[tuple[int, int]]:
     """(pid, exit code) of the engines started here that have exited since the last call."""
     done = []

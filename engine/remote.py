@@ -209,6 +209,7 @@ class RemoteMirror:
     def _session(self) -> bool:
         """One ssh connection; True if it delivered a hello."""
         self.link = "connecting"
+        self.last_error = ""
         try:
             proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -236,7 +237,9 @@ class RemoteMirror:
                     message = json.loads(raw)
                 except json.JSONDecodeError:
                     self.last_error = f"not a stream message: {raw[:120]!r}"
-                    break
+                    if got_hello:
+                        break
+                    continue  # before the hello: a login banner or an rc file's echo
                 if message.get("t") == "hello":
                     self._on_hello(message)
                     got_hello = True

@@ -171,7 +171,8 @@ def _device_info(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
-        # TF32 changes fp32 results at the 1e-3 level: say which kernels may use it.
+        # TF32 changes fp32 results at the 1e-4 level (docs/benchmarks.md, GPU): say which
+        # kernels may use it.
         info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
         info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
         info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
@@ -254,25 +255,9 @@ def train_arm(
     stop = StopRequest()
     restore_signals = stop.install()
     status = StatusFile(run, cfg.name, cfg.train.epochs)
-    queue_info = None
     try:
-        if max_parallel is not None:
-            devices = resolve_devices(device)
-            slot = _wait_for_slot(cfg.name, devices, max_parallel, run, status, stop, log)
-            queue_info = {"device": slot.device, "slot": slot.index,
-                          "max_parallel": max_parallel, "devices": devices,
-                          "waited_s": round(slot.waited_s, 3)}
-        else:  # not queued: claim a slot anyway, so that queued engines count this one
-            own = _concrete(resolve_device(device))
-            slot = DeviceQueue([own], 1, cfg.name, keys=_slot_keys([own])).claim()
-    except Dequeued:
-        restore_signals()
-        lock.release()
-        raise
-    except BaseException as exc:
-        message = f"device queue: {type(exc).__name__}: {exc}"
-        log(f"[{cfg.name}] failed: {message}")
-        status.finish("failed", exit_code=1, error=message)
+        slot, queue_info = _take_slot(cfg.name, device, max_parallel, run, status, stop, log)
+    except BaseException:
         restore_signals()
         lock.release()
         raise
@@ -314,6 +299,28 @@ def train_arm(
             telemetry.close()
         restore_signals()
         lock.release()
+
+
+def _take_slot(arm: str, device: str, max_parallel: int | None, run: RunDir,
+               status: StatusFile, stop: StopRequest, log) -> tuple[Slot, dict | None]:
+    """The device slot this engine trains in, and the header's ``queue`` record. Queued: wait
+    for it. Not queued: claim one at once anyway, so that queued engines count this one. A
+    queue that fails (its directory unwritable, say) fails the run with that reason."""
+    try:
+        if max_parallel is None:
+            own = _concrete(resolve_device(device))
+            return DeviceQueue([own], 1, arm, keys=_slot_keys([own])).claim(), None
+        devices = resolve_devices(device)
+        slot = _wait_for_slot(arm, devices, max_parallel, run, status, stop, log)
+    except Dequeued:
+        raise
+    except BaseException as exc:
+        message = f"device queue: {type(exc).__name__}: {exc}"
+        log(f"[{arm}] failed: {message}")
+        status.finish("failed", exit_code=1, error=message)
+        raise
+    return slot, {"device": slot.device, "slot": slot.index, "max_parallel": max_parallel,
+                  "devices": devices, "waited_s": round(slot.waited_s, 3)}
 
 
 def _concrete(dev: torch.device) -> str:
