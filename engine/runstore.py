@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.rundir import RunDir
-from engine.status import run_state
+from engine.status import read_status, run_state
 from engine.tail import Tailer, newline_offsets
 from engine.telemetry import RECORD_TYPES, ReadStats, decode_record
 
@@ -469,11 +469,14 @@ class ArmSnapshot:
     has_recon: bool
     has_run: bool  # a telemetry file exists: launching again means resume or restart
     version: int
+    note: str = ""  # from status.json: whom a queued arm waits for, why a run failed
+
 
     @property
     def change_key(self) -> tuple:
         eta = None if self.eta_s is None else int(self.eta_s)
-        return (self.version, self.state, eta, self.has_recon, self.has_run, self.verdict_text)
+        return (self.version, self.state, eta, self.has_recon, self.has_run, self.verdict_text,
+                self.note)
 
 
 @dataclass(frozen=True)
@@ -556,7 +559,14 @@ class ArmRun:
                 nonfinite_steps=s.nonfinite_steps, bad_lines=s.stats.bad_lines,
                 unknown_types=s.stats.unknown_types, has_recon=self.run.recon.exists(),
                 has_run=self.tailer.identity is not None, version=s.version,
+                note=self._note(state),
             )
+
+    def _note(self, state: str) -> str:
+        if state not in ("queued", "failed", "killed"):
+            return ""
+        st = read_status(self.run.root) or {}
+        return str(st.get("queue" if state == "queued" else "error") or "")
 
     @staticmethod
     def _step_rate(s: ArmSeries) -> float | None:

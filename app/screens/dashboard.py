@@ -26,6 +26,10 @@ def info_text(s: ArmSnapshot | None) -> Text:
         t.append(f"\n{s.epochs_total} epochs configured; r starts it as a background engine",
                  style="dim")
         return t
+    if s.state == "queued" and not s.has_run:
+        t.append(f"\n{s.note or 'waiting for a device slot'}; s takes it out of the queue",
+                 style="dim")
+        return t
     t.append("  verdict ")
     t.append(s.verdict_text, style=VERDICT_STYLES.get(s.verdict_label, ""))
     total = "?" if s.epochs_total is None else s.epochs_total
@@ -48,6 +52,8 @@ def info_text(s: ArmSnapshot | None) -> Text:
         t.append(" · ".join(problems), style="bold red")
     if s.verdict_detail:
         t.append(f"\n{s.verdict_detail}", style="dim")
+    if s.note:
+        t.append(f"\n{s.note}", style="dim")
     t.no_wrap = True  # one fact per line, cut with an ellipsis rather than wrapped
     t.overflow = "ellipsis"
     return t

@@ -277,3 +277,33 @@ def test_left_and_right_scroll_the_table_a_column_at_a_time(study_file):
             assert table.scroll_x == widths[0]
 
     run(main())
+
+
+def test_a_queued_arm_shows_whom_it_waits_for_and_a_failed_one_why(study_file):
+    import json
+    import os
+    import socket
+    import time
+
+    from app.screens.dashboard import info_text
+
+    idle = study_file.parent / "runs" / "arm_idle"
+    idle.mkdir(parents=True)
+    (idle / "status.json").write_text(json.dumps({
+        "arm": "arm_idle", "state": "queued", "pid": os.getpid(), "host": socket.gethostname(),
+        "heartbeat": time.time(), "queue": "queued for cpu (at most 1 per device); busy: "
+                                          "arm_ok on cpu"}))
+
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test() as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(ArmTable)
+            assert cell(table, "arm_idle", "state") == "◷ queued"
+            snaps = {s.name: s for s in app.snapshots}
+            text = info_text(snaps["arm_idle"]).plain
+            assert "busy: arm_ok on cpu" in text and "s takes it out of the queue" in text
+            failed = info_text(snaps["arm_failed"]).plain
+            assert snaps["arm_failed"].note and snaps["arm_failed"].note in failed
+
+    run(main())
