@@ -432,6 +432,7 @@ def _curves(evidence: dict[str, RunEvidence], stats: dict[str, dict]):
             train_loss=epochs["train_loss"].fill_null(np.nan).to_numpy(),
             val_loss=epochs["val_loss"].fill_null(np.nan).to_numpy(),
             step=step, step_epoch=frac, grad_norm=steps["grad_norm"].to_numpy(),
+            val_amp_mae=epochs["val_amp_mae"].fill_null(np.nan).to_numpy(),
             collapse_epoch=s["collapse_epoch"], label=s["verdict"]["label"]))
     return curves
 

@@ -34,6 +34,7 @@ class ArmCurves:
     step: np.ndarray = field(default_factory=lambda: np.zeros(0))
     step_epoch: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fractional epoch
     grad_norm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    val_amp_mae: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per epoch, or empty
     collapse_epoch: int | None = None  # 0-based firing epoch of the verdict rule
     label: str = ""  # verdict label
 
@@ -73,14 +74,20 @@ def _save(fig, path: Path) -> None:
 def loss_figure(curves: list[ArmCurves], path: Path,
                 constant_level: float | None = None) -> None:
     """Train and validation loss per epoch for every arm; a cross marks each verdict firing; the
-    best constant output's validation loss is drawn as a dashed reference line."""
+    best constant output's validation loss is drawn as a dashed reference line. Where the runs
+    recorded it, a third panel shows the amplitude error against the ground truth, which the
+    loss cannot see (equal losses, different objects: docs/studies/stage_a_h100)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, key, title in ((axes[0], "train_loss", "training loss"),
-                           (axes[1], "val_loss", "validation loss")):
+    with_error = any(np.isfinite(c.val_amp_mae).any() for c in curves if len(c.val_amp_mae))
+    fig = Figure(figsize=(16 if with_error else 11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3 if with_error else 2)
+    axes[1].sharey(axes[0])
+    panels = [(axes[0], "train_loss", "training loss"), (axes[1], "val_loss", "validation loss")]
+    if with_error:
+        panels.append((axes[2], "val_amp_mae", "amplitude error vs ground truth"))
+    for ax, key, title in panels:
         for c in curves:
             y = getattr(c, key)
             if not len(y):
@@ -100,6 +107,8 @@ def loss_figure(curves: list[ArmCurves], path: Path,
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("loss")
+    if with_error:
+        axes[2].set_ylabel("MAE (test patches, aligned)")
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle("Loss per epoch (X = collapse, divergence or NaN verdict fired)")
     _save(fig, path)

@@ -210,8 +210,8 @@ def step_frame(records: Iterable[dict]) -> pl.DataFrame:
 def epoch_frame(records: Iterable[dict], history: dict | None = None) -> pl.DataFrame:
     """Per-epoch series from the epoch records, or from history.json when it has more epochs
     (a telemetry file cut short); columns epoch, train_loss, val_loss, grad_norm, lr,
-    pred_amp_std, t (null where a source lacks the field)."""
-    names = ("train_loss", "val_loss", "grad_norm", "lr", "pred_amp_std")
+    pred_amp_std, val_amp_mae, t (null where a source lacks the field)."""
+    names = ("train_loss", "val_loss", "grad_norm", "lr", "pred_amp_std", "val_amp_mae")
     schema = {"epoch": pl.Int64, **{k: pl.Float64 for k in names}, "t": pl.Float64}
     rows = {}
     for r in records:
@@ -220,17 +220,26 @@ def epoch_frame(records: Iterable[dict], history: dict | None = None) -> pl.Data
     from_telemetry = [rows[e] for e in sorted(rows)]
     hist_len = 0
     if history:
-        lengths = [len(history[k]) for k in names if isinstance(history.get(k), list)]
+        # val_amp_mae is newer than the others: a run resumed from an older checkpoint has a
+        # shorter list of it, which must not hide the other series.
+        lengths = [len(history[k]) for k in names
+                   if k != "val_amp_mae" and isinstance(history.get(k), list)]
         hist_len = min(lengths) if lengths else 0
     if hist_len > len(from_telemetry):
         # history.json is strict JSON written by atomic_write_json: a null there was NaN or inf.
         cols = {"epoch": list(range(hist_len)),
-                **{k: [math.nan if v is None else v for v in history[k][:hist_len]]
+                **{k: _padded([math.nan if v is None else v for v in history[k][:hist_len]],
+                              hist_len)
                    if isinstance(history.get(k), list) else [None] * hist_len for k in names},
                 "t": [None] * hist_len}
         return pl.DataFrame(cols, schema=schema, strict=False)
     cols = {k: [r.get(k) for r in from_telemetry] for k in schema}
     return pl.DataFrame(cols, schema=schema, strict=False)
+
+
+def _padded(values: list, n: int) -> list:
+    """A newer history key of a resumed run starts late: pad its front with NaN."""
+    return [math.nan] * (n - len(values)) + values
 
 
 def norm_weight_summary(weights: Mapping[str, np.ndarray]) -> dict:

@@ -212,3 +212,15 @@ def test_constant_output_loss_is_the_minimum_over_constants():
     grid = np.exp(np.linspace(np.log(c) - 2, np.log(c) + 2, 101))
     assert best == pytest.approx(loss_at(c), rel=1e-6)
     assert best <= min(loss_at(g) for g in grid) + 1e-6
+
+
+def test_epoch_frame_pads_a_newer_history_key_of_a_resumed_run_at_the_front():
+    # Resumed from a checkpoint written before val_amp_mae existed: only the last two epochs
+    # have it; the other series must not be cut to two epochs.
+    history = {"train_loss": [0.5, 0.4, 0.3, 0.2], "val_loss": [0.6, 0.5, 0.4, 0.3],
+               "grad_norm": [1.0] * 4, "lr": [1e-3] * 4, "pred_amp_std": [0.1] * 4,
+               "val_amp_mae": [0.2, 0.15]}
+    frame = epoch_frame([], history)
+    assert frame["val_loss"].to_list() == [0.6, 0.5, 0.4, 0.3]
+    mae = frame["val_amp_mae"].to_list()
+    assert math.isnan(mae[0]) and math.isnan(mae[1]) and mae[2:] == [0.2, 0.15]
