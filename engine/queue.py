@@ -174,16 +174,10 @@ class DeviceQueue:
         """Take a slot of the first device at once, busy or not (an engine started without
         the queue): waiters then see the device as busy as it is."""
         device = self.devices[0]
-        directory = self._device_dir(device)
-        directory.mkdir(parents=True, exist_ok=True)
         while True:
-            held, free = self._scan_slots(directory)
-            for index in free + [held + len(free)]:
-                fh = _try_lock(directory / f"slot-{index}.lock")
-                if fh is not None:
-                    _write_over(fh, {"arm": self.arm, "pid": os.getpid(), "device": device,
-                                     "since": time.time(), "queued": False})
-                    return Slot(device, index, 0.0, fh)
+            slot = self._lock_slot(device, limit=None, queued=False)
+            if slot is not None:
+                return slot
 
     def _take_ticket(self) -> None:
         tickets = self.root / "tickets"
@@ -246,16 +240,24 @@ class DeviceQueue:
         for device in self.devices:
             if any(device in w.devices for w in earlier):
                 continue  # an earlier waiter wants this device: its turn first
-            directory = self._device_dir(device)
-            directory.mkdir(parents=True, exist_ok=True)
-            held, free = self._scan_slots(directory)
-            if held >= self.max_parallel:
-                continue
-            for index in free + [held + len(free)]:  # a free file, else a new one
-                fh = _try_lock(directory / f"slot-{index}.lock")
-                if fh is None:
-                    continue  # taken since the scan
-                _write_over(fh, {"arm": self.arm, "pid": os.getpid(), "device": device,
-                                 "since": time.time()})
-                return Slot(device, index, 0.0, fh)
+            slot = self._lock_slot(device, limit=self.max_parallel, queued=True)
+            if slot is not None:
+                return slot
+        return None
+
+    def _lock_slot(self, device: str, limit: int | None, queued: bool) -> Slot | None:
+        """Lock a free slot of ``device`` (a free slot file, else a new one) unless ``limit``
+        slots are busy; None if there is none, or if each was taken since the scan."""
+        directory = self._device_dir(device)
+        directory.mkdir(parents=True, exist_ok=True)
+        held, free = self._scan_slots(directory)
+        if limit is not None and held >= limit:
+            return None
+        for index in free + [held + len(free)]:
+            fh = _try_lock(directory / f"slot-{index}.lock")
+            if fh is None:
+                continue  # taken since the scan
+            _write_over(fh, {"arm": self.arm, "pid": os.getpid(), "device": device,
+                             "since": time.time(), "queued": queued})
+            return Slot(device, index, 0.0, fh)
         return None
