@@ -178,12 +178,15 @@ class RemoteMirror:
         if proc is not None and proc.poll() is None:
             proc.kill()
 
+    def ssh_command(self, fnotui_args: list[str]) -> list[str]:
+        """The local command line that runs ``fnotui ARGS`` in the study dir on the host."""
+        return [*self.ssh, *SSH_OPTIONS, self.target.destination,
+                remote_shell_command(self.target, self.fnotui, fnotui_args)]
+
     def command(self) -> list[str]:
         # What we hold goes on stdin, not the command line: one argument may not exceed
         # 128 KiB on Linux, and a large study's holdings would.
-        return [*self.ssh, *SSH_OPTIONS, self.target.destination,
-                remote_shell_command(self.target, self.fnotui,
-                                     ["stream", *self.stream_args, "--from-stdin"])]
+        return self.ssh_command(["stream", *self.stream_args, "--from-stdin"])
 
     def _run(self) -> None:
         attempt = 0
@@ -396,10 +399,8 @@ class RemoteControl:
 
     def run(self, subcommand: str, args: list[str], timeout: float = 120) -> str:
         m = self.mirror
-        cmd = [*m.ssh, *SSH_OPTIONS, m.target.destination,
-               remote_shell_command(m.target, m.fnotui, [subcommand, *args])]
         try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+            proc = subprocess.run(m.ssh_command([subcommand, *args]), stdin=subprocess.DEVNULL, capture_output=True,
                                   text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RemoteError(f"{subcommand} on {m.target.label}: {exc}") from None

@@ -105,8 +105,13 @@ class RunLock:
 
 
 def read_status(run_dir: Path) -> dict | None:
+    return _read_json(Path(run_dir) / "status.json")
+
+
+def _read_json(path: Path) -> dict | None:
+    """A small JSON file written atomically, or None if it is missing or unreadable."""
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
+        return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError, OSError):
         return None
 
@@ -137,7 +142,7 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
     if state in FINAL_STATES:
         return state
     now = time.time() if now is None else now
-    observed = _read_observed(run_dir)
+    observed = _read_json(Path(run_dir) / OBSERVED_STATE_FILE)
     if observed and now - float(observed.get("at") or 0) < OBSERVED_FRESH_S:
         return str(observed.get("state"))
     fresh = now - float(st.get("heartbeat") or 0) < STALE_AFTER_S
@@ -148,13 +153,6 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
     if not fresh:
         return "stale"
     return "queued" if state == "queued" else "running"
-
-
-def _read_observed(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / OBSERVED_STATE_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
-        return None
 
 
 def archive_run(output_dir: Path, arm: str) -> Path | None:
