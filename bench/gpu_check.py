@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from engine.config import ARCHITECTURES, ModelConfig  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.physics import ForwardModel, get_loss  # noqa: E402
+from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
 N = 64
 
@@ -130,25 +131,20 @@ def check_determinism(steps: int = 20) -> dict:
     return result
 
 
-RESUME_ARMS = """
+RESUME_ARMS = f"""
 [study]
 name = "gpu_resume"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 4
 test_stride = 8
 set_phi = true
 
 [defaults]
 fno_width = 8
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 epochs = 8
 batch_size = 8
 infer_batch_size = 16

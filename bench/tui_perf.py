@@ -37,30 +37,26 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.telemetry import encode_record  # noqa: E402
+from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
 STEPS_PER_EPOCH = 1000
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 
-ARMS_TOML = """
+ARMS_TOML = f"""
 [study]
 name = "bench"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 set_phi = true
 
 [defaults]
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
-epochs = {epochs}
+{TINY_GENERATOR}
+epochs = {{epochs}}
 batch_size = 8
 seed = 3
 """

@@ -43,29 +43,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.telemetry import SCHEMA, ReadStats, encode_record, iter_records  # noqa: E402
+from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
 CORPUS = REPO / "tests" / "fixtures" / "traces"
 COLLAPSE_LABEL_RATIO = 1e-2
 
-TINY_STUDY = """
+TINY_STUDY = f"""
 [study]
 name = "corpus"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 4
 test_stride = 8
 set_phi = true
 
 [defaults]
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 epochs = 12
 batch_size = 4
 infer_batch_size = 8

@@ -8,24 +8,21 @@ import textwrap
 import time
 from pathlib import Path
 
-SLOW_ARMS = """
+from tests.tiny import TINY_DATA, TINY_GENERATOR
+
+SLOW_ARMS = f"""
 [study]
-name = "{name}"
+name = "{{name}}"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 
 [defaults]
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 epochs = 400
 batch_size = 8
 infer_batch_size = 16

@@ -15,28 +15,24 @@ import pytest
 import torch
 
 from engine.optim import warmup_cosine_lr
+from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = """
+TINY = f"""
 [study]
 name = "tiny"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 set_phi = true
 
 [defaults]
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 epochs = 4
 batch_size = 8
 infer_batch_size = 7

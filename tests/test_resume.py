@@ -16,28 +16,24 @@ import pytest
 
 from engine.status import run_state
 from engine.telemetry import iter_records, resolve_segments
+from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[1]
 
-ARMS = """
+ARMS = f"""
 [study]
 name = "resume"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 4
 test_stride = 8
 set_phi = true
 
 [defaults]
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 epochs = 10
 batch_size = 8
 infer_batch_size = 16

@@ -20,26 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from engine.telemetry import encode_record
+from tests.tiny import TINY_DATA, TINY_GENERATOR
 
-ARMS_TOML = """
+ARMS_TOML = f"""
 [study]
 name = "fixture"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 set_phi = true
 
 [defaults]
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 epochs = 6
 batch_size = 8
 infer_batch_size = 7

@@ -18,22 +18,19 @@ import pytest
 
 from engine.arms import load_study
 from engine.export import METRICS_FILE, export_study
+from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Two real arms that finish in seconds: one healthy, one that collapses to a constant output at
 # once (lr 0.05) and is stopped by its detector; a third arm is never run.
-STUDY = """
+STUDY = f"""
 [study]
 name = "tiny_export"
 output_dir = "runs"
 
 [data]
-N = 32
-object_size = 64
-n_lines = 30
-nimgs_train = 1
-nimgs_test = 1
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 set_phi = false
@@ -41,8 +38,7 @@ set_phi = false
 [defaults]
 architecture = "cnn"
 fno_width = 4
-fno_blocks = 2
-fno_modes = 4
+{TINY_GENERATOR}
 batch_size = 8
 infer_batch_size = 7
 seed = 3
