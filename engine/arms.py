@@ -8,7 +8,8 @@ Layout of the file (README.md and docs/arms.md have the full reference)::
     [detect]             collapse-detector thresholds shared by every arm (DETECT_KNOBS)
     [arms.<name>]        overrides for one arm; [arms.<name>.data] overrides the recipe,
                          [arms.<name>.detect] the detector thresholds
-    [profiles.<name>]    overrides applied to every arm with --profile; [profiles.<name>.data]
+    [profiles.<name>]    overrides applied to every arm with --profile; [profiles.<name>.data];
+                         [profiles.<name>.arms.<arm>] (and .data) for one arm of the profile
 
 Precedence, lowest first: knob default < [data]/[defaults] < [arms.X] < [profiles.P] < --set.
 Every error names the file, the arm, the key, the bad value and what is allowed, and is raised
@@ -18,6 +19,7 @@ before anything is written (ConfigError -> exit code 2 at the CLI).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from engine.config import (
     TrainConfig,
 )
 from engine.errors import ConfigError
+from engine.probe import BUILT_IN_PROBES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +67,9 @@ class Study:
     output_dir: Path  # resolved relative to the arms file's directory
     arms: dict[str, ArmConfig]
     profile: str | None = None
+    # Legal but probably unintended set-ups (a twin-ambiguous probe, a schedule that never
+    # leaves its warmup): printed to stderr when loaded, kept here for reports.
+    warnings: tuple[str, ...] = ()
 
     def arm(self, name: str) -> ArmConfig:
         if name not in self.arms:
@@ -163,7 +169,7 @@ def _anchor_probe(data: dict, base: Path) -> dict:
     directory): made absolute here, so a detached engine with another cwd finds the same file
     and config.json records which file it was."""
     probe = data.get("probe")
-    if probe is None or probe == "ideal_disk" or Path(probe).expanduser().is_absolute():
+    if probe is None or probe in BUILT_IN_PROBES or Path(probe).expanduser().is_absolute():
         return data
     return {**data, "probe": str((base / probe).resolve())}
 
@@ -219,27 +225,25 @@ def load_study(
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"{path}: [profiles] must be a table of [profiles.<name>] tables")
+    arms_raw = raw.get("arms", {})
+    if not isinstance(arms_raw, dict) or not arms_raw:
+        raise ConfigError(f"{path}: no arms defined; add at least one [arms.<name>] table")
+
     parsed_profiles = {}  # every profile is validated, not only the selected one
     for pname, ptable in profiles.items():
-        where = f"{path}: [profiles.{pname}]"
-        p_arm = _check_table(where, ptable, _ARM_LEVEL, sub_tables=("data",))
-        p_data = _check_table(f"{path}: [profiles.{pname}.data]", ptable.get("data", {}), _DATA)
-        parsed_profiles[pname] = (p_arm, p_data)
+        parsed_profiles[pname] = _parse_profile(path, pname, ptable, arms_raw)
     prof_arm: dict = {}
     prof_data: dict = {}
+    prof_per_arm: dict[str, tuple[dict, dict]] = {}
     if profile is not None:
         if profile not in parsed_profiles:
             known = ", ".join(parsed_profiles) or "none defined"
             raise ConfigError(f"{path}: no profile named {profile!r}; profiles: {known}")
-        prof_arm, prof_data = parsed_profiles[profile]
+        prof_arm, prof_data, prof_per_arm = parsed_profiles[profile]
         if output_dir is None:
             # A profile changes the experiment, so its runs never share directories with the
             # faithful study's runs (domain.md section 12, item 7). An explicit --out wins.
             out = out.parent / f"{out.name}_{profile}"
-
-    arms_raw = raw.get("arms", {})
-    if not isinstance(arms_raw, dict) or not arms_raw:
-        raise ConfigError(f"{path}: no arms defined; add at least one [arms.<name>] table")
 
     arms: dict[str, ArmConfig] = {}
     for arm_name, table in arms_raw.items():
@@ -258,8 +262,10 @@ def load_study(
         detect_vals = _check_table(
             _where(path, arm_name, f"arms.{arm_name}.detect"), table.get("detect", {}), _DETECT
         )
-        merged_arm = {**base_arm, **arm_vals, **prof_arm}
-        sections = {"data": _anchor_probe({**base_data, **data_vals, **prof_data}, path.parent),
+        one_arm, one_data = prof_per_arm.get(arm_name, ({}, {}))
+        merged_arm = {**base_arm, **arm_vals, **prof_arm, **one_arm}
+        sections = {"data": _anchor_probe({**base_data, **data_vals, **prof_data, **one_data},
+                                          path.parent),
                     "detect": {**base_detect, **detect_vals}}
         _apply_overrides(arm_name, overrides or [], merged_arm, sections)
         sections["data"] = _anchor_probe(sections["data"], Path.cwd())
@@ -274,7 +280,82 @@ def load_study(
         _check_cross_field(path, cfg, validate_models)
         arms[arm_name] = cfg
 
-    return Study(path=path, name=study_name, output_dir=out, arms=arms, profile=profile)
+    notes = study_warnings(path, arms)
+    for note in notes:
+        _warn_once(note)
+    return Study(path=path, name=study_name, output_dir=out, arms=arms, profile=profile,
+                 warnings=tuple(notes))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"fnotui: warning: {message}", file=sys.stderr)
+
+
+@functools.lru_cache(maxsize=32)
+def _probe_twin_symmetry(data: DataConfig) -> float:
+    from engine.probe import build_probe, twin_symmetry
+
+    return twin_symmetry(build_probe(data).array)
+
+
+def study_warnings(path: Path, arms: dict[str, ArmConfig]) -> list[str]:
+    """Set-ups that are legal but very likely not what the user meant, one line each.
+
+    A probe whose twin symmetry is ~1 (real and centrosymmetric, like ``ideal_disk``) gives every
+    patch an exact twin with the same diffraction: someone may study that on purpose, so it is a
+    warning. A WarmupCosine arm whose warmup lasts the whole run never reaches its base rate.
+    """
+    from engine.probe import TWIN_SYMMETRY_WARN
+
+    notes = []
+    by_probe: dict[DataConfig, list[str]] = {}
+    for name, cfg in arms.items():
+        by_probe.setdefault(cfg.data, []).append(name)
+        tc = cfg.train
+        if tc.scheduler == "WarmupCosine" and tc.warmup_epochs >= tc.epochs:
+            notes.append(
+                f"{path}: arm {name!r}: warmup_epochs = {tc.warmup_epochs} >= epochs = "
+                f"{tc.epochs}: the WarmupCosine schedule never leaves its warmup (the rate only "
+                f"climbs from 0.1 x lr); lower warmup_epochs or raise epochs")
+    for data, names in by_probe.items():
+        symmetry = _probe_twin_symmetry(data)
+        if symmetry >= TWIN_SYMMETRY_WARN:
+            notes.append(
+                f"{path}: probe = {data.probe!r} (arms {', '.join(names)}) is twin-symmetric "
+                f"(twin symmetry {symmetry:.4f}; 1 = exact): every patch and its twin "
+                f"conj(O(-r)) give the same diffraction, so no loss can tell them apart and "
+                f"reconstructions may be twins; set data.probe = 'defocused_aperture' (or a "
+                f"complex probe file) unless you study the ambiguity on purpose")
+    return notes
+
+
+def _parse_profile(path: Path, name: str, table: Any, arms_raw: dict):
+    """(arm-level knobs, data knobs, {arm: (arm-level knobs, data knobs)}) of one profile.
+
+    ``[profiles.P.arms.A]`` (with its own ``data`` sub-table) sets values for one arm only, for
+    profiles whose arms differ, e.g. the original's 50-epoch control beside 20-epoch arms.
+    """
+    where = f"{path}: [profiles.{name}]"
+    p_arm = _check_table(where, table, _ARM_LEVEL, sub_tables=("data", "arms"))
+    p_data = _check_table(f"{where[:-1]}.data]", table.get("data", {}), _DATA)
+    per_arm_raw = table.get("arms", {})
+    if not isinstance(per_arm_raw, dict):
+        raise ConfigError(f"{where[:-1]}.arms] must be a table of [profiles.{name}.arms.<arm>]")
+    per_arm = {}
+    for arm, arm_table in per_arm_raw.items():
+        arm_where = f"{path}: [profiles.{name}.arms.{arm}]"
+        if arm not in arms_raw:
+            raise ConfigError(f"{arm_where}: no arm named {arm!r}; arms in this file: "
+                              f"{', '.join(arms_raw)}")
+        values = _check_table(arm_where, arm_table, _ARM_LEVEL, sub_tables=("data",))
+        data = _check_table(f"{arm_where[:-1]}.data]", arm_table.get("data", {}), _DATA)
+        per_arm[arm] = (values, data)
+    return p_arm, p_data, per_arm
 
 
 def _check_cross_field(path: Path, cfg: ArmConfig, validate_models: bool) -> None:

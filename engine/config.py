@@ -99,7 +99,21 @@ DATA_KNOBS = (
     Knob("set_phi", bool, False, "give the object a phase derived from its amplitude"),
     Knob("train_stride", int, 4, "scan stride of the training split (px)", minimum=1, maximum=4096),
     Knob("test_stride", int, 10, "scan stride of the test split (px)", minimum=1, maximum=4096),
-    Knob("probe", str, "ideal_disk", "'ideal_disk' or a path to a complex N x N probe (.npy/.npz)"),
+    Knob("probe", str, "defocused_aperture", "'defocused_aperture' (complex, breaks the twin "
+         "ambiguity), 'ideal_disk' (real and centrosymmetric: every patch is ambiguous with its "
+         "twin) or a path to a complex N x N probe (.npy/.npz)"),
+    Knob("probe_aperture", str, "circle", "defocused_aperture: pupil shape ('square' is the "
+         "aperture of crossed Kirkpatrick-Baez mirrors)", choices=("circle", "square")),
+    Knob("probe_aperture_radius", float, 10.0, "defocused_aperture: pupil radius (half-width "
+         "for a square) in frequency pixels of the N-point DFT; the focus is ~N/(2*radius) px",
+         minimum=1.0, maximum=256.0),
+    Knob("probe_defocus", float, 1.0, "defocused_aperture: defocus in waves at the pupil edge "
+         "(W = lambda * dz * radius^2 / (2 N^2 dx^2); the sign picks the side of the focus)",
+         minimum=-20.0, maximum=20.0),
+    Knob("probe_astigmatism", float, 0.2, "defocused_aperture: astigmatism in waves at the "
+         "pupil edge (rho^2 cos 2 theta)", minimum=-2.0, maximum=2.0),
+    Knob("probe_coma", float, 0.3, "defocused_aperture: coma in waves at the pupil edge "
+         "((3 rho^3 - 2 rho) cos theta; makes |probe| asymmetric)", minimum=-2.0, maximum=2.0),
     Knob("probe_smoothing_sigma", float, 0.5, "Gaussian sigma applied to probe amplitude and "
          "unwrapped phase (0 = off)", minimum=0.0, maximum=64.0),
     Knob("probe_mask_diameter", float, 0.0, "centred disk mask on the probe, in px (0 = off)",
@@ -130,8 +144,14 @@ MODEL_KNOBS = (
          choices=STABLE_VARIANTS),
     Knob("layerscale_init", float, 1e-3, "initial LayerScale gamma (layerscale variant)",
          minimum=0.0, maximum=10.0),
-    Knob("spectral_corners", int, 2, "frequency corners kept by the spectral conv "
-         "(1 reproduces the original fallback)", choices=(1, 2)),
+    Knob("spectral_corners", int, 2, "frequency corners kept by the spectral conv: 2 keeps "
+         "rows [:m] and [-m:] with m <= H//2; 1 keeps rows [:m] with m <= H, the original's "
+         "accidental one-corner layer (rows 12, 12, 12, 8 and 6 in the bottleneck at N=64)",
+         choices=(1, 2)),
+    Knob("spectral_impl", str, "dft", "spectral transform: 'dft' (truncated DFT as real "
+         "matmuls, same numerics on CPU and CUDA) or 'fft' (torch.fft.rfft2/irfft2 on a "
+         "zero-filled spectrum, as the original; cuFFT treats the non-Hermitian kx = 0 column "
+         "differently from the CPU)", choices=("dft", "fft")),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -140,8 +160,17 @@ MODEL_KNOBS = (
 TRAIN_KNOBS = (
     Knob("epochs", int, 50, "training epochs", minimum=1, maximum=100_000),
     Knob("batch_size", int, 16, "training batch", minimum=1, maximum=65536),
-    Knob("infer_batch_size", int, 128, "batch for validation and final prediction",
+    Knob("infer_batch_size", int, 128, "batch for the final prediction", minimum=1,
+         maximum=65536),
+    Knob("val_batch_size", int, 16, "batch for the per-epoch validation pass (each batch's loss "
+         "is normalised by its own mean observation, and batch_length gain scales with it)",
          minimum=1, maximum=65536),
+    Knob("physics_gain", float, 1.0, "factor on the predicted diffraction amplitude",
+         minimum=0.0, exclusive_minimum=True, maximum=1e6),
+    Knob("physics_gain_mode", str, "constant", "'constant': gain = physics_gain; "
+         "'batch_length': gain = physics_gain x samples in the batch, in training and "
+         "validation (the original's accidental x16 / x2-on-the-last-batch gain)",
+         choices=("constant", "batch_length")),
     Knob("lr", float, 1e-3, "base learning rate", minimum=0.0, exclusive_minimum=True, maximum=10.0),
     Knob("optimizer", str, "adam", "optimizer", choices=OPTIMIZERS),
     Knob("weight_decay", float, 0.0, "weight decay", minimum=0.0, maximum=10.0),

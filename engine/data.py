@@ -34,7 +34,9 @@ import numpy as np
 from engine.config import DataConfig, check_all
 from engine.datacache import read_cache, recipe_digest, write_cache
 from engine.errors import ConfigError, DatasetError
-from engine.probe import IDEAL_DISK, build_probe, load_probe, probe_file_digest, probe_path
+from engine.probe import (BUILT_IN_PROBES, DEFOCUSED_APERTURE, MAX_SPREAD_FRACTION,
+                          PUPIL_EDGE_SIGMA, beam_spread_px, build_probe, load_probe,
+                          probe_file_digest, probe_path)
 from engine.stitch import count_patches_per_axis, gt_crop_bounds
 
 
@@ -131,8 +133,30 @@ def validate_data_config(cfg: DataConfig) -> None:
         )
     if cfg.nphotons > NPHOTONS_MAX:
         _reject("nphotons", cfg.nphotons, f"expected at most {NPHOTONS_MAX:g} photons per pattern")
-    if cfg.probe != IDEAL_DISK:
+    if cfg.probe == DEFOCUSED_APERTURE:
+        _validate_defocused_aperture(cfg)
+    elif cfg.probe not in BUILT_IN_PROBES:
         load_probe(probe_path(cfg.probe), n)
+
+
+def _validate_defocused_aperture(cfg: DataConfig) -> None:
+    """The pupil must fit the frequency grid and the beam the patch, or the probe aliases."""
+    n = cfg.N
+    largest = n / 2 - 2 * PUPIL_EDGE_SIGMA
+    if cfg.probe_aperture_radius > largest:
+        _reject("probe_aperture_radius", cfg.probe_aperture_radius,
+                f"the pupil (plus its {2 * PUPIL_EDGE_SIGMA:g}-px soft edge) must fit the N = {n} "
+                f"frequency grid; allowed: at most {largest:g} frequency px")
+    spread = beam_spread_px(n, cfg.probe_aperture_radius, cfg.probe_defocus,
+                            cfg.probe_astigmatism, cfg.probe_coma)
+    if spread > MAX_SPREAD_FRACTION * n:
+        _reject("probe_defocus", cfg.probe_defocus,
+                f"with probe_astigmatism = {cfg.probe_astigmatism:g}, probe_coma = "
+                f"{cfg.probe_coma:g} and probe_aperture_radius = {cfg.probe_aperture_radius:g} "
+                f"the beam spreads over a radius of up to {spread:.1f} px, more than "
+                f"{MAX_SPREAD_FRACTION:g} N = {MAX_SPREAD_FRACTION * n:g} px: it would wrap around "
+                f"the patch; allowed: 2 N (|defocus| + |astigmatism| + 3.5 |coma|) / radius <= "
+                f"{MAX_SPREAD_FRACTION * n:g}")
 
 
 def recipe_identity(cfg: DataConfig) -> tuple[dict, str]:
@@ -144,7 +168,7 @@ def recipe_identity(cfg: DataConfig) -> tuple[dict, str]:
     """
     validate_data_config(cfg)
     recipe = _canonical_recipe(cfg)
-    if cfg.probe != IDEAL_DISK:
+    if cfg.probe not in BUILT_IN_PROBES:
         recipe["probe"] = "sha256:" + probe_file_digest(probe_path(cfg.probe))
     digest = recipe_digest({"data_format_version": DATA_FORMAT_VERSION, "recipe": recipe})
     return recipe, digest

@@ -27,6 +27,9 @@ from engine.config import DataConfig
 from engine.errors import ConfigError
 
 IDEAL_DISK = "ideal_disk"
+DEFOCUSED_APERTURE = "defocused_aperture"
+BUILT_IN_PROBES = (DEFOCUSED_APERTURE, IDEAL_DISK)
+APERTURES = ("circle", "square")
 PROBE_FILE_SUFFIXES = (".npy", ".npz")
 # Array names accepted in a multi-array .npz; "probeGuess" is the key of the original's data files.
 NPZ_PROBE_KEYS = ("probe", "probeGuess")
@@ -41,6 +44,17 @@ DISK_EDGE_SIGMA = 1.0
 # Added after the edge blur so the probe is never exactly zero: a zero probe pixel would make the
 # object there unobservable and its phase undefined.
 DISK_FLOOR = 1e-9
+
+# Defocused aperture (docs/probe.md): the pupil's hard edge is softened by a Gaussian of this
+# many frequency pixels, so the real-space probe has no sinc tails that wrap around the patch.
+PUPIL_EDGE_SIGMA = 1.0
+# A beam whose geometric spread (defocus plus aberrations, see ``beam_spread_px``) reaches past
+# this fraction of N would wrap around the periodic N x N grid: refused at load.
+MAX_SPREAD_FRACTION = 0.5
+# Twin symmetry at or above this (1 = exact) makes every patch (nearly) ambiguous with its twin:
+# warned at load. An in-focus aperture without aberrations scores ~0.985 (smoothing its phase
+# jumps leaves it almost real); the default defocused probe 0.29.
+TWIN_SYMMETRY_WARN = 0.95
 
 PHYSICS_PROBE_NOTE = (
     "the physics model uses the normalised simulation probe; the original handed the network the "
@@ -74,6 +88,66 @@ def ideal_disk_probe(n: int) -> np.ndarray:
     return gaussian_filter(disk, DISK_EDGE_SIGMA) + DISK_FLOOR
 
 
+def beam_spread_px(n: int, radius: float, defocus: float, astigmatism: float,
+                   coma: float) -> float:
+    """Geometric radius (px) the pupil phase spreads the beam over, for the range check.
+
+    A pupil phase 2 pi w(rho) moves the ray through pupil radius rho by N / (2 pi) times its
+    gradient in frequency pixels: 2 N W / R at the edge for a defocus of W waves. Astigmatism
+    adds at most the same per wave, coma (3 rho^3 - 2 rho) up to 7/2 as much (its gradient is 7 at
+    the edge against defocus's 2). The sum is an upper bound: the default probe's rms radius is
+    ~10 px where this says 29.
+    """
+    return 2 * n * (abs(defocus) + abs(astigmatism) + 3.5 * abs(coma)) / radius
+
+
+def defocused_aperture_probe(n: int, aperture: str, radius: float, defocus: float,
+                             astigmatism: float, coma: float) -> np.ndarray:
+    """Complex n x n probe of a focusing optic seen out of focus (complex128).
+
+    The optic's pupil, a circle or a square (the aperture of crossed Kirkpatrick-Baez mirrors) of
+    ``radius`` frequency pixels with a softened edge, carries the phase
+    2 pi [defocus rho^2 + astigmatism rho^2 cos 2theta + coma (3 rho^3 - 2 rho) cos theta]
+    (rho = |k| / radius, each coefficient in waves at the pupil edge), and the probe is its
+    inverse Fourier transform, centred on (n - 1) / 2 like the ideal disk. Defocus is Fresnel
+    propagation: a quadratic phase in the pupil. Any defocus makes the probe complex, so
+    conj(P) != P and the twin of a patch no longer explains its diffraction; coma also makes
+    |P| asymmetric.
+    """
+    k = np.arange(n) - n // 2  # frequency pixels, zero frequency at index n // 2
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    rho = np.hypot(kx, ky) / radius
+    theta = np.arctan2(ky, kx)
+    if aperture == "square":
+        inside = (np.abs(kx) <= radius) & (np.abs(ky) <= radius)
+    else:
+        inside = rho <= 1
+    from scipy.ndimage import gaussian_filter  # lazy: recipe validation never needs SciPy
+
+    pupil = gaussian_filter(inside.astype(np.float64), PUPIL_EDGE_SIGMA)
+    waves = (defocus * rho**2 + astigmatism * rho**2 * np.cos(2 * theta)
+             + coma * (3 * rho**3 - 2 * rho) * np.cos(theta))
+    pupil = pupil * np.exp(2j * np.pi * waves)
+    # Inverse DFT onto pixel coordinates centred on (n - 1) / 2, written as two small matrix
+    # products so the centre can sit between pixels (an FFT would put it on pixel n // 2).
+    x = np.arange(n) - (n - 1) / 2
+    kernel = np.exp(2j * np.pi * np.outer(x, k) / n) / n
+    return kernel @ pupil @ kernel.T
+
+
+def twin_symmetry(probe: np.ndarray) -> float:
+    """How far a probe allows the twin ambiguity: max_s |sum_r P(r) P(s - r)| / sum_r |P(r)|^2.
+
+    The twin conj(O(s - r)) of an object patch O gives the same diffraction amplitude as O exactly
+    when P(r) = c conj(P(s - r)) for a unit c and some shift s (a real, centrosymmetric probe is
+    the common case); by Cauchy-Schwarz that is when this number is 1. Below 1 the probe breaks
+    the ambiguity, the more the lower.
+    """
+    p = np.asarray(probe, dtype=np.complex128)
+    folded = np.fft.ifft2(np.fft.fft2(p) ** 2) * p.size  # circular sum_r P(r) P(s - r)
+    return float(np.abs(folded).max() / np.sum(np.abs(p) ** 2) / p.size)
+
+
 def probe_path(spec: str) -> Path:
     """The probe file named by the ``probe`` knob, checked to exist and to have a known suffix."""
     path = Path(spec).expanduser()
@@ -81,11 +155,12 @@ def probe_path(spec: str) -> Path:
     if path.suffix not in PROBE_FILE_SUFFIXES:
         raise ConfigError(
             f"{where}: unknown probe source; "
-            f"allowed: {IDEAL_DISK!r} or a path ending in .npy or .npz"
+            f"allowed: {DEFOCUSED_APERTURE!r}, {IDEAL_DISK!r} or a path ending in .npy or .npz"
         )
     if not path.is_file():
         raise ConfigError(
-            f"{where}: no such file; allowed: {IDEAL_DISK!r} or an existing .npy/.npz file"
+            f"{where}: no such file; allowed: {DEFOCUSED_APERTURE!r}, {IDEAL_DISK!r} or an "
+            f"existing .npy/.npz file"
         )
     return path
 
@@ -188,6 +263,18 @@ def build_probe(cfg: DataConfig) -> SimulationProbe:
     if cfg.probe == IDEAL_DISK:
         raw = ideal_disk_probe(n).astype(np.complex128)
         source = {"kind": IDEAL_DISK, "disk_width": DISK_WIDTH, "edge_sigma": DISK_EDGE_SIGMA}
+    elif cfg.probe == DEFOCUSED_APERTURE:
+        raw = defocused_aperture_probe(n, cfg.probe_aperture, cfg.probe_aperture_radius,
+                                       cfg.probe_defocus, cfg.probe_astigmatism, cfg.probe_coma)
+        source = {"kind": DEFOCUSED_APERTURE, "aperture": cfg.probe_aperture,
+                  "radius_freq_px": cfg.probe_aperture_radius,
+                  "pupil_edge_sigma": PUPIL_EDGE_SIGMA,
+                  "waves_at_pupil_edge": {"defocus": cfg.probe_defocus,
+                                          "astigmatism": cfg.probe_astigmatism,
+                                          "coma": cfg.probe_coma},
+                  "beam_spread_px": beam_spread_px(n, cfg.probe_aperture_radius,
+                                                   cfg.probe_defocus, cfg.probe_astigmatism,
+                                                   cfg.probe_coma)}
     else:
         path = probe_path(cfg.probe)
         raw = load_probe(path, n)
@@ -202,5 +289,6 @@ def build_probe(cfg: DataConfig) -> SimulationProbe:
         "probe_scale": cfg.probe_scale,
         "normalisation_divisor": divisor,
         "used_by_physics": PHYSICS_PROBE_NOTE,
+        "twin_symmetry": twin_symmetry(probe),
     }
     return SimulationProbe(array=probe.astype(np.complex64), meta=meta)

@@ -39,7 +39,7 @@ from engine.optim import (
     describe_optimizer,
     set_lr,
 )
-from engine.physics import PHYSICS_GAIN, ForwardModel, get_loss
+from engine.physics import ForwardModel, get_loss
 from engine.rundir import RunDir
 from engine.errors import ConfigError, Dequeued
 from engine.queue import DeviceQueue, Slot
@@ -182,23 +182,65 @@ def _device_info(device: torch.device) -> dict:
     return info
 
 
+# A patch is on neither branch when its distances to the object and to the twin differ by at
+# most this fraction: its content is (nearly) its own twin, so it cannot tell the two apart.
+TWIN_UNDECIDABLE = 0.05
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One validation pass. Amplitude errors are in the units of the final amplitude MAE."""
+
+    loss: float
+    pred_amp_std: float
+    amp_mae: float  # against the ground truth
+    amp_mae_twin: float  # against its twin, patch by patch
+    twin_fraction: float  # of the decidable patches, those closer to the twin
+
+
+def twin_branch_fraction(pred_amp: torch.Tensor, true_amp: torch.Tensor,
+                         weight: torch.Tensor) -> float:
+    """Fraction of patches whose amplitude is closer to the twin's than to the object's.
+
+    Distances are probe-weighted (``weight`` = |probe|^2: outside the beam the object is not
+    observed and the network's output there is unconstrained) after one global scale, the
+    amplitude ambiguity the final evaluation also removes. The twin's amplitude is the patch
+    flipped through its centre. Patches whose two distances differ by at most TWIN_UNDECIDABLE
+    are left out: their content is its own twin.
+    """
+    twin_amp = true_amp.flip(-2, -1)
+    total = weight.sum()
+    scale = (true_amp * weight).sum() / (pred_amp * weight).sum().clamp_min(1e-12)
+    scaled = pred_amp * scale
+    d_true = ((scaled - true_amp).abs() * weight).sum(dim=(-2, -1)) / total
+    d_twin = ((scaled - twin_amp).abs() * weight).sum(dim=(-2, -1)) / total
+    decidable = (d_true - d_twin).abs() > TWIN_UNDECIDABLE * torch.maximum(d_true, d_twin)
+    if not bool(decidable.any()):
+        return math.nan
+    return float((d_twin[decidable] < d_true[decidable]).float().mean().item())
+
+
 @torch.no_grad()
 def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int,
-             amp_test: torch.Tensor | None = None,
-             border: int = 0) -> tuple[float, float, float]:
-    """Validation loss (mean over batches, each normalised by its own mean observation, as the
-    original did); the mean per-patch std of the predicted amplitude over the first PROBE_BATCH
-    test patches (fixed and scan-ordered, so epochs are comparable); and the amplitude error
-    against the ground truth (``amp_test``), NaN without it.
+             amp_test: torch.Tensor | None = None, border: int = 0,
+             norm_Y_I: float = 1.0, weight: torch.Tensor | None = None) -> Validation:
+    """Validation loss (mean over batches of ``batch`` patterns, each normalised by its own mean
+    observation, as the original did); the mean per-patch std of the predicted amplitude over the
+    first PROBE_BATCH test patches (fixed and scan-ordered, so epochs are comparable); and the
+    amplitude error against the ground truth (``amp_test``, normalised patches), NaN without it.
 
     The amplitude error is the one the loss cannot see: a diffraction-amplitude loss is blind to
     the phase-retrieval ambiguities, and arms with equal validation loss can reconstruct very
-    different objects (docs/studies/stage_a_h100). It is the MAE over the central region each
-    patch contributes to the stitched image (``border`` pixels dropped per side), after one
-    mean-ratio scale over the whole test set, as the final evaluation aligns amplitudes."""
+    different objects. It is the MAE over the central region each patch contributes to the
+    stitched image (``border`` pixels dropped per side), after one mean-ratio scale over the
+    whole test set, times the test ``norm_Y_I``: the units of the final amplitude MAE. It is
+    also measured against the twin of every patch (flipped through its centre; the amplitude of
+    conj(O(-r)) is |O(-r)|), with the fraction of patches nearer the twin, because for a real,
+    centrosymmetric probe the twin is an exact solution the loss cannot rule out. ``weight``
+    (|probe|^2, uniform if None) weights the per-patch branch decision."""
     was_training = model.training
     model.eval()
-    losses, stds, centres = [], [], []
+    losses, stds, amps = [], [], []
     n = x_test.shape[-1]
     for start in range(0, x_test.shape[0], batch):
         xb = x_test[start:start + batch]
@@ -208,16 +250,22 @@ def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int,
             probe_amp = obj[:PROBE_BATCH - start].abs().flatten(1)
             stds.append(probe_amp.std(dim=1, unbiased=False))
         if amp_test is not None:
-            centres.append(obj.abs()[:, border:n - border, border:n - border])
+            amps.append(obj.abs())
     model.train(was_training)
-    amp_mae = math.nan
-    if centres:
-        pred = torch.cat(centres)
-        truth = amp_test[:, border:n - border, border:n - border]
-        scale = truth.mean() / pred.mean().clamp_min(1e-12)
-        amp_mae = float((pred * scale - truth).abs().mean().item())
-    return (float(torch.stack(losses).mean().item()), float(torch.cat(stds).mean().item()),
-            amp_mae)
+    amp_mae = amp_mae_twin = twin_fraction = math.nan
+    if amps:
+        pred = torch.cat(amps)
+        centre = (slice(None), slice(border, n - border), slice(border, n - border))
+        pred_c, truth_c = pred[centre], amp_test[centre]
+        twin_c = amp_test.flip(-2, -1)[centre]
+        scale = truth_c.mean() / pred_c.mean().clamp_min(1e-12)
+        amp_mae = float((pred_c * scale - truth_c).abs().mean().item()) * norm_Y_I
+        amp_mae_twin = float((pred_c * scale - twin_c).abs().mean().item()) * norm_Y_I
+        if weight is None:
+            weight = torch.ones(pred.shape[-2:], dtype=pred.dtype, device=pred.device)
+        twin_fraction = twin_branch_fraction(pred, amp_test, weight.to(pred.dtype))
+    return Validation(float(torch.stack(losses).mean().item()),
+                      float(torch.cat(stds).mean().item()), amp_mae, amp_mae_twin, twin_fraction)
 
 
 def train_arm(
@@ -398,7 +446,8 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     dataset = load_or_build_dataset(cfg.data, cache_dir, log=log)
     torch.manual_seed(tc.seed)  # weights depend on the training seed only, not on data timing
     model = build_model(cfg.model, cfg.data.N).to(dev)
-    physics = ForwardModel(torch.from_numpy(dataset.probe)).to(dev)
+    physics = ForwardModel(torch.from_numpy(dataset.probe), tc.physics_gain,
+                           tc.physics_gain_mode).to(dev)
     loss_fn = get_loss(tc.loss)
     optimizer = build_optimizer(model.parameters(), tc)
     schedule = LRSchedule(tc)
@@ -410,6 +459,7 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     n_train = x_train.shape[0]
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
     border = stitch_border(cfg.data.N, cfg.data.test_stride)  # what stitching keeps
+    probe_weight = physics.probe.abs().square()  # where the object is observed
     target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean())
     shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
     step_rules = StepDetectors(cfg.detect)
@@ -440,9 +490,11 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         "clip": clipper.describe(),
         # Not named "loss": a field keeps one type across record types so that
         # polars.read_ndjson can read the whole file into one frame.
-        "physics": {"loss_mode": tc.loss, "gain": PHYSICS_GAIN,
+        "physics": {"loss_mode": tc.loss, **physics.describe(),
                     "loss_normalisation": "divided by the batch-mean observed amplitude "
-                                          "(detached)"},
+                                          "(detached)",
+                    "val_batch_size": tc.val_batch_size,
+                    "probe_twin_symmetry": dataset.meta.get("probe", {}).get("twin_symmetry")},
         "dataset": dataset.meta,
         "n_train": n_train,
         "n_test": int(x_test.shape[0]),
@@ -521,8 +573,9 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
 
         train_loss = float((loss_sum / n_train).item())
         grad_norm = float((grad_sum / max(grad_count, 1)).item()) if grad_count else math.nan
-        val_loss, pred_std, val_amp_mae = validate(model, physics, loss_fn, x_test,
-                                                   tc.infer_batch_size, amp_test, border)
+        val = validate(model, physics, loss_fn, x_test, tc.val_batch_size, amp_test, border,
+                       dataset.test.norm_Y_I, probe_weight)
+        val_loss, pred_std = val.loss, val.pred_amp_std
         schedule.observe(val_loss)
         epoch_time = time.time() - t_epoch
         layerscale, norms = stable_block_summaries(model)
@@ -531,7 +584,8 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
             "val_loss": val_loss, "grad_norm": grad_norm, "lr": lr,
             "next_lr": schedule.lr_for_epoch(epoch + 1) if epoch + 1 < tc.epochs else None,
             "pred_amp_std": pred_std, "target_amp_std": target_amp_std,
-            "val_amp_mae": val_amp_mae,
+            "val_amp_mae": val.amp_mae, "val_amp_mae_twin": val.amp_mae_twin,
+            "val_twin_fraction": val.twin_fraction,
             "epoch_time": epoch_time, "samples_per_s": n_train / epoch_time, "t": time.time(),
         }
         if layerscale:
@@ -546,7 +600,8 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         stop_reason = _react(cfg, fired, log) or stop_reason
         for key, value in (("train_loss", train_loss), ("val_loss", val_loss),
                            ("grad_norm", grad_norm), ("lr", lr), ("pred_amp_std", pred_std),
-                           ("val_amp_mae", val_amp_mae)):
+                           ("val_amp_mae", val.amp_mae), ("val_amp_mae_twin", val.amp_mae_twin),
+                           ("val_twin_fraction", val.twin_fraction)):
             history.setdefault(key, []).append(value)  # setdefault: pre-existing checkpoints
         atomic_write_json(run.history, history)
         epochs_done = epoch + 1
@@ -624,7 +679,13 @@ def _tee_to_run_log(path: Path, log: Callable[[str], None]) -> Callable[[str], N
 
 
 def _headline(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50") if k in metrics}
+    """The final metrics the telemetry carries: the main pairs and the twin summary."""
+    out = {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50") if k in metrics}
+    twin = metrics.get("twin") or {}
+    if "fraction" in twin:
+        out["twin_fraction"] = twin["fraction"]
+        out["ssim_vs_twin"] = (twin.get("metrics") or {}).get("ssim")
+    return out
 
 
 def _flush_steps(telemetry: TelemetryWriter, pending: list[tuple], epoch: int, lr: float,

@@ -29,14 +29,21 @@ INTRO = """\
 [arms.<name>.detect] # per-arm overrides of [detect]
 [profiles.<name>]    # overrides applied to every arm with --profile <name>
 [profiles.<name>.data]
+[profiles.<name>.arms.<arm>]       # profile values for one arm only (e.g. a longer control)
+[profiles.<name>.arms.<arm>.data]
 ```
 
 Precedence, lowest first: knob default < `[data]`/`[defaults]` < `[arms.<name>]` <
-`[profiles.<name>]` < `--set KEY=VALUE` (data and detector knobs as `--set data.KEY=VALUE`,
+`[profiles.<name>]` < `[profiles.<name>.arms.<arm>]` < `--set KEY=VALUE` (data and detector knobs as `--set data.KEY=VALUE`,
 `--set detect.KEY=VALUE`). A profile's runs go
 to `<output_dir>_<profile>` unless `--out` is given. Unknown keys, wrong types, out-of-range values
 and bad arm names are refused with a message naming the file, the arm, the key, the value and what
 is allowed; nothing is written and the exit code is 2.
+
+Two set-ups load with a warning (printed to stderr, and listed in the export) because they are
+legal but rarely meant: a twin-symmetric probe (`ideal_disk`, or any real, centrosymmetric
+probe: every patch is then ambiguous with its twin, see [twin.md](twin.md)), and a
+WarmupCosine arm whose `warmup_epochs` is at least its `epochs`.
 """
 
 

@@ -74,9 +74,12 @@ def render() -> str:
         "- **real**: every real number, a complex spectral weight counts twice; what the optimizer "
         "holds and the telemetry header's `parameters` reports;",
         "- **complex as one**: each complex weight counts once, the convention of the original "
-        "study's logs and of domain.md table 5.7.",
+        "study's logs (the study's own parameter table uses it).",
         "",
-        "Spectral modes are capped per level at H//2 rows per corner and W//2 + 1 columns. "
+        "Spectral modes are capped per level at W//2 + 1 columns and, with two corners, at H//2 "
+        "rows per corner; one corner keeps min(modes, H) rows, as the original's fallback did "
+        "(it stored full modes x modes weights at every level; the unreachable ones are not "
+        "counted here). "
         "`cnn` ignores the modes and the cap (`fno_blocks` is its number of levels); `fno` "
         "runs every block at full resolution, so it has one level and no cap.",
         "",

@@ -42,7 +42,8 @@ class HybridUNO(nn.Module):
 
     def __init__(self, size: int, width: int, modes: int, blocks: int, max_hidden_channels: int,
                  corners: int, output_mode: str, input_transform: str,
-                 stable_variant: str | None = None, layerscale_init: float = 0.0):
+                 stable_variant: str | None = None, layerscale_init: float = 0.0,
+                 spectral_impl: str = "dft"):
         super().__init__()
         self.architecture = "hybrid" if stable_variant is None else "stable_hybrid"
         self.channels = channel_schedule(width, blocks, max_hidden_channels)
@@ -50,9 +51,9 @@ class HybridUNO(nn.Module):
         def block(channels: int, level_modes: int, level: int) -> nn.Module:
             side = size >> level
             if stable_variant is None:
-                return PtychoBlock(channels, level_modes, (side, side), corners)
+                return PtychoBlock(channels, level_modes, (side, side), corners, spectral_impl)
             return StablePtychoBlock(channels, level_modes, (side, side), corners,
-                                     stable_variant, layerscale_init)
+                                     stable_variant, layerscale_init, spectral_impl)
 
         self.input_transform = InputTransform(input_transform)
         self.lifter = Lifter(1, width)

@@ -16,18 +16,25 @@ from torch import nn
 
 FFT_NORM = "backward"
 SPECTRAL_INIT = "complex normal, E|w|^2 = 1/in_channels (each part N(0, 1/(2*in_channels)))"
-SPECTRAL_MODE_CAP = "rows per corner <= H//2, columns <= W//2 + 1"
+SPECTRAL_MODE_CAP = ("two corners: rows per corner <= H//2; one corner: rows <= H; "
+                     "columns <= W//2 + 1")
+SPECTRAL_IMPLS = ("dft", "fft")
 
 
-def spectral_mode_cap(modes: int, height: int, width: int) -> tuple[int, int]:
+def spectral_mode_cap(modes: int, height: int, width: int, corners: int = 2) -> tuple[int, int]:
     """Rows per corner and columns a level of size (height, width) can really hold.
 
-    Rows stop at H//2 per corner so the two corners never overlap; columns stop at W//2 + 1, the
-    whole half-spectrum ``rfft`` returns. That column convention is the one under which keeping
-    every mode makes the layer an exact circular convolution (tests/engine/test_spectral.py), and
-    it reproduces the engineering notes' 20,462,818-parameter count for the capped hybrid.
+    With two corners, rows stop at H//2 per corner so the corners never overlap. One corner is the
+    original's accidental fallback, which kept min(modes, H) rows: at N = 64 with 12 modes that is
+    12, 12, 12 and 8 rows at the 64/32/16/8 px levels and 6 in the 8 px bottleneck, against
+    12, 12, 8, 4 and 4 under the two-corner cap; replicating the original needs its limit.
+    Columns stop at W//2 + 1, the whole half-spectrum ``rfft`` returns. That column convention is
+    the one under which keeping every mode makes the layer an exact circular convolution
+    (tests/engine/test_spectral.py), and it gives the documented 20,462,818-parameter count of
+    the capped two-corner hybrid (docs/param_counts.md).
     """
-    return min(modes, height // 2), min(modes, width // 2 + 1)
+    row_cap = height if corners == 1 else height // 2
+    return min(modes, row_cap), min(modes, width // 2 + 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,18 +101,27 @@ class SpectralConv2d(nn.Module):
     ~17 GFLOP/s on the 2-core CPU against ~250 for a GEMM, and no C2R transform means no
     backend-dependent Hermitian handling. They run on channels-last data, the layout the models
     use for their convolutions, so the big operands fold into a few large GEMMs; the output is
-    channels-last whatever the input. The branch runs in fp32 with autocast disabled
-    (engineering-notes section 2) and casts back to the incoming dtype.
+    channels-last whatever the input. The branch runs in fp32 with autocast disabled (FFTs have
+    no bf16 kernels, and CUDA autocast would not upcast them) and casts back to the incoming dtype.
+
+    ``impl="fft"`` computes the same layer the way the original did, ``rfft2`` -> mix the kept
+    modes -> ``irfft2`` of the zero-filled half-spectrum, from the same weight. On the CPU the two
+    agree to float rounding (tested); on CUDA, cuFFT's C2R handles the non-Hermitian kx = 0 and
+    Nyquist columns (always non-Hermitian with one corner) differently, so only "fft" reproduces
+    the numerics the original ran on its GPU.
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: int,
-                 size: tuple[int, int], corners: int = 2):
+                 size: tuple[int, int], corners: int = 2, impl: str = "dft"):
         super().__init__()
         height, width = size
+        if impl not in SPECTRAL_IMPLS:
+            raise ValueError(f"spectral impl {impl!r}; allowed: {', '.join(SPECTRAL_IMPLS)}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.size = (height, width)
         self.corners = corners
-        self.rows, self.cols = spectral_mode_cap(modes, height, width)
+        self.impl = impl
+        self.rows, self.cols = spectral_mode_cap(modes, height, width, corners)
         self.weight = nn.Parameter(
             torch.empty(corners * self.rows * self.cols, 2, in_channels, out_channels))
         nn.init.normal_(self.weight, std=(2 * in_channels) ** -0.5)
@@ -113,8 +129,27 @@ class SpectralConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = self._mix(x.float())
+            y = self._mix_fft(x.float()) if self.impl == "fft" else self._mix(x.float())
         return y.to(dtype)
+
+    def _kept_rows(self, height: int) -> list[int]:
+        top = list(range(self.rows))
+        return top + list(range(height - self.rows, height)) if self.corners == 2 else top
+
+    def _mix_fft(self, x: torch.Tensor) -> torch.Tensor:
+        """The original's route: rfft2, complex product on the kept modes, irfft2."""
+        b, _, h, w = x.shape
+        rows = torch.tensor(self._kept_rows(h), device=x.device)
+        spectrum = torch.fft.rfft2(x, norm=FFT_NORM)
+        kept = spectrum.index_select(-2, rows)[..., : self.cols]  # (B, I, kr, kc)
+        kr = len(rows)
+        weight = torch.complex(self.weight[:, 0], self.weight[:, 1])  # (kr*kc, I, O)
+        weight = weight.view(kr, self.cols, self.in_channels, self.out_channels)
+        mixed = torch.einsum("birc,rcio->borc", kept, weight)
+        out = torch.zeros(b, self.out_channels, h, w // 2 + 1, dtype=mixed.dtype,
+                          device=x.device)
+        out[..., : self.cols] = out[..., : self.cols].index_copy(-2, rows, mixed)
+        return torch.fft.irfft2(out, s=(h, w), norm=FFT_NORM)
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
         b, c_in, h, w = x.shape
@@ -141,7 +176,8 @@ class SpectralConv2d(nn.Module):
 
     def describe(self) -> dict:
         return {"size": list(self.size), "in": self.in_channels, "out": self.out_channels,
-                "rows_per_corner": self.rows, "cols": self.cols, "corners": self.corners}
+                "rows_per_corner": self.rows, "cols": self.cols, "corners": self.corners,
+                "impl": self.impl}
 
 
 def channel_schedule(width: int, levels: int, cap: int = 0) -> list[int]:
@@ -190,9 +226,10 @@ class PtychoBlock(nn.Module):
     """y = x + GELU(Spectral(x) + Conv3x3(x)), with no normalisation (the original's "pre-norm"
     documentation notwithstanding, domain.md section 5.3)."""
 
-    def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int):
+    def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int,
+                 impl: str = "dft"):
         super().__init__()
-        self.spectral = SpectralConv2d(channels, channels, modes, size, corners)
+        self.spectral = SpectralConv2d(channels, channels, modes, size, corners, impl)
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,9 +248,9 @@ class StablePtychoBlock(nn.Module):
     """
 
     def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int,
-                 variant: str, layerscale_init: float):
+                 variant: str, layerscale_init: float, impl: str = "dft"):
         super().__init__()
-        self.spectral = SpectralConv2d(channels, channels, modes, size, corners)
+        self.spectral = SpectralConv2d(channels, channels, modes, size, corners, impl)
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         self.norm = nn.InstanceNorm2d(channels, affine=True)
         self.variant = variant

@@ -81,7 +81,8 @@ def _build_cnn(cfg, n: int) -> nn.Module:
 def _build_fno(cfg, n: int) -> nn.Module:
     _check_modes(cfg.fno_modes, n)
     return CascadedFNO(n, cfg.fno_width, cfg.fno_modes, cfg.fno_blocks, cfg.fno_cnn_blocks,
-                       cfg.spectral_corners, cfg.output_mode, cfg.input_transform)
+                       cfg.spectral_corners, cfg.output_mode, cfg.input_transform,
+                       cfg.spectral_impl)
 
 
 def _build_hybrid(cfg, n: int, stable: bool) -> nn.Module:
@@ -96,7 +97,8 @@ def _build_hybrid(cfg, n: int, stable: bool) -> nn.Module:
     variant = cfg.stable_variant if stable else None
     layerscale_init = cfg.layerscale_init if variant == "layerscale" else 0.0
     return HybridUNO(n, cfg.fno_width, cfg.fno_modes, cfg.fno_blocks, cap, cfg.spectral_corners,
-                     cfg.output_mode, cfg.input_transform, variant, layerscale_init)
+                     cfg.output_mode, cfg.input_transform, variant, layerscale_init,
+                     cfg.spectral_impl)
 
 
 BUILDERS: dict[str, Callable[[Any, int], nn.Module]] = {

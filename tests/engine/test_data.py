@@ -345,6 +345,11 @@ ALTERNATIVES = {
     "probe_smoothing_sigma": 1.0,
     "probe_mask_diameter": 20.0,
     "probe_scale": 2.0,
+    "probe_aperture": "square",
+    "probe_aperture_radius": 9.0,
+    "probe_defocus": 0.5,
+    "probe_astigmatism": 0.1,
+    "probe_coma": 0.2,
     "seed": SMALL.seed + 1,
 }
 

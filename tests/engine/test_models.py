@@ -84,7 +84,13 @@ ALTERNATIVE = {
     "stable_variant": "zero_gamma",
     "layerscale_init": 0.5,
     "spectral_corners": 1,
+    "spectral_impl": "fft",
 }
+
+# Knobs that choose how the same function is computed, not which function: on the CPU the
+# output agrees to rounding (tests/engine/test_spectral.py), so they are checked through what the
+# live modules report instead.
+IMPLEMENTATION_KNOBS = {"spectral_impl": lambda d: {m["impl"] for m in d["spectral_modes"]}}
 
 
 def test_alternatives_cover_every_model_knob():
@@ -113,6 +119,10 @@ def test_every_knob_listed_as_used_changes_the_model(arch):
         if knob == "architecture":
             continue
         changed = dataclasses.replace(base, **{knob: ALTERNATIVE[knob]})
+        if knob in IMPLEMENTATION_KNOBS:
+            read = IMPLEMENTATION_KNOBS[knob]
+            assert read(describe_model(on_meta(changed))) != read(describe_model(on_meta(base)))
+            continue
         assert not same(fingerprint(changed), reference), f"{arch}: {knob} changed nothing"
 
 
@@ -159,8 +169,20 @@ def test_spectral_corners_changes_the_parameter_count():
     two = describe_model(on_meta(ModelConfig(spectral_corners=2)))
     one = describe_model(on_meta(ModelConfig(spectral_corners=1)))
     assert {m["corners"] for m in one["spectral_modes"]} == {1}
-    spectral_two = two["parameters"] - two["parameters_complex_as_one"]  # complex weights
-    assert two["parameters"] - one["parameters"] == spectral_two  # half of them, counted twice
+    # Each spectral weight holds corners x rows x cols complex modes of (in x out), 2 reals each.
+    for d in (one, two):
+        spectral = sum(m["corners"] * m["rows_per_corner"] * m["cols"] * m["in"] * m["out"]
+                       for m in d["spectral_modes"])
+        assert d["parameters"] - d["parameters_complex_as_one"] == spectral
+
+
+def test_one_corner_keeps_the_original_rows_per_level():
+    """The original's one-corner fallback kept min(modes, H) rows: 12, 12, 12, 8 at the 64, 32,
+    16 and 8 px levels and 6 in the 8 px bottleneck (two corners: 12, 12, 8, 4 and 4)."""
+    for corners, rows in ((1, [12, 12, 12, 8, 6]), (2, [12, 12, 8, 4, 4])):
+        d = describe_model(on_meta(ModelConfig(spectral_corners=corners)))
+        assert [m["rows_per_corner"] for m in d["spectral_modes"]] == rows
+        assert [m["cols"] for m in d["spectral_modes"]] == [12, 12, 9, 5, 5]
 
 
 # --- stable blocks ------------------------------------------------------------------------------
@@ -282,7 +304,8 @@ def test_describe_model_reads_back_the_live_modules_as_json():
     assert d["architecture"] == "stable_hybrid"
     assert d["channels"] == [32, 64, 64]
     assert d["bottleneck_modes"] == {"size": [16, 16], "in": 64, "out": 64,
-                                     "rows_per_corner": 6, "cols": 6, "corners": 2}
+                                     "rows_per_corner": 6, "cols": 6, "corners": 2,
+                                     "impl": "dft"}
     assert d["stable_variant"] == "layerscale" and d["layerscale_init"] == 1e-3
     assert d["output_mode"] == "amp_phase" and d["input_transform"] == "log1p"
     assert d["fft_norm"] == "backward" and "1/in_channels" in d["spectral_init"]

@@ -51,7 +51,7 @@ def test_ideal_disk_radius_follows_the_half_max_of_the_lowpass_profile():
 
 
 def test_built_ideal_probe_is_real_complex64_and_never_zero():
-    probe = build_probe(DataConfig()).array
+    probe = build_probe(DataConfig(probe="ideal_disk")).array
     assert probe.dtype == np.complex64
     assert probe.shape == (64, 64)
     assert np.all(probe.imag == 0)
@@ -161,7 +161,7 @@ def test_missing_or_unknown_probe_source_raises_config_error(tmp_path, name):
     path = tmp_path / name
     if name.endswith(".txt"):
         path.write_text("not a probe")
-    with pytest.raises(ConfigError, match=r"^probe = .*allowed: 'ideal_disk'"):
+    with pytest.raises(ConfigError, match=r"^probe = .*allowed: 'defocused_aperture', 'ideal_disk'"):
         build_probe(DataConfig(N=32, probe=str(path)))
 
 
