@@ -22,7 +22,7 @@ import difflib
 import functools
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from engine.config import (
 )
 from engine.errors import ConfigError
 from engine.probe import BUILT_IN_PROBES
+from engine.sweeps import SweepPoint, parse_sweeps
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +49,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 # Arm names become directory names: keep them to a portable, shell-safe alphabet.
 ARM_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 STUDY_KEYS = ("name", "output_dir")
-TOP_LEVEL_TABLES = ("study", "data", "defaults", "detect", "arms", "profiles")
+TOP_LEVEL_TABLES = ("study", "data", "defaults", "detect", "arms", "profiles", "sweeps")
 
 _DATA = {k.name: k for k in DATA_KNOBS}
 _MODEL = {k.name: k for k in MODEL_KNOBS}
@@ -70,6 +71,17 @@ class Study:
     # Legal but probably unintended set-ups (a twin-ambiguous probe, a schedule that never
     # leaves its warmup): printed to stderr when loaded, kept here for reports.
     warnings: tuple[str, ...] = ()
+    # Runs that are sweep points (engine/sweeps.py), by name; they are in ``arms`` too.
+    points: dict[str, SweepPoint] = field(default_factory=dict)
+
+    def sweep(self, name: str) -> list[str]:
+        """The run names of one sweep, in expansion order."""
+        names = [p for p, point in self.points.items() if point.sweep == name]
+        if not names:
+            known = sorted({point.sweep for point in self.points.values()})
+            raise ConfigError(f"{self.path}: no sweep named {name!r}; sweeps in this file: "
+                              f"{', '.join(known) or 'none'}")
+        return names
 
     def arm(self, name: str) -> ArmConfig:
         if name not in self.arms:
@@ -245,7 +257,7 @@ def load_study(
             # faithful study's runs (domain.md section 12, item 7). An explicit --out wins.
             out = out.parent / f"{out.name}_{profile}"
 
-    arms: dict[str, ArmConfig] = {}
+    tables: dict[str, tuple[dict, dict, dict]] = {}
     for arm_name, table in arms_raw.items():
         if not ARM_NAME_RE.match(arm_name):
             raise ConfigError(
@@ -262,29 +274,55 @@ def load_study(
         detect_vals = _check_table(
             _where(path, arm_name, f"arms.{arm_name}.detect"), table.get("detect", {}), _DETECT
         )
+        tables[arm_name] = (arm_vals, data_vals, detect_vals)
+    points = parse_sweeps(path, raw.get("sweeps", {}), list(tables), _check_grid_value)
+
+    def resolve(run_name: str, arm_name: str, point: dict[str, Any]) -> ArmConfig:
+        """One run's config: arm < profile < profile's arm table < sweep point < --set."""
+        arm_vals, data_vals, detect_vals = tables[arm_name]
         one_arm, one_data = prof_per_arm.get(arm_name, ({}, {}))
         merged_arm = {**base_arm, **arm_vals, **prof_arm, **one_arm}
-        sections = {"data": _anchor_probe({**base_data, **data_vals, **prof_data, **one_data},
-                                          path.parent),
+        sections = {"data": {**base_data, **data_vals, **prof_data, **one_data},
                     "detect": {**base_detect, **detect_vals}}
-        _apply_overrides(arm_name, overrides or [], merged_arm, sections)
+        for key, value in point.items():
+            section, _, knob = key.rpartition(".")
+            (sections[section] if section else merged_arm)[knob] = value
+        sections["data"] = _anchor_probe(sections["data"], path.parent)
+        _apply_overrides(run_name, overrides or [], merged_arm, sections)
         sections["data"] = _anchor_probe(sections["data"], Path.cwd())
         model_vals, train_vals = _split_arm_level(merged_arm)
         cfg = ArmConfig(
-            name=arm_name,
+            name=run_name,
             data=DataConfig(**sections["data"]),
             model=ModelConfig(**model_vals),
             train=TrainConfig(**train_vals),
             detect=DetectConfig(**sections["detect"]),
         )
         _check_cross_field(path, cfg, validate_models)
-        arms[arm_name] = cfg
+        return cfg
+
+    arms: dict[str, ArmConfig] = {name: resolve(name, name, {}) for name in tables}
+    for point in points:
+        try:
+            arms[point.name] = resolve(point.name, point.arm, point.overrides())
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (sweep {point.sweep!r}, point {point.name!r})") from None
 
     notes = study_warnings(path, arms)
     for note in notes:
         _warn_once(note)
     return Study(path=path, name=study_name, output_dir=out, arms=arms, profile=profile,
-                 warnings=tuple(notes))
+                 warnings=tuple(notes), points={p.name: p for p in points})
+
+
+def _check_grid_value(where: str, key: str, value: Any) -> Any:
+    """Validate one sweep grid value: ``KNOB`` (model/training) or ``data.KNOB``/``detect.KNOB``."""
+    section, _, knob = key.rpartition(".")
+    knobs = _SECTIONS.get(section) if section else _ARM_LEVEL
+    if knobs is None or knob not in knobs:
+        allowed = list(_ARM_LEVEL) + [f"{s}.<key>" for s in _SECTIONS]
+        raise _unknown_key(where, key, allowed)
+    return _check_value(where, knobs[knob], key, value)
 
 
 _WARNED: set[str] = set()

@@ -93,8 +93,13 @@ def test_int_is_accepted_where_a_float_is_expected(tmp_path):
 
 def test_repository_arms_toml_is_valid_and_faithful():
     study = load_study(REPO / "arms.toml")
-    assert set(study.arms) == {"arm_control", "arm_stable", "arm_stable_warmup",
-                               "arm_stable_lowlr"}
+    base = {"arm_control", "arm_stable", "arm_stable_warmup", "arm_stable_lowlr",
+            "arm_stable_warmup_unstepped"}
+    seeds = {f"{arm}.seed-{seed}" for arm in base for seed in (20260129, 20260130)}
+    assert set(study.arms) == base | seeds and set(study.sweep("seeds")) == seeds
+    assert study.arm("arm_stable.seed-20260130").train.seed == 20260130
+    assert study.arm("arm_stable.seed-20260130").train.lr == 1e-3
+    assert study.warnings == ()  # the default probe is not twin-ambiguous
     w = study.arm("arm_stable_warmup")
     assert (w.model.architecture, w.train.scheduler, w.train.lr, w.train.warmup_epochs,
             w.train.min_lr_ratio, w.train.grad_clip, w.model.fno_blocks, w.train.epochs,
@@ -107,6 +112,26 @@ def test_repository_arms_toml_is_valid_and_faithful():
         ("hybrid", "norm", 1.0)
     assert study.arm("arm_stable_lowlr").train.lr == 2.5e-4
     assert study.arm("arm_stable_lowlr").train.scheduler == "Default"
+    unstepped = study.arm("arm_stable_warmup_unstepped").train
+    assert (unstepped.lr, unstepped.scheduler) == (0.1 * 5e-4, "Default")
+    assert w.data.probe == "defocused_aperture"
+
+
+def test_repository_original_profile_sets_the_recorded_conditions():
+    study = load_study(REPO / "arms.toml", profile="original")
+    for name, cfg in study.arms.items():
+        assert (cfg.model.spectral_corners, cfg.model.spectral_impl) == (1, "fft")
+        assert (cfg.train.physics_gain_mode, cfg.train.val_batch_size,
+                cfg.train.infer_batch_size) == ("batch_length", 16, 8)
+        assert (cfg.data.nimgs_train, cfg.data.nimgs_test, cfg.data.set_phi) == (2, 2, False)
+        expected = 50 if name.split(".")[0] == "arm_control" else 20
+        assert cfg.train.epochs == expected, name
+
+
+def test_repository_quick_profile_leaves_the_warmup_a_fraction_of_the_run():
+    study = load_study(REPO / "arms.toml", profile="quick")
+    w = study.arm("arm_stable_warmup").train
+    assert w.warmup_epochs < w.epochs and study.warnings == ()
 
 
 @pytest.mark.parametrize("text", ["epochs=2", " epochs = 2 "])
