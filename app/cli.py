@@ -28,6 +28,8 @@ examples:
   fnotui launch --max-parallel 2 --device cuda:0,cuda:1 arm_control arm_stable arm_stable_lowlr
   fnotui stop arm_control                        graceful stop (SIGTERM); continue with --resume
   fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
+  fnotui evaluate arm_control arm_stable         re-score finished runs with the current
+                                                 evaluation code (metrics.json, recon.npz)
   fnotui --remote me@gpubox:~/study              the dashboard here, the study on gpubox (ssh)
 
 exit codes:
@@ -411,6 +413,76 @@ def cmd_stop(argv: list[str]) -> int:
                                          f"to stop", LaunchError)
 
 
+def build_evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fnotui evaluate",
+        description="Re-score finished runs with the current evaluation code: rebuild each "
+                    "arm's generator from its config.json and model.pt (the last epoch's "
+                    "weights), load its dataset from the study cache, and rewrite metrics.json "
+                    "and recon.npz; a metrics record marked reevaluated is appended to its "
+                    "telemetry. An arm whose engine is alive, or whose run did not finish, is "
+                    "refused and left untouched (exit 2). Run fnotui export afterwards to "
+                    "refresh stats.json and summary.md.")
+    _study_args(p)
+    p.add_argument("--device", default="cpu",
+                   help="where to predict (default cpu: a study may be training on the GPUs, "
+                        "and the test image is small); auto, cuda, cuda:1, ...")
+    return p
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    from engine.arms import load_study
+    from engine.errors import ConfigError, FnotuiError, RunLockedError
+    from engine.reevaluate import reevaluate_run
+    from engine.rundir import data_cache_dir
+
+    args = build_evaluate_parser().parse_args(argv)
+    try:
+        study = load_study(args.arms, profile=args.profile, output_dir=args.out,
+                           validate_models=False)
+        names = [study.arm(name).name for name in args.arms_names]
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    code = EXIT_OK
+    for name in names:
+        try:
+            result = reevaluate_run(study.run_dir(name), data_cache_dir(study.output_dir),
+                                    device=args.device,
+                                    log=lambda m, n=name: print(f"[{n}] {m}", flush=True))
+        except (ConfigError, RunLockedError) as exc:
+            _err(str(exc))
+            code = max(code, EXIT_BAD_INPUT)
+            continue
+        except (FnotuiError, RuntimeError, OSError, ValueError) as exc:
+            _err(f"arm {name!r}: re-evaluation failed: {type(exc).__name__}: {exc}")
+            code = max(code, EXIT_RUN_FAILED)
+            continue
+        print(f"re-evaluated {name}: {_evaluation_line(result.metrics, result.previous)}; "
+              f"wrote {result.run_dir / 'metrics.json'} and recon.npz", flush=True)
+    return code
+
+
+def _evaluation_line(metrics: dict, previous: dict | None) -> str:
+    """amplitude SSIM and MAE (with the values they replace) and the twin fraction."""
+    def amp(m: dict | None, key: str) -> str:
+        pair = (m or {}).get(key)
+        return "—" if not isinstance(pair, list) or pair[0] is None else f"{pair[0]:.4g}"
+
+    line = ", ".join(f"amplitude {key} {amp(metrics, key)} (was {amp(previous, key)})"
+                     for key in ("ssim", "mae"))
+    twin = metrics.get("twin") or {}
+    fraction, undecidable = twin.get("fraction"), twin.get("undecidable_fraction")
+    vs_twin = (twin.get("metrics") or {}).get("ssim")
+    shown = f"{fraction:.3g}" if fraction is not None and fraction == fraction else "—"
+    line += f", twin fraction {shown}"
+    if undecidable is not None:
+        line += f" ({undecidable:.0%} of patches undecidable)"
+    if isinstance(vs_twin, list) and vs_twin[0] is not None:
+        line += f", amplitude ssim vs twin {vs_twin[0]:.4g}"
+    return line
+
+
 def cmd_stream(argv: list[str]) -> int:
     import base64
     import json
@@ -455,7 +527,7 @@ def cmd_stream(argv: list[str]) -> int:
 
 
 SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop,
-               "stream": cmd_stream}
+               "stream": cmd_stream, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -308,7 +308,9 @@ def load_study(
         except ConfigError as exc:
             raise ConfigError(f"{exc} (sweep {point.sweep!r}, point {point.name!r})") from None
 
-    notes = study_warnings(path, arms)
+    # The probe check builds every probe (SciPy, scikit-image): skipped with the generator build
+    # when the caller only reads the study (the dashboard's start-up), done wherever runs start.
+    notes = study_warnings(path, arms, check_probes=validate_models)
     for note in notes:
         _warn_once(note)
     return Study(path=path, name=study_name, output_dir=out, arms=arms, profile=profile,
@@ -341,7 +343,8 @@ def _probe_twin_symmetry(data: DataConfig) -> float:
     return twin_symmetry(build_probe(data).array)
 
 
-def study_warnings(path: Path, arms: dict[str, ArmConfig]) -> list[str]:
+def study_warnings(path: Path, arms: dict[str, ArmConfig], check_probes: bool = True
+                   ) -> list[str]:
     """Set-ups that are legal but very likely not what the user meant, one line each.
 
     A probe whose twin symmetry is ~1 (real and centrosymmetric, like ``ideal_disk``) gives every
@@ -360,7 +363,7 @@ def study_warnings(path: Path, arms: dict[str, ArmConfig]) -> list[str]:
                 f"{path}: arm {name!r}: warmup_epochs = {tc.warmup_epochs} >= epochs = "
                 f"{tc.epochs}: the WarmupCosine schedule never leaves its warmup (the rate only "
                 f"climbs from 0.1 x lr); lower warmup_epochs or raise epochs")
-    for data, names in by_probe.items():
+    for data, names in by_probe.items() if check_probes else ():
         symmetry = _probe_twin_symmetry(data)
         if symmetry >= TWIN_SYMMETRY_WARN:
             notes.append(

@@ -75,6 +75,7 @@ ROW_STATS = ("state", "collapse_rule", "collapse_epoch", "collapse_onset_epoch",
              "val_loss_final", "train_loss_final", "has_nan", "grad_norm_mean", "grad_norm_max",
              "grad_norm_min", "amp_mae", "phase_mae", "amp_ssim", "phase_ssim", "amp_psnr",
              "phase_psnr", "amp_ms_ssim", "phase_ms_ssim", "amp_frc50", "phase_frc50",
+             "twin_fraction", "twin_undecidable_fraction", "amp_ssim_vs_twin", "amp_mae_vs_twin",
              "phase_vacuous", "norm_weight_near_zero", "pred_amp_std_final", "target_amp_std",
              "parameters", "recipe_hash")
 
@@ -97,8 +98,9 @@ def export_study(study: Study, out_dir: Path | None = None,
 
     references = _references(study, evidence, stats, result.problems)
     for ref in references:
-        level = {"flat": _flat_summary(ref.flat), "constant_output_val_loss":
-                 ref.constant_val_loss, "true_object_val_loss": ref.true_object_val_loss}
+        level = {"flat": _flat_summary(ref.flat), "twin": _flat_summary(ref.twin),
+                 "constant_output_val_loss": ref.constant_val_loss,
+                 "true_object_val_loss": ref.true_object_val_loss}
         for arm in ref.arms:
             stats[arm]["reference"] = level
 
@@ -175,7 +177,9 @@ def _flat_summary(flat: dict | None) -> dict | None:
 def _references(study: Study, evidence: dict[str, RunEvidence], stats: dict[str, dict],
                 problems: list[str]) -> list[Reference]:
     """One Reference per (dataset, loss mode, validation batch) among the arms with a header."""
-    from engine.evaluate import reference_metrics
+    from engine.evaluate import reference_metrics, twin_reference_metrics
+    from engine.metrics import compute_metrics
+    from engine.stitch import trim_border
 
     groups: dict[tuple, list[str]] = {}
     for arm, ev in evidence.items():
@@ -185,10 +189,14 @@ def _references(study: Study, evidence: dict[str, RunEvidence], stats: dict[str,
         if not digest or not cfg.get("data"):
             continue
         train = cfg.get("train") or {}
-        groups.setdefault((digest, train.get("loss", "mae"),
-                           int(train.get("infer_batch_size", 1))), []).append(arm)
+        # The loss levels mirror the run's validation: its batch (runs older than
+        # val_batch_size validated at infer_batch_size) and its physics gain.
+        batch = int(train.get("val_batch_size", train.get("infer_batch_size", 1)))
+        gain = (float(train.get("physics_gain", 1.0)),
+                str(train.get("physics_gain_mode", "constant")))
+        groups.setdefault((digest, train.get("loss", "mae"), batch, gain), []).append(arm)
     refs = []
-    for (digest, loss_mode, batch), arms in groups.items():
+    for (digest, loss_mode, batch, gain), arms in groups.items():
         ref = Reference(recipe_hash=digest, arms=arms)
         ev = evidence[arms[0]]
         dataset, why = _cached_dataset(study, ev)
@@ -197,11 +205,14 @@ def _references(study: Study, evidence: dict[str, RunEvidence], stats: dict[str,
             if dataset is not None:
                 ref.source = f"the cached dataset {why}"
                 ref.flat = reference_metrics(dataset.ground_truth, phase_vacuous=vacuous)
+                ref.twin = twin_reference_metrics(dataset.ground_truth, dataset.test.stride,
+                                                  phase_vacuous=vacuous)
                 test = dataset.test
                 ref.constant_val_loss, ref.constant_amplitude = constant_output_val_loss(
-                    test.diffraction, dataset.probe, loss_mode, batch)
+                    test.diffraction, dataset.probe, loss_mode, batch, *gain)
                 ref.true_object_val_loss = true_object_val_loss(
-                    test.diffraction, test.amplitude, test.phase, dataset.probe, loss_mode, batch)
+                    test.diffraction, test.amplitude, test.phase, dataset.probe, loss_mode, batch,
+                    *gain)
             else:
                 problems.append(f"reference levels for dataset {digest[:16]} ({', '.join(arms)}): "
                                 f"{why}; no constant-output or noise-floor loss")
@@ -210,6 +221,9 @@ def _references(study: Study, evidence: dict[str, RunEvidence], stats: dict[str,
                     # recon.npz holds the trimmed, plane-removed GT: trim 0 scores it alike.
                     gt = recon["gt_amplitude"] * np.exp(1j * recon["gt_phase"])
                     ref.flat = reference_metrics(gt, trim=0, phase_vacuous=vacuous)
+                    if "twin_gt" in recon:  # recon.npz of the twin evaluation and later
+                        twin = trim_border(recon["twin_gt"], int(recon["trim"]))
+                        ref.twin = compute_metrics(twin, gt, trim=0, phase_vacuous=vacuous)
                     ref.source = "a run's recon.npz ground truth"
         except (ValueError, RuntimeError) as exc:
             problems.append(f"reference levels for dataset {digest[:16]}: {exc}")
@@ -357,6 +371,7 @@ def metrics_row(study: Study, stats: dict, config: dict | None, exported_at: flo
     row.update({k: stats.get(k) for k in ROW_STATS})
     ref = stats.get("reference") or {}
     row["constant_output_val_loss"] = ref.get("constant_output_val_loss")
+    row["all_twin_amp_ssim"] = (ref.get("twin") or {}).get("amp_ssim")
     for section, key in ROW_KNOBS:
         row[f"{section}.{key}"] = ((config or {}).get(section) or {}).get(key)
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)

@@ -22,6 +22,7 @@ class Reference:
     recipe_hash: str | None
     arms: list[str]
     flat: dict | None = None  # metrics.json-style object of a flat reconstruction
+    twin: dict | None = None  # the same, of the all-twin reconstruction (engine/twin.py)
     constant_val_loss: float | None = None  # best constant-amplitude output
     constant_amplitude: float | None = None
     true_object_val_loss: float | None = None  # noise floor
@@ -96,11 +97,35 @@ def _ratio(a, b) -> str:
     return f"{a / b:.3g}×"
 
 
+def _twin_cell(s: dict) -> str:
+    """Twin fraction, with the share of patches that could not be decided when there are any."""
+    fraction, undecidable = s.get("twin_fraction"), s.get("twin_undecidable_fraction")
+    if fraction is None:
+        return MISSING if undecidable is None else f"— ({undecidable:.0%} undecidable)"
+    return fmt(fraction, 2) + (f" ({undecidable:.0%} undecidable)" if undecidable else "")
+
+
+def _level_cells(level: dict) -> list[str]:
+    """amp SSIM .. phase FRC50 cells of a reference level (a metrics.json-style object)."""
+
+    def pair(name: str, i: int) -> str:
+        v = (level.get(name) or [None, None])[i]
+        if i == 1 and level.get("phase_vacuous") and v is not None:
+            return f"{fmt(v)} (vacuous)"
+        return fmt(v)
+
+    return [pair("ssim", 0), "", pair("ssim", 1), pair("mae", 0), pair("mae", 1),
+            pair("psnr", 0), pair("psnr", 1), pair("frc50", 0), pair("frc50", 1)]
+
+
+ARMS_HEADER = ["arm", "state", "verdict", "epochs", "best val (epoch)", "final val",
+               "final ÷ constant", "spread ÷ GT", "collapse epoch", "twin fraction", "amp SSIM",
+               "amp SSIM vs twin", "phase SSIM", "amp MAE", "phase MAE", "amp PSNR",
+               "phase PSNR", "amp FRC50", "phase FRC50"]
+METRIC_COLUMNS = 9  # amp SSIM .. phase FRC50
+
+
 def arms_table(inp: ReportInput) -> list[str]:
-    header = ["arm", "state", "verdict", "epochs", "best val (epoch)", "final val",
-              "final ÷ constant", "spread ÷ GT", "collapse epoch", "amp SSIM", "phase SSIM",
-              "amp MAE",
-              "phase MAE", "amp PSNR", "phase PSNR", "amp FRC50", "phase FRC50"]
     rows = []
     for s in inp.stats:
         ref = _reference_for(s["arm"], inp.references)
@@ -115,34 +140,30 @@ def arms_table(inp: ReportInput) -> list[str]:
             _final_val(s),
             _ratio(s.get("val_loss_final"), ref.constant_val_loss if ref else None),
             _ratio(s.get("pred_amp_std_final"), s.get("target_amp_std")),
-            collapse, fmt(s.get("amp_ssim")), _phase(s, "phase_ssim"), fmt(s.get("amp_mae")),
+            collapse, _twin_cell(s), fmt(s.get("amp_ssim")), fmt(s.get("amp_ssim_vs_twin")),
+            _phase(s, "phase_ssim"), fmt(s.get("amp_mae")),
             _phase(s, "phase_mae"), fmt(s.get("amp_psnr")), _phase(s, "phase_psnr"),
             fmt(s.get("amp_frc50")), _phase(s, "phase_frc50"),
         ])
     for ref in inp.references:
         tag = "" if len(inp.references) == 1 else f" [{(ref.recipe_hash or '?')[:8]}]"
-        flat = ref.flat or {}
-
-        def pair(name: str, i: int) -> str:
-            v = (flat.get(name) or [None, None])[i]
-            if i == 1 and flat.get("phase_vacuous") and v is not None:
-                return f"{fmt(v)} (vacuous)"
-            return fmt(v)
-
         if ref.flat is not None:
             rows.append([f"*flat reconstruction*{tag}", "reference", "—", "", "", "", "",
-                         "0×", "",
-                         pair("ssim", 0), pair("ssim", 1), pair("mae", 0), pair("mae", 1),
-                         pair("psnr", 0), pair("psnr", 1), pair("frc50", 0), pair("frc50", 1)])
+                         "0×", "", ""] + _level_cells(ref.flat))
+        if ref.twin is not None:
+            cells = _level_cells(ref.twin)
+            cells[1] = "1"  # it is the twin
+            rows.append([f"*all-twin reconstruction*{tag}", "reference", "—", "", "", "", "",
+                         "1×", "", "1"] + cells)
         if ref.constant_val_loss is not None:
             rows.append([f"*best constant output*{tag}", "reference", "—", "", "",
-                         fmt(ref.constant_val_loss), "1×", "0×"] + [""] * 9)
+                         fmt(ref.constant_val_loss), "1×", "0×"] + [""] * (METRIC_COLUMNS + 2))
         if ref.true_object_val_loss is not None:
             rows.append([f"*true object (noise floor)*{tag}", "reference", "—", "", "",
                          fmt(ref.true_object_val_loss),
                          _ratio(ref.true_object_val_loss, ref.constant_val_loss), "1×"]
-                        + [""] * 9)
-    return _table(header, rows)
+                        + [""] * (METRIC_COLUMNS + 2))
+    return _table(ARMS_HEADER, rows)
 
 
 def references_text(inp: ReportInput) -> list[str]:
@@ -153,6 +174,10 @@ def references_text(inp: ReportInput) -> list[str]:
         if ref.flat is not None:
             bits.append(f"a flat reconstruction scores amplitude SSIM {fmt(ref.flat['ssim'][0])}, "
                         f"MAE {fmt(ref.flat['mae'][0])}, PSNR {fmt(ref.flat['psnr'][0])}")
+        if ref.twin is not None:
+            bits.append(f"a perfect reconstruction of the twin of every patch scores amplitude "
+                        f"SSIM {fmt(ref.twin['ssim'][0])}, MAE {fmt(ref.twin['mae'][0])}, "
+                        f"FRC50 {fmt(ref.twin['frc50'][0])}")
         if ref.constant_val_loss is not None:
             bits.append(f"the best constant amplitude ({fmt(ref.constant_amplitude)}) reaches "
                         f"validation loss {fmt(ref.constant_val_loss)}")
@@ -181,6 +206,15 @@ def signatures(inp: ReportInput) -> list[str]:
                    + ", ".join(f"`{a}`" for a in inp.flat_level_arms)
                    + ": amplitude MAE, SSIM and PSNR equal a flat image's (within 0.1 %), which "
                      "is what a constant output scores.")
+    twins = [s for s in inp.stats if s["verdict"]["label"] in ("twin", "mixed twin")]
+    if twins:
+        out.append("- **Twin reconstructions:** "
+                   + ", ".join(f"`{s['arm']}` ({fmt(s.get('twin_fraction'), 2)} of patches, "
+                               f"amplitude SSIM vs twin {fmt(s.get('amp_ssim_vs_twin'))})"
+                               for s in twins)
+                   + ". They reconstruct the object's twin, which the diffraction data cannot "
+                     "tell from the object: judge them by their SSIM against the twin, not as "
+                     "wrong objects.")
     vacuous = [s["arm"] for s in inp.stats if s.get("phase_vacuous")]
     if vacuous:
         out.append("- **Phase metrics vacuous** for " + ", ".join(f"`{a}`" for a in vacuous)
@@ -266,6 +300,12 @@ def render_summary(inp: ReportInput) -> str:
     lines += ["*final ÷ constant*: final val loss over the best constant output's; *spread ÷ GT*: "
               "the last epoch's predicted-amplitude spread over the ground truth's "
               "(pred_amp_std / target_amp_std).", ""]
+    lines += ["*twin fraction*: the share of test patches whose reconstruction is closer to the "
+              "object's twin (flipped through the patch centre and conjugated, which gives the "
+              "same diffraction amplitude under a centrosymmetric probe) than to the object, "
+              "among the patches where the two can be told apart; *amp SSIM vs twin* scores the "
+              "reconstruction against the all-twin image, so a twin reconstruction scores high "
+              "there and low against the ground truth.", ""]
     if refs:
         lines += ["**Reference levels** (what trivial outputs score on the same data; an arm "
                   "whose loss sits at the constant-output level with near-zero prediction spread "

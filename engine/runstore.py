@@ -287,9 +287,11 @@ class ArmSeries:
         return [e for e in self.events if e.get("severity") in ALARM_SEVERITIES]
 
     def records_for_verdict(self) -> list[dict]:
-        """The records engine.verdict.classify_run reads (it ignores step records)."""
+        """The records engine.verdict.classify_run reads (it ignores step records); the final
+        metrics record carries the twin fraction of a finished run."""
         head = [self.header] if self.header else []
-        return head + self.epochs + self.events
+        final = [self.metrics] if self.metrics else []
+        return head + self.epochs + self.events + final
 
 
 def _records_to_columns(records: list[dict]) -> dict[str, np.ndarray]:
@@ -490,10 +492,11 @@ class PlotData:
     header: dict | None
     steps_per_epoch: float | None
     version: int
+    metrics: dict | None = None  # the last telemetry metrics record (final evaluation)
 
 
 EPOCH_FIELDS = ("train_loss", "val_loss", "grad_norm", "lr", "pred_amp_std", "target_amp_std",
-                "val_amp_mae")
+                "val_amp_mae", "val_amp_mae_twin", "val_twin_fraction")
 
 
 class ArmRun:
@@ -611,7 +614,8 @@ class ArmRun:
                 xs = np.array([p[0] for p in pairs], dtype=np.float64)
                 ys = np.array([p[1] for p in pairs], dtype=np.float64)
                 epochs[name] = (xs, ys)
-            return PlotData(self.name, steps, epochs, tuple(s.events), s.header, spe, s.version)
+            return PlotData(self.name, steps, epochs, tuple(s.events), s.header, spe,
+                            s.version, s.metrics)
 
 
 def _last(series: StepSeries) -> float | None:

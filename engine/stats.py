@@ -20,6 +20,11 @@ wrote live, so the dashboard, the console and this export tell one story.
   the model has none (the original's ``all([])`` would have said true).
 - Final metrics are of the last epoch's weights (metrics.json); phase metrics carry
   ``phase_vacuous`` (the GT phase is constant, so phase scores mean nothing).
+- Twin (engine/twin.py): ``twin_fraction`` (decidable patches on the twin branch),
+  ``twin_undecidable_fraction``, and ``amp_ssim_vs_twin`` / ``amp_mae_vs_twin``, the stitched
+  prediction scored against the all-twin image, from metrics.json's "twin" block; the fractions
+  fall back to the last telemetry ``metrics`` record. Null for runs evaluated before the twin
+  block existed (``fnotui evaluate`` re-scores them).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from engine.detectors import FATAL_RULES
 from engine.rundir import RunDir
 from engine.status import read_status, run_state
 from engine.telemetry import ReadStats, iter_records, resolve_segments
-from engine.verdict import Verdict, classify_run
+from engine.verdict import Verdict, classify_run, final_twin
 
 STATS_FILE = "stats.json"
 NEAR_ZERO_MEAN = 0.1  # the original stats script's |mean| bound for "norm weight near zero"
@@ -118,9 +123,11 @@ def _read_recon(path: Path, problems: list[str]) -> dict | None:
     import zipfile
 
     keys = ("recon_amplitude", "recon_phase", "gt_amplitude", "gt_phase")
+    optional = ("twin_gt", "trim")  # written since the twin evaluation
     try:
         with np.load(path) as npz:
-            return {k: np.asarray(npz[k]) for k in keys}
+            return {k: np.asarray(npz[k]) for k in keys + tuple(o for o in optional
+                                                                 if o in npz.files)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         problems.append(f"reconstruction {path.name} is unreadable, no reconstruction figure: "
                         f"{exc}")
@@ -332,6 +339,20 @@ def _pairs(metrics: dict | None) -> dict:
     return out
 
 
+def _twin_stats(metrics: dict | None, records: list[dict]) -> dict:
+    """The twin keys of stats.json (see the module docstring)."""
+    twin = (metrics or {}).get("twin")
+    final = next((r for r in reversed(records) if r.get("type") == "metrics"), None)
+    fraction, undecidable = final_twin(final, metrics)
+    out = {"twin_fraction": fraction, "twin_undecidable_fraction": undecidable,
+           "amp_ssim_vs_twin": None, "amp_mae_vs_twin": None}
+    if isinstance(twin, dict):
+        vs_twin = _pairs(twin.get("metrics"))
+        out["amp_ssim_vs_twin"] = vs_twin["amp_ssim"]
+        out["amp_mae_vs_twin"] = vs_twin["amp_mae"]
+    return out
+
+
 def _verdict_dict(v: Verdict) -> dict:
     return {"label": v.label, "text": v.text, "rule": v.rule, "epoch": v.epoch,
             "onset_epoch": v.onset_epoch, "t": v.t, "t_since_start": v.t_since_start,
@@ -340,7 +361,7 @@ def _verdict_dict(v: Verdict) -> dict:
 
 def arm_stats(ev: RunEvidence) -> dict:
     """The stats.json object of one arm (see the module docstring for the conventions)."""
-    verdict = classify_run(ev.records, ev.state)
+    verdict = classify_run(ev.records, ev.state, ev.metrics)
     if ev.header is None and verdict.label in ("healthy", "running"):
         # No telemetry, no detector evidence: "healthy" would be a claim nothing supports.
         verdict = Verdict("incomplete", detail=f"{ev.state}; no telemetry to judge training by")
@@ -411,6 +432,7 @@ def arm_stats(ev: RunEvidence) -> dict:
         "phase_vacuous": metrics.get("phase_vacuous",
                                      (header.get("dataset") or {}).get("phase_vacuous")),
         "metrics_weights": "last epoch" if ev.metrics else None,
+        **_twin_stats(ev.metrics, ev.records),
         "pred_amp_std_final": _finite_or_none(last_epoch["pred_amp_std"][0])
         if last_epoch.height and last_epoch["pred_amp_std"][0] is not None else None,
         "target_amp_std": _finite_or_none(header.get("target_amp_std"))
@@ -429,28 +451,35 @@ def arm_stats(ev: RunEvidence) -> dict:
 
 
 def constant_output_val_loss(diffraction: np.ndarray, probe: np.ndarray, loss_mode: str,
-                             batch: int) -> tuple[float, float]:
+                             batch: int, gain: float = 1.0, gain_mode: str = "constant"
+                             ) -> tuple[float, float]:
     """(val loss, amplitude) of the best constant-amplitude output: the collapse level.
 
     A constant object c gives the diffraction c * A with A the probe's own far field, so the loss
     is a one-dimensional, unimodal function of c (convex for MAE; convex in c^2 for Poisson).
     It is minimised by golden-section search in log c, with the validation loop's batching and
-    per-batch normalisation (engine.train.validate), so the number compares 1:1 with val_loss.
+    per-batch normalisation (engine.train.validate) and physics gain, so the number compares 1:1
+    with val_loss. Under the batch-length gain a constant output still meets a different gain
+    on a short last batch; the search finds the best single constant for that.
     """
     import torch
 
     from engine.physics import ForwardModel, get_loss
 
     loss_fn = get_loss(loss_mode)
-    physics = ForwardModel(torch.from_numpy(np.asarray(probe)))
+    physics = ForwardModel(torch.from_numpy(np.asarray(probe)), gain, gain_mode)
     y = torch.from_numpy(np.ascontiguousarray(diffraction, dtype=np.float32))
     with torch.no_grad():
+        # The far field of a unit object without any gain; each batch applies its own.
         unit = physics(torch.ones((1,) + tuple(y.shape[-2:]), dtype=torch.complex64))[0]
+        unit = unit / physics.gain_for(1)
 
         def loss(log_c: float) -> float:
-            pred = unit * math.exp(log_c)
-            values = [loss_fn(pred.expand(len(y[s:s + batch]), -1, -1), y[s:s + batch])
-                      for s in range(0, len(y), batch)]
+            values = []
+            for s in range(0, len(y), batch):
+                yb = y[s:s + batch]
+                pred = unit * (math.exp(log_c) * physics.gain_for(len(yb)))
+                values.append(loss_fn(pred.expand(len(yb), -1, -1), yb))
             return float(torch.stack(values).mean())
 
         centre = math.log(float(y.mean()) / max(float(unit.mean()), 1e-30))
@@ -472,17 +501,23 @@ def constant_output_val_loss(diffraction: np.ndarray, probe: np.ndarray, loss_mo
 
 
 def true_object_val_loss(diffraction: np.ndarray, amplitude: np.ndarray, phase: np.ndarray,
-                         probe: np.ndarray, loss_mode: str, batch: int) -> float:
-    """Val loss of the true object patches: the noise floor no generator can beat on average."""
+                         probe: np.ndarray, loss_mode: str, batch: int, gain: float = 1.0,
+                         gain_mode: str = "constant") -> float:
+    """Val loss of the true object patches: the noise floor no generator can beat on average.
+    Under a physics gain the generator must output object / gain to fit the data; a generator
+    cannot see its batch, so under the batch-length gain the best it can do is object / (gain
+    of a full batch), which the short last batch then sees through another gain. That is the
+    floor computed here (for gain 1, the true object itself)."""
     import torch
 
     from engine.physics import ForwardModel, get_loss
 
     loss_fn = get_loss(loss_mode)
-    physics = ForwardModel(torch.from_numpy(np.asarray(probe)))
+    physics = ForwardModel(torch.from_numpy(np.asarray(probe)), gain, gain_mode)
     y = torch.from_numpy(np.ascontiguousarray(diffraction, dtype=np.float32))
     obj = torch.from_numpy(np.asarray(amplitude, dtype=np.float32)) * torch.exp(
         1j * torch.from_numpy(np.asarray(phase, dtype=np.float32)))
+    obj = obj / physics.gain_for(batch)
     with torch.no_grad():
         values = [loss_fn(physics(obj[s:s + batch]), y[s:s + batch])
                   for s in range(0, len(y), batch)]

@@ -29,7 +29,7 @@ from engine.checkpoint import LoopState, load_checkpoint, restore_rng, save_chec
 from engine.config import ArmConfig
 from engine.data import load_or_build_dataset
 from engine.detectors import EpochDetectors, Event, StepDetectors
-from engine.evaluate import evaluate
+from engine.evaluate import evaluate, headline_metrics
 from engine.models import build_model, describe_model
 from engine.optim import (
     GradClipper,
@@ -46,6 +46,7 @@ from engine.queue import DeviceQueue, Slot
 from engine.stitch import stitch_border
 from engine.status import RunLock, StatusFile, read_status, run_state
 from engine.telemetry import SCHEMA, TelemetryWriter
+from engine.twin import classify_branches
 
 # Step records are buffered on the device and copied to the host in one transfer every this many
 # steps (or at the epoch end): a per-step .item() would stall a GPU (engineering-notes 4.3).
@@ -182,11 +183,6 @@ def _device_info(device: torch.device) -> dict:
     return info
 
 
-# A patch is on neither branch when its distances to the object and to the twin differ by at
-# most this fraction: its content is (nearly) its own twin, so it cannot tell the two apart.
-TWIN_UNDECIDABLE = 0.05
-
-
 @dataclass(frozen=True)
 class Validation:
     """One validation pass. Amplitude errors are in the units of the final amplitude MAE."""
@@ -198,32 +194,10 @@ class Validation:
     twin_fraction: float  # of the decidable patches, those closer to the twin
 
 
-def twin_branch_fraction(pred_amp: torch.Tensor, true_amp: torch.Tensor,
-                         weight: torch.Tensor) -> float:
-    """Fraction of patches whose amplitude is closer to the twin's than to the object's.
-
-    Distances are probe-weighted (``weight`` = |probe|^2: outside the beam the object is not
-    observed and the network's output there is unconstrained) after one global scale, the
-    amplitude ambiguity the final evaluation also removes. The twin's amplitude is the patch
-    flipped through its centre. Patches whose two distances differ by at most TWIN_UNDECIDABLE
-    are left out: their content is its own twin.
-    """
-    twin_amp = true_amp.flip(-2, -1)
-    total = weight.sum()
-    scale = (true_amp * weight).sum() / (pred_amp * weight).sum().clamp_min(1e-12)
-    scaled = pred_amp * scale
-    d_true = ((scaled - true_amp).abs() * weight).sum(dim=(-2, -1)) / total
-    d_twin = ((scaled - twin_amp).abs() * weight).sum(dim=(-2, -1)) / total
-    decidable = (d_true - d_twin).abs() > TWIN_UNDECIDABLE * torch.maximum(d_true, d_twin)
-    if not bool(decidable.any()):
-        return math.nan
-    return float((d_twin[decidable] < d_true[decidable]).float().mean().item())
-
-
 @torch.no_grad()
 def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int,
              amp_test: torch.Tensor | None = None, border: int = 0,
-             norm_Y_I: float = 1.0, weight: torch.Tensor | None = None) -> Validation:
+             norm_Y_I: float = 1.0, probe: torch.Tensor | None = None) -> Validation:
     """Validation loss (mean over batches of ``batch`` patterns, each normalised by its own mean
     observation, as the original did); the mean per-patch std of the predicted amplitude over the
     first PROBE_BATCH test patches (fixed and scan-ordered, so epochs are comparable); and the
@@ -236,8 +210,9 @@ def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int,
     whole test set, times the test ``norm_Y_I``: the units of the final amplitude MAE. It is
     also measured against the twin of every patch (flipped through its centre; the amplitude of
     conj(O(-r)) is |O(-r)|), with the fraction of patches nearer the twin, because for a real,
-    centrosymmetric probe the twin is an exact solution the loss cannot rule out. ``weight``
-    (|probe|^2, uniform if None) weights the per-patch branch decision."""
+    centrosymmetric probe the twin is an exact solution the loss cannot rule out. The branch of
+    each patch is decided by engine.twin.classify_branches, weighted by |probe|^2 (uniform when
+    ``probe`` is None); undecidable patches are left out of the fraction (NaN if none is)."""
     was_training = model.training
     model.eval()
     losses, stds, amps = [], [], []
@@ -261,9 +236,11 @@ def validate(model, physics, loss_fn, x_test: torch.Tensor, batch: int,
         scale = truth_c.mean() / pred_c.mean().clamp_min(1e-12)
         amp_mae = float((pred_c * scale - truth_c).abs().mean().item()) * norm_Y_I
         amp_mae_twin = float((pred_c * scale - twin_c).abs().mean().item()) * norm_Y_I
-        if weight is None:
-            weight = torch.ones(pred.shape[-2:], dtype=pred.dtype, device=pred.device)
-        twin_fraction = twin_branch_fraction(pred, amp_test, weight.to(pred.dtype))
+        # The same per-patch rule as the final evaluation (engine.twin), on the host: one copy
+        # of the amplitudes per epoch, small next to the validation pass itself.
+        branches = classify_branches(pred.cpu().numpy(), amp_test.cpu().numpy(),
+                                     None if probe is None else probe.cpu().numpy())
+        twin_fraction = branches.fraction
     return Validation(float(torch.stack(losses).mean().item()),
                       float(torch.cat(stds).mean().item()), amp_mae, amp_mae_twin, twin_fraction)
 
@@ -459,7 +436,6 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     n_train = x_train.shape[0]
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
     border = stitch_border(cfg.data.N, cfg.data.test_stride)  # what stitching keeps
-    probe_weight = physics.probe.abs().square()  # where the object is observed
     target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean())
     shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
     step_rules = StepDetectors(cfg.detect)
@@ -574,7 +550,7 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
         train_loss = float((loss_sum / n_train).item())
         grad_norm = float((grad_sum / max(grad_count, 1)).item()) if grad_count else math.nan
         val = validate(model, physics, loss_fn, x_test, tc.val_batch_size, amp_test, border,
-                       dataset.test.norm_Y_I, probe_weight)
+                       dataset.test.norm_Y_I, physics.probe)
         val_loss, pred_std = val.loss, val.pred_amp_std
         schedule.observe(val_loss)
         epoch_time = time.time() - t_epoch
@@ -625,11 +601,12 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
                          wall_time=time.time() - t_start)
 
     evaluation = evaluate(model, dataset.test, dataset.ground_truth, tc.infer_batch_size, dev,
-                          phase_vacuous=bool(dataset.meta.get("phase_vacuous", False)))
+                          phase_vacuous=bool(dataset.meta.get("phase_vacuous", False)),
+                          probe=dataset.probe)
     atomic_write_json(run.metrics, evaluation.metrics)
     evaluation.save_npz(run.recon)
     telemetry.write({"type": "metrics", "epoch": epochs_done - 1, "step": global_step,
-                     "weights": "last epoch", "metrics": _headline(evaluation.metrics),
+                     "weights": "last epoch", "metrics": headline_metrics(evaluation.metrics),
                      "t": time.time()})
     if stop_reason:
         log(f"[{cfg.name}] stopped early after epoch {epochs_done} (on_collapse = \"stop\", "
@@ -676,16 +653,6 @@ def _tee_to_run_log(path: Path, log: Callable[[str], None]) -> Callable[[str], N
             fh.write(f"{stamp} {message}\n")
 
     return emit
-
-
-def _headline(metrics: dict) -> dict:
-    """The final metrics the telemetry carries: the main pairs and the twin summary."""
-    out = {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50") if k in metrics}
-    twin = metrics.get("twin") or {}
-    if "fraction" in twin:
-        out["twin_fraction"] = twin["fraction"]
-        out["ssim_vs_twin"] = (twin.get("metrics") or {}).get("ssim")
-    return out
 
 
 def _flush_steps(telemetry: TelemetryWriter, pending: list[tuple], epoch: int, lr: float,

@@ -5,19 +5,34 @@ running and already collapsed. The verdict answers the study's question, "did it
 
 Labels, by precedence: nan (a non-finite rule fired) > collapsed (constant output) > diverged
 (val loss far above its best) > failed (the process failed) > running > incomplete (killed,
-crashed, stale or short of its epochs) > healthy.
+crashed, stale or short of its epochs) > twin / mixed twin > healthy.
+
+A run that finished cleanly can still have learned the object's *twin* (engine/twin.py), which a
+diffraction-amplitude loss cannot tell from the object when the probe is centrosymmetric. It is
+named for what it is, never "healthy" and never a plain bad reconstruction: "twin" when at least
+TWIN_FULL of the decidable patches are on the twin branch, "mixed twin" when more than
+TWIN_PARTIAL (and less than TWIN_FULL) are. The fraction comes from metrics.json's "twin" block
+when the caller has it, else from the last telemetry ``metrics`` record (``twin_fraction`` and
+``twin_undecidable_fraction`` in its ``metrics``; a re-evaluation appends a newer one). When fewer
+than TWIN_MIN_DECIDABLE of the patches could be decided, the fraction rests on too few patches to
+name a branch, and the detail says so instead.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
 from engine.detectors import FATAL_RULES
 
-LABELS = ("healthy", "collapsed", "diverged", "nan", "failed", "incomplete", "running")
-SYMBOLS = {"healthy": "✔", "collapsed": "✖", "diverged": "↗", "nan": "‼", "failed": "✖",
-           "incomplete": "…", "running": "▶"}
+LABELS = ("healthy", "twin", "mixed twin", "collapsed", "diverged", "nan", "failed", "incomplete",
+          "running")
+SYMBOLS = {"healthy": "✔", "twin": "⇆", "mixed twin": "◐", "collapsed": "✖", "diverged": "↗",
+           "nan": "‼", "failed": "✖", "incomplete": "…", "running": "▶"}
+TWIN_FULL = 0.9  # twin fraction at or above which the run reconstructs the twin
+TWIN_PARTIAL = 0.1  # above this (and below TWIN_FULL), part of the image is the twin
+TWIN_MIN_DECIDABLE = 0.5  # fraction of patches that must be decidable to name a branch
 
 
 @dataclass(frozen=True)
@@ -44,9 +59,11 @@ def _from_event(label: str, event: dict, start: float | None) -> Verdict:
                    detail=event.get("message", ""))
 
 
-def classify_run(records: Iterable[dict], state: str) -> Verdict:
-    """Verdict from decoded telemetry records and the run state of engine.status.run_state."""
+def classify_run(records: Iterable[dict], state: str, metrics: dict | None = None) -> Verdict:
+    """Verdict from decoded telemetry records and the run state of engine.status.run_state;
+    ``metrics`` is the run's metrics.json object when the caller has read it."""
     start = None
+    final: dict | None = None  # the last telemetry metrics record
     seen_header = False
     epochs_total = None
     epochs_done = 0
@@ -63,6 +80,8 @@ def classify_run(records: Iterable[dict], state: str) -> Verdict:
             rule = r.get("rule")
             key = "nan" if rule in FATAL_RULES else rule
             first.setdefault(key, r)
+        elif kind == "metrics":
+            final = r
     if "nan" in first:
         return _from_event("nan", first["nan"], start)
     if "output_collapse" in first:
@@ -81,4 +100,40 @@ def classify_run(records: Iterable[dict], state: str) -> Verdict:
         return Verdict("incomplete", detail=f"{state}, but no readable telemetry")
     if state != "finished" or (epochs_total is not None and epochs_done < epochs_total):
         return Verdict("incomplete", detail=f"{state}, {epochs_done}/{epochs_total} epochs")
-    return Verdict("healthy")
+    return twin_verdict(*final_twin(final, metrics))
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def final_twin(record: dict | None, metrics: dict | None = None
+               ) -> tuple[float | None, float | None]:
+    """(twin fraction, undecidable fraction) of the final evaluation: metrics.json's "twin" block
+    if given, else the telemetry metrics record's ``twin_fraction`` and
+    ``twin_undecidable_fraction``; None where absent or not finite."""
+    twin = (metrics or {}).get("twin")
+    if isinstance(twin, dict):
+        return _number(twin.get("fraction")), _number(twin.get("undecidable_fraction"))
+    headline = (record or {}).get("metrics")
+    if isinstance(headline, dict):
+        return (_number(headline.get("twin_fraction")),
+                _number(headline.get("twin_undecidable_fraction")))
+    return None, None
+
+
+def twin_verdict(fraction: float | None, undecidable: float | None) -> Verdict:
+    """The verdict of a run that trained to the end without an alarm (see the module doc)."""
+    if fraction is None:
+        return Verdict("healthy")
+    if undecidable is not None and 1.0 - undecidable < TWIN_MIN_DECIDABLE:
+        return Verdict("healthy", detail=f"twin branch not judged: {undecidable:.0%} of the "
+                                         f"patches are undecidable")
+    share = f"{fraction:.0%} of the decidable patches reconstruct the twin conj(O(-r))"
+    if fraction >= TWIN_FULL:
+        return Verdict("twin", rule="twin_fraction", detail=share + ", not the object")
+    if fraction > TWIN_PARTIAL:
+        return Verdict("mixed twin", rule="twin_fraction", detail=share + ", the rest the object")
+    return Verdict("healthy", detail=share if fraction > 0 else "")

@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from app.screens.detail import object_error
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
 from engine.runstore import PlotData
 
@@ -22,7 +23,7 @@ STYLES = (("•", "cyan"), ("x", "yellow"), ("+", "magenta"), ("o", "green"), ("
           ("#", "blue"), ("%", "white"), ("@", "cyan"))
 PANELS = (("val", "val loss (per epoch)"), ("loss", "train loss (per step)"),
           ("grad", "grad norm, pre-clip (per step)"),
-          ("amp", "amplitude error vs ground truth (per epoch)"))
+          ("amp", "object amplitude error vs ground truth (per epoch)"))
 REDRAW_MIN_S = 1.0
 
 
@@ -38,8 +39,7 @@ def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
             curves.append(Curve(d.name, *d.steps["grad_norm"], marker, color))
         else:
             # What separates arms of equal loss (docs/studies/stage_a_h100): the object.
-            curves.append(Curve(d.name, *d.epochs["val_amp_mae"], marker, color,
-                                smoothable=False))
+            curves.append(Curve(d.name, *object_error(d), marker, color, smoothable=False))
     return curves
 
 

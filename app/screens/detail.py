@@ -1,4 +1,5 @@
-"""Arm detail: curves (log-y and EMA toggles), events, resolved config, reconstruction."""
+"""Arm detail: curves (log-y and EMA toggles), final metrics and events, resolved config,
+reconstruction."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from engine.runstore import PlotData
 REDRAW_MIN_S = 1.0
 RECON_KEYS = ("recon_amplitude", "gt_amplitude", "recon_phase", "gt_phase")
 TABS = ("curves", "events", "config", "recon")
+# Final-metrics columns: (label, metrics.json pair name).
+FINAL_COLUMNS = (("SSIM", "ssim"), ("PSNR", "psnr"), ("MAE", "mae"), ("FRC50", "frc50"))
 
 
 def detail_curves(panel: str, d: PlotData) -> list[Curve]:
@@ -42,15 +45,44 @@ def detail_curves(panel: str, d: PlotData) -> list[Curve]:
         if len(s["lr"][0]):
             return [Curve("lr (per step)", *s["lr"], "braille", "cyan", smoothable=False)]
         return [Curve("lr", *e["lr"], "•", "cyan", smoothable=False)]
-    # Spread (near zero = constant-output collapse) and error against the ground truth, which
-    # the loss cannot see (phase-retrieval ambiguities): both in amplitude units.
-    return [Curve("spread", *e["pred_amp_std"], "•", "cyan", smoothable=False),
-            Curve("GT spread", *e["target_amp_std"], "-", "green", smoothable=False),
-            Curve("error vs GT", *e["val_amp_mae"], "x", "magenta", smoothable=False)]
+    # Spread (near zero = constant-output collapse) and the error against the ground truth and
+    # against its twin, which the loss cannot see (phase-retrieval ambiguities): all in object
+    # amplitude units, the units of the final amplitude MAE.
+    norm = object_scale(d)
+    curves = [Curve("spread", *_scaled(e["pred_amp_std"], norm), "•", "cyan", smoothable=False),
+              Curve("GT spread", *_scaled(e["target_amp_std"], norm), "-", "green",
+                    smoothable=False),
+              Curve("error vs GT", *object_error(d), "x", "magenta", smoothable=False)]
+    if len(e.get("val_amp_mae_twin", ((), ()))[0]):
+        curves.append(Curve("error vs twin", *e["val_amp_mae_twin"], "+", "yellow",
+                            smoothable=False))
+    return curves
+
+
+def object_scale(d: PlotData) -> float:
+    """The test split's norm_Y_I: normalised patch amplitude -> object amplitude (1 if the
+    header does not say)."""
+    norms = ((d.header or {}).get("dataset") or {}).get("norm_Y_I") or {}
+    value = norms.get("test") if isinstance(norms, dict) else None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else 1.0
+
+
+def object_error(d: PlotData) -> tuple[np.ndarray, np.ndarray]:
+    """val_amp_mae in object amplitude units. Runs written before the twin-aware validation
+    (no val_amp_mae_twin) logged it in normalised patch units: converted here."""
+    x, y = d.epochs["val_amp_mae"]
+    if len(d.epochs.get("val_amp_mae_twin", ((), ()))[0]):
+        return x, y
+    return x, y * object_scale(d)
+
+
+def _scaled(series: tuple[np.ndarray, np.ndarray], factor: float):
+    x, y = series
+    return x, y * factor
 
 
 PANELS = (("loss", "loss"), ("grad", "grad norm"), ("lr", "learning rate"),
-          ("amp", "output amplitude: spread, error vs ground truth"))
+          ("amp", "object amplitude: output spread, error vs truth and vs twin"))
 
 
 def config_text(header: dict | None, fallback: dict | None) -> Text:
@@ -83,6 +115,65 @@ def _tree(t: Text, d: dict, depth: int) -> None:
             shown = json.dumps(value) if not isinstance(value, float) else fmt_num(value, 6)
             t.append(f"{pad}{key} = ")
             t.append(shown + "\n", style="cyan")
+
+
+def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
+    """The final evaluation of a run: metrics.json when it was read (the full object, with the
+    twin block), else the telemetry ``metrics`` record's headline (what a run directory without
+    metrics.json, or a mirror still fetching it, has)."""
+    t = Text()
+    if isinstance(metrics, dict):
+        source, pairs = "metrics.json", metrics
+        twin = metrics.get("twin") if isinstance(metrics.get("twin"), dict) else {}
+        fraction, undecidable = twin.get("fraction"), twin.get("undecidable_fraction")
+        vs_twin = (twin.get("metrics") or {}).get("ssim")
+        vacuous = bool(metrics.get("phase_vacuous"))
+        reevaluated = bool(metrics.get("reevaluated_at"))
+    elif isinstance(record, dict) and isinstance(record.get("metrics"), dict):
+        source, pairs = "telemetry", record["metrics"]
+        fraction = pairs.get("twin_fraction")
+        undecidable = pairs.get("twin_undecidable_fraction")
+        vs_twin = pairs.get("ssim_vs_twin")
+        vacuous = False
+        reevaluated = bool(record.get("reevaluated"))
+    else:
+        t.append("no final metrics: they are written when the run finishes its evaluation",
+                 style="dim")
+        return t
+    again = ", re-evaluated" if reevaluated else ""
+    t.append(f"final metrics, last epoch's weights ({source}{again})\n", style="bold")
+    t.append(f"{'':7}" + "".join(f"{label:>10}" for label, _ in FINAL_COLUMNS) + "\n")
+    for i, channel in enumerate(("amp", "phase")):
+        t.append(f"  {channel:<5}")
+        for _, name in FINAL_COLUMNS:
+            pair = pairs.get(name)
+            value = pair[i] if isinstance(pair, list) and len(pair) == 2 else None
+            t.append(f"{fmt_num(value):>10}")
+        if i == 1 and vacuous:
+            t.append("  (vacuous: constant GT phase)", style="dim")
+        t.append("\n")
+    t.append("  twin   ")
+    if fraction is None and undecidable is None:
+        t.append("not evaluated (older evaluation code: fnotui evaluate re-scores the run)",
+                 style="dim")
+        return t
+    t.append(f"fraction {fmt_num(fraction, 3)}", style="bold")
+    t.append(" of decidable patches")
+    if isinstance(undecidable, (int, float)):
+        t.append(f" ({undecidable:.0%} undecidable)")
+    if isinstance(vs_twin, list) and len(vs_twin) == 2:
+        t.append(f"\n{'':9}SSIM vs twin {fmt_num(vs_twin[0])} / {fmt_num(vs_twin[1])} "
+                 f"(amp / phase, against the all-twin image)")
+    return t
+
+
+def read_metrics_json(path) -> dict | None:
+    """metrics.json as a dict, or None when it is absent, half-fetched or not an object."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 class ReconPanel(Grid):
@@ -132,6 +223,8 @@ class ArmDetailScreen(Screen):
         self._events_shown = 0
         self._header_shown: object = ()
         self._recon_key: object = None
+        self._metrics_key: object = None
+        self._metrics: dict | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -143,6 +236,7 @@ class ArmDetailScreen(Screen):
                         view.border_title = title
                         yield view
             with TabPane("Events", id="events"):
+                yield Static(id="final-metrics", markup=False)
                 yield Static(id="events-summary", markup=False)
                 yield DataTable(id="events-table", cursor_type="row")
             with TabPane("Config", id="config"):
@@ -221,14 +315,31 @@ class ArmDetailScreen(Screen):
         data = self.app.store.plot_data(self.arm)
         texts = {pid: render_plot(detail_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
                  for pid, (w, h) in sizes.items()}
-        self.app.call_from_thread(self._put, texts, data)
+        final = final_metrics_text(self._metrics_json(), data.metrics)
+        self.app.call_from_thread(self._put, texts, data, final)
 
-    def _put(self, texts: dict[str, Text], data: PlotData) -> None:
+    def _metrics_json(self) -> dict | None:
+        """metrics.json, re-read only when the file changed (a re-evaluation rewrites it).
+        Runs in the plot worker, which is exclusive, so the cache needs no lock."""
+        path = self.app.store.run_dir(self.arm) / "metrics.json"
+        try:
+            stat = path.stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = None
+        if key != self._metrics_key:
+            self._metrics_key = key
+            self._metrics = read_metrics_json(path) if key is not None else None
+        return self._metrics
+
+    def _put(self, texts: dict[str, Text], data: PlotData, final: Text | None = None) -> None:
         if not self.is_mounted:
             return
         self._drawn_version = data.version
         for pid, text in texts.items():
             self.query_one(f"#plot-{pid}", PlotView).update(text)
+        if final is not None:
+            self.query_one("#final-metrics", Static).update(final)
         self._put_events(data)
         if data.header is not self._header_shown:
             self._header_shown = data.header
@@ -245,7 +356,7 @@ class ArmDetailScreen(Screen):
         for i, ev in enumerate(events[self._events_shown:], start=self._events_shown):
             value = ev.get("value")
             threshold = ev.get("threshold")
-            message = ev.get("message") or _metrics_summary(ev)
+            message = ev.get("message") or ""
             table.add_row(
                 Text(str(ev.get("epoch", "")), justify="right"),
                 severity_text(ev.get("severity")),
@@ -260,8 +371,9 @@ class ArmDetailScreen(Screen):
         self._events_shown = len(events)
         alarms = sum(1 for e in events if e.get("severity") in ("collapse", "fatal"))
         self.query_one("#events-summary", Static).update(
-            f"{len(events)} events, {alarms} collapse/fatal"
-            if events else "no events (detector firings and final metrics appear here)")
+            f"{len(events)} detector events, {alarms} collapse/fatal"
+            if events else "no detector events (firings of the collapse and instability rules "
+                           "appear here)")
 
     # -- reconstruction ----------------------------------------------------------------------
 
@@ -300,13 +412,3 @@ class ArmDetailScreen(Screen):
                     "magenta: NaN")
         panel.show(arrays)
 
-
-def _metrics_summary(event: dict) -> str:
-    metrics = event.get("metrics")
-    if not isinstance(metrics, dict):
-        return ""
-    parts = []
-    for name, value in metrics.items():
-        if isinstance(value, list) and value:
-            parts.append(f"{name} {fmt_num(value[0])}/{fmt_num(value[-1])}")
-    return "amp/phase " + ", ".join(parts)

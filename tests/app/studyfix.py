@@ -2,12 +2,13 @@
 
 Every value is fixed (no clock, no randomness), so snapshot tests are stable. Arms:
 
-- ``arm_ok``        finished, healthy, with a recon.npz
+- ``arm_ok``        finished, healthy, with a recon.npz and its final metrics (metrics.json and
+                    the telemetry ``metrics`` record, as the engine writes them)
 - ``arm_collapse``  finished, an output_collapse alarm, then NaN and inf losses
 - ``arm_failed``    failed after two epochs
 - ``arm_stale``     "running" on another host with an old heartbeat: stale
 - ``arm_idle``      not started
-- ``old_arm``       a run directory that arms.toml does not name
+- ``old_arm``       a run directory that arms.toml does not name; it reconstructed the twin
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_write_json
+from engine.metrics import compute_metrics
 from engine.telemetry import encode_record
+from engine.twin import classify_branches, twin_block, twin_headline, twin_image
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 ARMS_TOML = f"""
@@ -115,8 +119,9 @@ def make_study(root: Path) -> Path:
     runs = root / "runs"
 
     ok = healthy_records("arm_ok")
-    ok.append({"type": "event", "rule": "final_metrics", "epoch": 5, "step": 60,
-               "metrics": {"ssim": [0.81, 0.62]}, "t": T0 + 70})
+    ok_metrics = final_metrics(twin=False)
+    atomic_write_json(runs / "arm_ok" / "metrics.json", ok_metrics)
+    ok.append(metrics_record(ok_metrics, epoch=5, step=60))
     ok.append({"type": "status", "state": "finished", "exit_code": 0, "epochs_done": 6,
                "t": T0 + 71})
     write_telemetry(runs / "arm_ok" / "telemetry.jsonl", ok)
@@ -149,9 +154,47 @@ def make_study(root: Path) -> Path:
     write_status(runs / "arm_stale", state="running", host="elsewhere", pid=4242,
                  heartbeat=T0 + 10)
 
-    write_telemetry(runs / "old_arm" / "telemetry.jsonl", healthy_records("old_arm", 2, 2))
+    old = healthy_records("old_arm", 2, 2)
+    old_metrics = final_metrics(twin=True)
+    atomic_write_json(runs / "old_arm" / "metrics.json", old_metrics)
+    old.append(metrics_record(old_metrics, epoch=1, step=20))
+    write_telemetry(runs / "old_arm" / "telemetry.jsonl", old)
     write_status(runs / "old_arm", state="finished", exit_code=0)
     return arms
+
+
+def fixture_images(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth, reconstruction) of the fixture, complex n x n, finite everywhere."""
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    gt_amp = 0.5 + 0.5 * ((np.floor(xx * 6) + np.floor(yy * 6)) % 2) + 0.3 * xx * yy
+    gt_phase = np.sin(2 * np.pi * xx) * np.cos(2 * np.pi * yy)
+    return gt_amp * np.exp(1j * gt_phase), (gt_amp * 0.9 + 0.05) * np.exp(1j * gt_phase * 0.8)
+
+
+def final_metrics(twin: bool, tile: int = 16) -> dict:
+    """metrics.json of a finished run, computed by the engine's metric and twin code: the
+    fixture reconstruction (or its twin, tile by tile) scored against the ground truth, its
+    tiles (as non-overlapping patches) classified by branch."""
+    gt, recon = fixture_images()
+    if twin:
+        recon = twin_image(recon, tile)
+    n = gt.shape[0] // tile
+
+    def tiles(image: np.ndarray) -> np.ndarray:
+        return image.reshape(n, tile, n, tile).transpose(0, 2, 1, 3).reshape(-1, tile, tile)
+
+    branches = classify_branches(tiles(recon), tiles(gt))
+    assert branches.fraction == (1.0 if twin else 0.0)  # the fixture means what it says
+    metrics = compute_metrics(recon, gt)
+    metrics["twin"] = twin_block(branches, compute_metrics(recon, twin_image(gt, tile)))
+    return metrics
+
+
+def metrics_record(metrics: dict, epoch: int, step: int) -> dict:
+    """The telemetry record engine.train writes after the final evaluation."""
+    headline = {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50")}
+    return {"type": "metrics", "epoch": epoch, "step": step, "weights": "last epoch",
+            "metrics": {**headline, **twin_headline(metrics)}, "t": T0 + 70}
 
 
 def write_recon(path: Path, n: int = 48) -> None:

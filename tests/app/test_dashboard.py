@@ -16,6 +16,7 @@ from app.screens.compare import CompareScreen
 from app.screens.dashboard import DashboardScreen
 from app.screens.detail import ArmDetailScreen
 from app.widgets.arm_table import ArmTable
+from app.widgets.cells import VERDICT_STYLES, fmt_num
 from app.widgets.image import HalfBlockImage
 from app.widgets.plot import PlotView
 
@@ -48,6 +49,7 @@ def test_table_lists_every_arm_and_discovered_run_with_state_words(study_file):
             assert cell(table, "arm_collapse", "spark_loss").endswith("✖✖")
             assert cell(table, "arm_collapse", "verdict").startswith("‼ nan")
             assert cell(table, "arm_ok", "verdict") == "✔ healthy"
+            assert cell(table, "old_arm", "verdict") == "⇆ twin"
             assert cell(table, "arm_idle", "loss") == "—"
             # the partial last line of arm_stale is not a record: 1 epoch of 10 steps
             assert app.store.snapshots()[3].n_steps == 10
@@ -85,7 +87,11 @@ def test_detail_tabs_show_events_config_and_reconstruction(study_file):
             await pilot.press("2")
             assert app.screen.query_one(TabbedContent).active == "events"
             events = app.screen.query_one("#events-table", DataTable)
-            assert events.row_count == 1
+            assert events.row_count == 0  # a healthy run: no detector fired
+            summary = str(app.screen.query_one("#events-summary").render())
+            assert summary.startswith("no detector events")
+            final = str(app.screen.query_one("#final-metrics").render())
+            assert "final metrics" in final and "(metrics.json)" in final
             await pilot.press("3")
             config = str(app.screen.query_one("#config-text").render())
             assert "epochs = 6" in config and "fixture-host" in config
@@ -307,3 +313,67 @@ def test_a_queued_arm_shows_whom_it_waits_for_and_a_failed_one_why(study_file):
             assert snaps["arm_failed"].note and snaps["arm_failed"].note in failed
 
     run(main())
+
+
+def _final_metrics_shown(app) -> str:
+    return str(app.screen.query_one("#final-metrics").render())
+
+
+def test_detail_shows_the_final_metrics_and_twin_fraction_of_a_finished_arm(study_file):
+    import json
+
+    runs = study_file.parent / "runs"
+    written = json.loads((runs / "old_arm" / "metrics.json").read_text())
+
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await settle(pilot)
+            app.open_detail("old_arm")
+            await pilot.pause()
+            await settle(pilot)
+            await pilot.press("2")
+            text = _final_metrics_shown(app)
+            lines = text.splitlines()
+            assert "SSIM" in lines[1] and "PSNR" in lines[1] and "FRC50" in lines[1]
+            amp = lines[2].split()
+            assert amp[0] == "amp" and amp[1] == fmt_num(written["ssim"][0])
+            assert amp[2] == fmt_num(written["psnr"][0]) and amp[3] == fmt_num(written["mae"][0])
+            assert lines[3].split()[1] == fmt_num(written["ssim"][1])
+            twin = written["twin"]
+            assert f"fraction {fmt_num(twin['fraction'], 3)} of decidable patches" in lines[4]
+            assert f"({twin['undecidable_fraction']:.0%} undecidable)" in lines[4]
+            assert f"SSIM vs twin {fmt_num(twin['metrics']['ssim'][0])}" in lines[5]
+
+    run(main())
+
+
+def test_detail_falls_back_to_the_telemetry_record_without_metrics_json(study_file):
+    runs = study_file.parent / "runs"
+    (runs / "arm_ok" / "metrics.json").unlink()
+
+    async def main():
+        app = make_app(study_file)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await settle(pilot)
+            app.open_detail("arm_ok")
+            await pilot.pause()
+            await settle(pilot)
+            text = _final_metrics_shown(app)
+            assert "(telemetry)" in text and "fraction 0 of decidable patches" in text
+            assert "undecidable" in text and "SSIM vs twin" in text
+            app.pop_screen()
+            await pilot.pause()
+            app.open_detail("arm_failed")  # failed before its evaluation: nothing to show
+            await pilot.pause()
+            await settle(pilot)
+            assert _final_metrics_shown(app).startswith("no final metrics")
+
+    run(main())
+
+
+def test_every_verdict_label_has_a_style_and_the_table_shows_its_glyph():
+    from engine.verdict import LABELS, SYMBOLS, Verdict
+
+    assert set(VERDICT_STYLES) == set(LABELS)
+    assert Verdict("mixed twin").text == f"{SYMBOLS['mixed twin']} mixed twin"

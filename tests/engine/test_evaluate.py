@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluate import Evaluation, evaluate, predict, reference_metrics
+from engine.evaluate import (
+    Evaluation,
+    evaluate,
+    predict,
+    reference_metrics,
+    twin_reference_metrics,
+)
 from engine.metrics import compute_metrics
 from engine.stitch import count_patches_per_axis, gt_crop_bounds
+from engine.twin import twin_headline, twin_image, twin_patches
 
 N, STRIDE, P = 16, 4, 30
 OBJECT_SIZE = N + (P - 1) * STRIDE  # 132 px -> 120 px stitched -> 116 px trimmed
@@ -43,6 +50,8 @@ class FakeSplit:
     norm_Y_I: float
     stride: int
     patches_per_axis: int
+    amplitude: np.ndarray  # true patches / norm_Y_I
+    phase: np.ndarray
 
 
 class LookupModel(torch.nn.Module):
@@ -87,6 +96,8 @@ def scene():
         norm_Y_I=NORM_Y_I,
         stride=STRIDE,
         patches_per_axis=P,
+        amplitude=np.abs(patches).astype(np.float32),
+        phase=np.angle(patches).astype(np.float32),
     )
     start, stop = gt_crop_bounds(OBJECT_SIZE, N, STRIDE)
     return split, patches.astype(np.complex64), first[start:stop, start:stop]
@@ -198,3 +209,62 @@ def test_reference_metrics_are_those_of_any_flat_reconstruction(scene):
         assert reference[key] == pytest.approx(other_flat[key], rel=1e-9)
     assert reference["ssim"][0] < 0.9
     assert reference["frc50"][0] < 2
+
+
+# -- the twin ---------------------------------------------------------------------------------
+
+PAIR_KEYS = ("mae", "mse", "ssim", "ms_ssim", "frc50", "frc1over7")
+
+
+def test_a_model_that_outputs_the_twin_is_all_twin_and_perfect_against_the_twin(scene, tmp_path):
+    split, patches, ground_truth = scene
+    probe = np.ones((N, N), np.complex64)
+    perfect = evaluate(LookupModel(patches), split, ground_truth, 64, "cpu",
+                       phase_vacuous=False, probe=probe)
+    twin = evaluate(LookupModel(twin_patches(patches)), split, ground_truth, 64, "cpu",
+                    phase_vacuous=False, probe=probe)
+    block = twin.metrics["twin"]
+    assert block["fraction"] == 1.0 and block["undecidable_fraction"] == 0.0
+    assert block["patches"] == P * P and block["d_twin"] < 1e-6 < block["d_true"]
+    assert "|P|^2" in block["decision"] and block["weights"] == "probe |P|^2"
+    assert "frc" not in block["metrics"]  # the curves stay in the main metrics only
+    for key in PAIR_KEYS:  # scored against the twin it is the perfect reconstruction
+        assert block["metrics"][key] == pytest.approx(perfect.metrics[key], rel=1e-5, abs=1e-6,
+                                                      nan_ok=True), key
+    assert min(block["metrics"]["psnr"]) > 100
+    # ... and against the ground truth it scores exactly what an all-twin image scores
+    reference = twin_reference_metrics(ground_truth, STRIDE)
+    for key in PAIR_KEYS:
+        assert twin.metrics[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6,
+                                                  nan_ok=True), key
+    assert twin.metrics["ssim"][0] < 0.9
+    assert perfect.metrics["twin"]["fraction"] == 0.0
+    assert perfect.metrics["twin"]["metrics"]["ssim"][0] == pytest.approx(
+        reference["ssim"][0], abs=0.05)  # the twin scored against the object, roughly
+    np.testing.assert_allclose(twin.stitched, twin.twin_gt, rtol=1e-6, atol=1e-6)
+    twin.save_npz(tmp_path / "recon.npz")
+    with np.load(tmp_path / "recon.npz") as saved:
+        assert saved["twin_branch"].shape == (P, P) and saved["twin_branch"].all()
+        assert saved["twin_decidable"].all()
+        np.testing.assert_array_equal(saved["twin_gt"], twin_image(ground_truth, STRIDE))
+
+
+def test_without_a_probe_the_twin_decision_is_uniform_and_says_so(scene):
+    split, patches, ground_truth = scene
+    half = patches.copy()
+    half[: P * P // 2] = twin_patches(patches[: P * P // 2])
+    result = evaluate(LookupModel(half), split, ground_truth, 64, "cpu", phase_vacuous=False)
+    block = result.metrics["twin"]
+    assert block["weights"] == "uniform (no probe given)" and "uniformly" in block["decision"]
+    assert block["fraction"] == pytest.approx(0.5, abs=1 / (P * P))
+    assert result.twin_branch[: P // 2].all() and not result.twin_branch[P // 2 + 1:].any()
+
+
+def test_twin_headline_carries_what_the_verdict_reads(scene):
+    split, patches, ground_truth = scene
+    result = evaluate(LookupModel(twin_patches(patches)), split, ground_truth, 64, "cpu",
+                      phase_vacuous=False)
+    headline = twin_headline(result.metrics)
+    assert headline["twin_fraction"] == 1.0 and headline["twin_undecidable_fraction"] == 0.0
+    assert headline["ssim_vs_twin"] == result.metrics["twin"]["metrics"]["ssim"]
+    assert twin_headline({"ssim": [0.5, 0.5]}) == {}  # metrics of the older evaluation code

@@ -116,6 +116,16 @@ def test_stats_json_carries_the_original_keys_and_the_verdict(exported):
     assert s["collapse_time_s"] > 0 and s["phase_vacuous"] is True
     assert s["reference"]["constant_output_val_loss"] > 0
     assert combined["healthy"]["verdict"]["label"] == "healthy"
+    for arm in ("healthy", "collapsed"):  # the twin evaluation of metrics.json, per arm
+        twin = json.loads((study.run_dir(arm) / "metrics.json").read_text())["twin"]
+        stats = combined[arm]
+        assert stats["amp_ssim_vs_twin"] == twin["metrics"]["ssim"][0]
+        assert stats["amp_mae_vs_twin"] == twin["metrics"]["mae"][0]
+        assert stats["twin_undecidable_fraction"] == twin["undecidable_fraction"]
+        assert stats["twin_fraction"] == twin["fraction"]  # null when no patch is decidable
+    all_twin = s["reference"]["twin"]  # the all-twin level, beside the flat one
+    assert 0 < all_twin["amp_ssim"] < 1 and all_twin["amp_mae"] > 0
+    assert all_twin["amp_ssim"] != s["reference"]["flat"]["amp_ssim"]
 
 
 def test_exporting_twice_adds_no_duplicate_row(exported):
@@ -123,6 +133,9 @@ def test_exporting_twice_adds_no_duplicate_row(exported):
     rows = pl.read_ndjson(report_of(study) / METRICS_FILE, infer_schema_length=None)
     assert rows.height == 2
     assert sorted(rows["arm"].to_list()) == ["collapsed", "healthy"]
+    assert {"twin_fraction", "twin_undecidable_fraction", "amp_ssim_vs_twin",
+            "all_twin_amp_ssim"} <= set(rows.columns)
+    assert rows["amp_ssim_vs_twin"].null_count() == 0
     assert rows["run_id"].n_unique() == 2
     assert all(rid.startswith(arm + "-") for rid, arm in zip(rows["run_id"], rows["arm"]))
 
@@ -146,9 +159,14 @@ def test_summary_compares_arms_and_tells_the_collapse_story(exported):
     text = (report_of(study) / "summary.md").read_text()
     assert "| `healthy` |" in text and "| `collapsed` |" in text and "| `never_ran` |" in text
     assert "*flat reconstruction*" in text and "*best constant output*" in text
+    assert "*all-twin reconstruction*" in text and "| twin fraction |" in text
+    assert "| amp SSIM vs twin |" in text and "*twin fraction*: the share of test patches" in text
+    assert "a perfect reconstruction of the twin of every patch scores amplitude SSIM" in text
     assert "## Failure curves" in text and "**`collapsed`: ✖ collapsed**" in text
     assert "(vacuous)" in text and "Phase metrics vacuous" in text
-    assert "At the flat-reconstruction level:** `collapsed`" in text
+    flat_line = next(line for line in text.splitlines()
+                     if line.startswith("- **At the flat-reconstruction level:**"))
+    assert "`collapsed`" in flat_line
     assert "`train.lr`" in text and "`train.epochs`" in text  # what differs between the arms
     for rel in ("figures/loss.png", "figures/grad_norm.png", "figures/recon_collapsed.png"):
         assert f"]({rel})" in text  # linked relative to summary.md
@@ -223,6 +241,22 @@ def test_configs_that_differ_with_identical_histories_are_flagged(runs, tmp_path
     text = (report_of(study) / "summary.md").read_text()
     assert "Identical loss histories, different configs:** `healthy`, `never_ran`" in text
     assert "Identical amplitude metrics:** `healthy`, `never_ran`" in text
+
+
+def test_without_the_dataset_cache_the_all_twin_level_comes_from_recon_npz(exported, tmp_path):
+    study, _, _ = exported
+    from_cache = json.loads((report_of(study) / "stats.json").read_text())
+    root = copy_study(study.output_dir.parent, tmp_path / "study")
+    shutil.rmtree(root / "runs" / ".cache")
+    study2 = load_study(root / "arms.toml")
+    result = export_study(study2)
+    assert any("cache file" in p and "is gone" in p for p in result.problems)
+    stats = json.loads((report_of(study2) / "stats.json").read_text())
+    for arm in ("healthy", "collapsed"):
+        level, expected = stats[arm]["reference"]["twin"], from_cache[arm]["reference"]["twin"]
+        for key in ("amp_ssim", "amp_mae", "amp_psnr", "phase_ssim", "phase_mae"):
+            assert level[key] == pytest.approx(expected[key], rel=1e-4), (arm, key)
+    assert "*all-twin reconstruction*" in (report_of(study2) / "summary.md").read_text()
 
 
 def test_importing_the_exporter_stays_light():

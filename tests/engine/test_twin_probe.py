@@ -216,3 +216,28 @@ def test_batch_length_gain_multiplies_each_sample_by_its_batch_length():
 def test_an_unknown_gain_mode_is_refused_with_the_allowed_list(tmp_path):
     with pytest.raises(ConfigError, match=r"physics_gain_mode.*'constant', 'batch_length'"):
         load_study(write_study(tmp_path), overrides=["physics_gain_mode=per_sample"])
+
+
+def test_loss_reference_levels_follow_the_physics_gain():
+    """The best constant and the true object scaled by 1/gain reach the same loss under a gain
+    as without one; under the batch-length gain only the short last batch costs extra."""
+    import dataclasses
+
+    from engine.data import build_dataset
+    from engine.stats import constant_output_val_loss, true_object_val_loss
+
+    cfg = DataConfig(N=32, object_size=96, n_lines=40, nimgs_train=1, nimgs_test=1,
+                     train_stride=8, test_stride=8)
+    ds = build_dataset(dataclasses.replace(cfg))
+    t = ds.test
+    args = (t.diffraction, ds.probe, "mae", 16)
+    floor = true_object_val_loss(t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16)
+    const, _ = constant_output_val_loss(*args)
+    assert true_object_val_loss(t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16,
+                                17.45) == pytest.approx(floor, rel=1e-4)
+    assert constant_output_val_loss(*args, 17.45)[0] == pytest.approx(const, rel=1e-4)
+    n = len(t.diffraction)
+    assert n % 16  # a short last batch exists
+    batch_floor = true_object_val_loss(t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16,
+                                       1.0, "batch_length")
+    assert batch_floor > floor  # the last batch sees gain n % 16 instead of 16
