@@ -27,6 +27,8 @@ examples:
                                                  one at a time per device (queued)
   fnotui launch --max-parallel 2 --device cuda:0,cuda:1 arm_control arm_stable arm_stable_lowlr
   fnotui stop arm_control                        graceful stop (SIGTERM); continue with --resume
+  fnotui sweep seeds --list                      the runs of [sweeps.seeds] and their state
+  fnotui sweep seeds --max-parallel 4            launch them all through the device queue
   fnotui export [--out DIR] [--bundle DIR]       stats.json per arm, study metrics, summary.md
   fnotui evaluate arm_control arm_stable         re-score finished runs with the current
                                                  evaluation code (metrics.json, recon.npz)
@@ -159,18 +161,22 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def cmd_list(args) -> int:
+def cmd_list(args, only: list[str] | None = None) -> int:
     from engine.errors import ConfigError
     from engine.status import read_status, run_state
 
     try:
         study = _load(args)
+        names = only if only is not None else list(study.arms)
+        if only is None and getattr(args, "sweep", None):
+            names = study.sweep(args.sweep)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
     print(f"study {study.name} ({study.path}) -> {study.output_dir}")
-    width = max(len(n) for n in study.arms)
-    for name, cfg in study.arms.items():
+    width = max(len(n) for n in names)
+    for name in names:
+        cfg = study.arms[name]
         run_dir = study.run_dir(name)
         state = run_state(run_dir)
         st = read_status(run_dir) or {}
@@ -526,8 +532,61 @@ def cmd_stream(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def build_sweep_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fnotui sweep",
+        description="Run every point of a [sweeps.NAME] of the arms file: each point is a run "
+                    "named <arm>.<key>-<value>... (fnotui sweep NAME --list shows them). By "
+                    "default the points start as detached engines through the device queue, as "
+                    "with fnotui launch; --foreground trains them here one after the other. "
+                    "stop, evaluate, --resume, --restart and the dashboard take the point names "
+                    "like arm names.")
+    p.add_argument("sweep", metavar="NAME")
+    p.add_argument("--arms", default="arms.toml", metavar="FILE",
+                   help="arms file (default: ./arms.toml)")
+    p.add_argument("--out", metavar="DIR", help="output directory (overrides [study] output_dir)")
+    p.add_argument("--profile", metavar="NAME", help="apply [profiles.NAME] of the arms file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a knob for every point, as for --run")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="list the points and their run state")
+    what.add_argument("--foreground", action="store_true",
+                      help="train the points here, one after the other")
+    p.add_argument("--device", default="auto", help="as for fnotui launch")
+    p.add_argument("--max-parallel", type=_positive_int, metavar="N",
+                   help="engines at a time per device (default 1), as for fnotui launch")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    again.add_argument("--restart", action="store_true", help="archive the earlier runs first")
+    return p
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    """A sweep is its points: expanded here, then listed, launched or run like arms."""
+    args = build_sweep_parser().parse_args(argv)
+    if args.list:
+        return cmd_list(args)
+    from engine.errors import ConfigError
+
+    try:
+        points = _load(args).sweep(args.sweep)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    common = ["--arms", args.arms, *(["--out", args.out] if args.out else []),
+              *(["--profile", args.profile] if args.profile else []),
+              *(f"--set={o}" for o in args.overrides), "--device", args.device,
+              *(["--resume"] if args.resume else []), *(["--restart"] if args.restart else [])]
+    if args.foreground:
+        run_args = ["--run", *points, *common]
+        if args.max_parallel:
+            run_args += ["--max-parallel", str(args.max_parallel)]
+        return main(run_args)
+    return cmd_launch([*points, *common, "--max-parallel", str(args.max_parallel or 1)])
+
+
 SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop,
-               "stream": cmd_stream, "evaluate": cmd_evaluate}
+               "stream": cmd_stream, "evaluate": cmd_evaluate, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

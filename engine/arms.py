@@ -343,6 +343,12 @@ def _probe_twin_symmetry(data: DataConfig) -> float:
     return twin_symmetry(build_probe(data).array)
 
 
+def _arm_list(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:4])
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    return f"arm {shown}" if len(names) == 1 else f"arms {shown}{more}"
+
+
 def study_warnings(path: Path, arms: dict[str, ArmConfig], check_probes: bool = True
                    ) -> list[str]:
     """Set-ups that are legal but very likely not what the user meant, one line each.
@@ -355,19 +361,22 @@ def study_warnings(path: Path, arms: dict[str, ArmConfig], check_probes: bool = 
 
     notes = []
     by_probe: dict[DataConfig, list[str]] = {}
+    endless_warmup: dict[tuple[int, int], list[str]] = {}
     for name, cfg in arms.items():
         by_probe.setdefault(cfg.data, []).append(name)
         tc = cfg.train
         if tc.scheduler == "WarmupCosine" and tc.warmup_epochs >= tc.epochs:
-            notes.append(
-                f"{path}: arm {name!r}: warmup_epochs = {tc.warmup_epochs} >= epochs = "
-                f"{tc.epochs}: the WarmupCosine schedule never leaves its warmup (the rate only "
-                f"climbs from 0.1 x lr); lower warmup_epochs or raise epochs")
+            endless_warmup.setdefault((tc.warmup_epochs, tc.epochs), []).append(name)
+    for (warmup, epochs), names in endless_warmup.items():
+        notes.append(
+            f"{path}: {_arm_list(names)}: warmup_epochs = {warmup} >= epochs = {epochs}: the "
+            f"WarmupCosine schedule never leaves its warmup (the rate only climbs from "
+            f"0.1 x lr); lower warmup_epochs or raise epochs")
     for data, names in by_probe.items() if check_probes else ():
         symmetry = _probe_twin_symmetry(data)
         if symmetry >= TWIN_SYMMETRY_WARN:
             notes.append(
-                f"{path}: probe = {data.probe!r} (arms {', '.join(names)}) is twin-symmetric "
+                f"{path}: probe = {data.probe!r} ({_arm_list(names)}) is twin-symmetric "
                 f"(twin symmetry {symmetry:.4f}; 1 = exact): every patch and its twin "
                 f"conj(O(-r)) give the same diffraction, so no loss can tell them apart and "
                 f"reconstructions may be twins; set data.probe = 'defocused_aperture' (or a "

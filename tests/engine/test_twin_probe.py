@@ -152,7 +152,7 @@ def test_out_of_range_probe_knobs_are_refused_naming_the_knob(tmp_path, override
 def test_a_twin_ambiguous_probe_loads_with_a_warning_naming_the_knob(tmp_path, capsys):
     study = load_study(write_study(tmp_path), overrides=["data.probe=ideal_disk"])
     (warning,) = study.warnings
-    assert "data.probe" in warning and "twin" in warning and "'a'" not in warning
+    assert "data.probe" in warning and "twin" in warning and "(arm 'a')" in warning
     assert "fnotui: warning:" in capsys.readouterr().err
     assert load_study(write_study(tmp_path)).warnings == ()
 
