@@ -112,6 +112,7 @@ def export_study(study: Study, out_dir: Path | None = None,
     _upsert_metrics(out / METRICS_FILE, study, stats, evidence, result)
 
     figures = _figures(out, evidence, stats, references, result)
+    configs = _configs(evidence, study)
     report = ReportInput(
         study=study.name,
         generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -120,7 +121,8 @@ def export_study(study: Study, out_dir: Path | None = None,
         profile=study.profile,
         stats=list(stats.values()),
         references=references,
-        config_diff=config_differences(_configs(evidence, study)),
+        config_diff=config_differences(configs),
+        seed_groups=seed_groups(configs),
         identical_histories=identical_histories(evidence),
         identical_amp_metrics=identical_amp_metrics(list(stats.values())),
         flat_level_arms=at_flat_level(list(stats.values()), references),
@@ -285,6 +287,19 @@ def config_differences(configs: dict[str, dict]) -> list[tuple[str, dict[str, ob
     differing = [k for k, n in zip(frame.columns, frame.select(pl.all().n_unique()).row(0))
                  if n > 1]
     return [(k, {arm: c.get(k) for arm, c in configs.items()}) for k in differing]
+
+
+def seed_groups(configs: dict[str, dict]) -> list[tuple[list[str], list[object]]]:
+    """Arms whose configs are equal but for the training seed, two or more per group:
+    ([arm, ...], [seed, ...]) in study order. These are replicates of one set-up, reported
+    together so one seed's outcome is never read as the set-up's."""
+    groups: dict[str, list[str]] = {}
+    for arm, cfg in configs.items():
+        key = json.dumps({k: v for k, v in cfg.items() if k != "train.seed"}, sort_keys=True,
+                         default=str)
+        groups.setdefault(key, []).append(arm)
+    return [(arms, [configs[a].get("train.seed") for a in arms])
+            for arms in groups.values() if len(arms) > 1]
 
 
 def stale_configs(study: Study, evidence: dict[str, RunEvidence]) -> dict[str, list[str]]:

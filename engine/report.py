@@ -39,6 +39,8 @@ class ReportInput:
     stats: list[dict]  # engine.stats.arm_stats objects, in study order
     references: list[Reference] = field(default_factory=list)
     config_diff: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    # Replicates: arms equal but for the training seed, with their seeds (engine.export).
+    seed_groups: list[tuple[list[str], list[object]]] = field(default_factory=list)
     identical_histories: list[list[str]] = field(default_factory=list)
     identical_amp_metrics: list[list[str]] = field(default_factory=list)
     flat_level_arms: list[str] = field(default_factory=list)
@@ -227,6 +229,30 @@ def signatures(inp: ReportInput) -> list[str]:
     return out
 
 
+def seeds_text(inp: ReportInput) -> list[str]:
+    """Per group of replicates: one row per seed, then the tally of outcomes."""
+    by_arm = {s["arm"]: s for s in inp.stats}
+    out = []
+    for arms, seeds in inp.seed_groups:
+        rows, labels, ssims = [], [], []
+        for arm, seed in zip(arms, seeds):
+            s = by_arm.get(arm, {})
+            verdict = (s.get("verdict") or {})
+            labels.append(verdict.get("label", "incomplete"))
+            if s.get("amp_ssim") is not None:
+                ssims.append(s["amp_ssim"])
+            rows.append([f"`{arm}`", str(seed), verdict.get("text", MISSING),
+                         _final_val(s) if s else MISSING, fmt(s.get("amp_ssim")),
+                         _twin_cell(s), fmt(s.get("amp_ssim_vs_twin"))])
+        tally = ", ".join(f"{labels.count(label)} {label}" for label in dict.fromkeys(labels))
+        spread = (f"; amp SSIM {fmt(min(ssims), 3)} to {fmt(max(ssims), 3)}"
+                  if len(ssims) > 1 else "")
+        out += [f"**{len(arms)} seeds of one set-up** ({tally}{spread}):", ""]
+        out += _table(["arm", "seed", "verdict", "final val", "amp SSIM", "twin fraction",
+                       "amp SSIM vs twin"], rows) + [""]
+    return out
+
+
 def config_table(inp: ReportInput) -> list[str]:
     if not inp.config_diff:
         return []
@@ -314,6 +340,12 @@ def render_summary(inp: ReportInput) -> str:
     sig = signatures(inp)
     if sig:
         lines += ["## Signatures", ""] + sig + [""]
+    seeds = seeds_text(inp)
+    if seeds:
+        lines += ["## Outcomes per seed", "",
+                  "Arms that differ only in the training seed are replicates of one set-up; "
+                  "under any ambiguity of the physics a single seed can land on either branch, "
+                  "so read a set-up's outcome across its seeds.", ""] + seeds
     cfg = config_table(inp)
     lines += ["## What differs between the arms", ""]
     lines += (cfg if cfg else ["The arms' resolved configs are identical (apart from names)."

@@ -48,3 +48,24 @@ def test_twin_runs_get_their_column_signature_and_reference_level():
     assert "`a_plain`" not in text.split("**Twin reconstructions:**")[1].split("\n")[0]
     assert "a perfect reconstruction of the twin of every patch scores amplitude SSIM 0.15" in text
     assert "*twin fraction*:" in text and "⇆ twin, ◐ mixed twin" in text
+
+
+def test_replicates_that_differ_only_in_seed_are_reported_per_seed():
+    from engine.export import seed_groups
+    from engine.verdict import Verdict
+
+    base = {"train.lr": 1e-3, "train.seed": 1, "model.architecture": "hybrid"}
+    configs = {"a": base, "a.seed-2": {**base, "train.seed": 2},
+               "a.seed-3": {**base, "train.seed": 3}, "b": {**base, "train.lr": 5e-4}}
+    groups = seed_groups(configs)
+    assert groups == [(["a", "a.seed-2", "a.seed-3"], [1, 2, 3])]  # b differs in lr: alone
+
+    stats = [arm("a", twin_verdict(0.97, 0.02), 0.97, 0.02, 0.96),
+             arm("a.seed-2", Verdict("healthy"), 0.02, 0.05, 0.2),
+             arm("a.seed-3", twin_verdict(0.5, 0.1), 0.5, 0.1, 0.5)]
+    text = render_summary(ReportInput(study="s", generated="now", arms_file="arms.toml",
+                                      output_dir="runs", profile=None, stats=stats,
+                                      seed_groups=groups))
+    section = text.split("## Outcomes per seed")[1].split("\n## ")[0]
+    assert "**3 seeds of one set-up** (1 twin, 1 healthy, 1 mixed twin" in section
+    assert "| `a.seed-2` | 2 | ✔ healthy |" in section
