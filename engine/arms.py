@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ def load_study(
     study_name = study.get("name", path.stem)
     out = Path(output_dir) if output_dir is not None else Path(study.get("output_dir", "runs"))
     if not out.is_absolute() and output_dir is None:
-        out = path.parent / out
+        out = Path(os.path.normpath(path.parent / out))  # no 'docs/x/../../runs' in titles
 
     base_data = _check_table(f"{path}: [data]", raw.get("data", {}), _DATA)
     base_arm = _check_table(f"{path}: [defaults]", raw.get("defaults", {}), _ARM_LEVEL)
@@ -254,7 +255,7 @@ def load_study(
         prof_arm, prof_data, prof_per_arm = parsed_profiles[profile]
         if output_dir is None:
             # A profile changes the experiment, so its runs never share directories with the
-            # faithful study's runs (domain.md section 12, item 7). An explicit --out wins.
+            # faithful study's runs (docs/science.md, 'Smaller traps'). An explicit --out wins.
             out = out.parent / f"{out.name}_{profile}"
 
     tables: dict[str, tuple[dict, dict, dict]] = {}

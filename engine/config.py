@@ -4,7 +4,7 @@ Every knob is declared once, in a ``Knob`` table, with its type, default, allowe
 one-line meaning. ``arms.py`` validates raw TOML against these tables and builds the frozen
 dataclasses below; nothing downstream ever sees a dictionary of strings. A knob listed here must
 change behaviour somewhere: a knob that silently does nothing is the worst bug this tool can have
-(see domain.md section 12).
+(docs/science.md, 'Pitfalls of the original tooling').
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class Knob:
 
 
 # --------------------------------------------------------------------------------------------
-# Data recipe (domain.md section 2). Every field here is part of the dataset cache key.
+# Data recipe (docs/science.md, 'The grid-lines dataset'). Every field here is part of the
+# dataset cache key.
 
 DATA_KNOBS = (
     Knob("N", int, 64, "patch size in pixels (64 or 128 in the study)", minimum=8, maximum=512),
@@ -125,7 +126,7 @@ DATA_KNOBS = (
 )
 
 # --------------------------------------------------------------------------------------------
-# Generator (domain.md section 5).
+# Generator (docs/science.md, 'Generators').
 
 MODEL_KNOBS = (
     Knob("architecture", str, "hybrid", "generator", choices=ARCHITECTURES),
@@ -155,7 +156,7 @@ MODEL_KNOBS = (
 )
 
 # --------------------------------------------------------------------------------------------
-# Training (domain.md section 6).
+# Training (docs/science.md, 'Training loop').
 
 TRAIN_KNOBS = (
     Knob("epochs", int, 50, "training epochs", minimum=1, maximum=100_000),
@@ -204,7 +205,7 @@ TRAIN_KNOBS = (
 )
 
 # --------------------------------------------------------------------------------------------
-# Collapse and instability detectors (engine/detectors.py; engineering-notes section 11).
+# Collapse and instability detectors (engine/detectors.py; docs/detectors.md).
 # [detect] applies to every arm, [arms.<name>.detect] overrides it per arm.
 
 DETECT_KNOBS = (

@@ -1,9 +1,10 @@
 """The grid-lines dataset: what it holds, recipe validation, and the recipe-keyed cache.
 
-``load_or_build_dataset`` is the entry point (domain.md sections 2 and 12.5). It validates the
-DataConfig, hashes the full recipe, reuses a verified cache file when one exists, and otherwise
-simulates (``engine.simulate``) and writes one atomically (``engine.datacache``). The probe lives in
-``engine.probe``; this module only composes the parts and decides what a dataset holds.
+``load_or_build_dataset`` is the entry point (docs/science.md, 'The grid-lines dataset'). It
+validates the DataConfig, hashes the full recipe, reuses a verified cache file when one exists,
+and otherwise simulates (``engine.simulate``) and writes one atomically (``engine.datacache``).
+The probe lives in ``engine.probe``; this module only composes the parts and decides what a
+dataset holds.
 
 Conventions chosen here:
 - ``Split.diffraction`` is the network input sqrt(counts) / s, in scan order, not shuffled (the
@@ -289,7 +290,8 @@ def _assemble(
             },
         },
         "gt_phase_std": float(np.std(gt_phase)),
-        # A constant GT phase makes every phase metric meaningless (domain.md 12.5).
+        # A constant GT phase makes every phase metric meaningless (docs/science.md,
+        # 'Object phase').
         "phase_vacuous": bool(np.ptp(gt_phase) == 0),
         "intensity_scale": scale,
         "norm_Y_I": {split: s.norm_Y_I for split, s in splits.items()},

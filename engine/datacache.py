@@ -4,7 +4,8 @@ It knows nothing about ptychography. A cache file holds named arrays plus a JSON
 carries what the caller asks to be checked (format version, recipe hash) and a sha256 per array.
 ``read_cache`` either returns arrays whose names, shapes, dtypes and bytes are exactly what was
 written, or raises ``DatasetError`` saying why; it never hands back a partial or foreign file.
-That is the guard against domain.md section 12 item 5 (a cache reused without checking its recipe).
+That is the guard against a cache reused without checking its recipe (docs/science.md,
+'Phase-free cache').
 """
 
 from __future__ import annotations

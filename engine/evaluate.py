@@ -1,4 +1,4 @@
-"""Final evaluation of a trained generator on the test split (domain.md section 7).
+"""Final evaluation of a trained generator on the test split (docs/science.md, 'Evaluation').
 
 predict -> stitch the first test image -> multiply by the test norm_Y_I -> trim, align -> metrics.
 The arithmetic lives in ``engine/stitch.py``, ``engine/metrics.py`` and ``engine/twin.py``; this
@@ -194,8 +194,8 @@ def reference_metrics(
     """Metrics of a flat reconstruction (constant amplitude, zero phase): the collapse level.
 
     A collapsed generator outputs a constant image, so these are the numbers a collapsed arm reports
-    (domain.md section 11); the report puts them beside every arm. The constant's value does not
-    matter: amplitude alignment rescales it to mean(GT).
+    (docs/science.md, 'Reference levels'); the report puts them beside every arm. The constant's
+    value does not matter: amplitude alignment rescales it to mean(GT).
     """
     flat = np.ones(np.shape(ground_truth), dtype=np.complex64)
     return compute_metrics(flat, ground_truth, trim=trim, phase_vacuous=phase_vacuous)

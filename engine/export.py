@@ -323,7 +323,8 @@ def _digest(obj) -> str:
 
 def identical_histories(evidence: dict[str, RunEvidence]) -> list[list[str]]:
     """Groups of arms whose configs differ but whose train and val loss histories are identical
-    (domain.md 12.6: the knobs that should have made them differ never reached training)."""
+    (the knobs that should have made them differ never reached training: docs/science.md,
+    'Identical results across optimizers')."""
     rows = []
     for arm, ev in evidence.items():
         epochs = epoch_frame(ev.records, ev.history)

@@ -1,6 +1,6 @@
 """Start arm engines as detached background processes, and stop them gracefully.
 
-The dashboard never trains in-process and never owns a run (engineering-notes section 8): an
+The dashboard never trains in-process and never owns a run (docs/engineering.md, 'Dashboard'): an
 arm is the ordinary headless ``fnotui --run ARM`` in its own session, so closing the terminal,
 a dropped SSH link or quitting the TUI leaves it training. It is found again through its run
 directory (status.json, telemetry.jsonl) like any other run.

@@ -1,9 +1,9 @@
-"""Reconstruction metrics of the study (domain.md section 7), as pure NumPy functions.
+"""Reconstruction metrics of the study (docs/science.md, 'Metrics'), as pure NumPy functions.
 
 Every function takes arrays and explicit parameters and returns plain Python floats (or lists of
 them); nothing here knows about torch, files or the dataset. Arrays are promoted to float64.
 
-Conventions, chosen once and reported with every result (engineering-notes section 7):
+Conventions, chosen once and reported with every result (docs/science.md, 'Metrics'):
 
 - Ranges are always explicit. Amplitude PSNR and SSIM use the GT's max - min; phase PSNR uses 2*pi
   (the span of a wrapped phase); phase SSIM runs on (phi + pi) / (2*pi) with range 1. The original's
@@ -66,7 +66,7 @@ FRC_CONVENTION = (
 )
 
 # A GT phase whose residual after plane removal spans less than this is treated as constant: every
-# phase metric against it is vacuous (domain.md section 12, item 5).
+# phase metric against it is vacuous (docs/science.md, 'Phase-free cache').
 PHASE_CONSTANT_TOL = 1e-6
 
 
@@ -368,7 +368,7 @@ def compute_metrics(
 ) -> dict:
     """Metrics of a stitched complex reconstruction against the complex GT crop (same shape).
 
-    Both are trimmed by ``trim`` px per side first (domain.md section 7 step 3), then aligned; see
-    :func:`metrics_from_aligned` for the returned keys.
+    Both are trimmed by ``trim`` px per side first (docs/science.md, 'Trim and alignment'), then
+    aligned; see :func:`metrics_from_aligned` for the returned keys.
     """
     return metrics_from_aligned(align_for_metrics(pred, gt, trim), phase_vacuous)

@@ -1,9 +1,10 @@
-"""Optimizers, per-epoch learning-rate schedules and gradient clipping (domain.md section 6).
+"""Optimizers, per-epoch learning-rate schedules and gradient clipping (docs/science.md,
+'Training loop').
 
 Schedules are pure functions of the epoch (plus, for ReduceLROnPlateau, a tiny explicit state)
 and the training loop writes the rate into the optimizer itself before every epoch. The original
-study's schedulers very likely never stepped (domain.md section 12, item 1); doing it by hand, and
-logging the rate read back from the optimizer, makes that failure impossible to miss.
+study's schedulers very likely never stepped (docs/science.md, 'Unstepped schedulers'); doing it
+by hand, and logging the rate read back from the optimizer, makes that failure impossible to miss.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from engine.config import TrainConfig
 
 # AGC never lets a tiny weight norm forbid all movement (Brock et al. 2021 use the same floor).
 AGC_WEIGHT_FLOOR = 1e-3
-WARMUP_START_FRACTION = 0.1  # WarmupCosine starts at 0.1 x lr (domain.md section 6.3)
+# WarmupCosine starts at 0.1 x lr (docs/science.md, 'Learning-rate schedules').
+WARMUP_START_FRACTION = 0.1
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -144,8 +146,9 @@ def global_grad_norm(params) -> torch.Tensor:
 class GradClipper:
     """Measures the global grad norm before clipping and, when clipping is on, after it.
 
-    ``grad_clip`` <= 0 disables clipping; the algorithms follow domain.md section 6.4. AGC is per
-    parameter tensor (not per unit), with lambda = grad_clip.
+    ``grad_clip`` <= 0 disables clipping; the algorithms are those of docs/science.md, 'Gradient
+    clipping and grad-norm logging'. AGC is per parameter tensor (not per unit), with
+    lambda = grad_clip.
     """
 
     def __init__(self, params, cfg: TrainConfig):

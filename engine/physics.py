@@ -1,4 +1,5 @@
-"""Differentiable far-field forward model and the physics losses (domain.md sections 3 and 4).
+"""Differentiable far-field forward model and the physics losses (docs/science.md, 'Forward
+model' and 'Losses').
 
 Convention, shared with the simulator in ``engine/data.py`` and tested by a round trip:
 amplitude = gain * fftshift( sqrt( |FFT2(object * probe)|^2 / (H * W) ) ), no padding, one probe
@@ -24,7 +25,8 @@ GAIN_MODES = ("constant", "batch_length")
 # Added to the Poisson rate inside the log: a predicted amplitude of exactly zero would give
 # log(0) = -inf wherever a count was observed. Small next to one photon, large next to fp32 eps.
 POISSON_RATE_EPS = 1e-8
-# Added to the batch-mean observed amplitude that normalises both losses (domain.md section 4).
+# Added to the batch-mean observed amplitude that normalises both losses (docs/science.md,
+# 'Losses').
 LOSS_NORM_EPS = 1e-8
 
 
@@ -63,15 +65,16 @@ class ForwardModel(torch.nn.Module):
 
     def describe(self) -> dict:
         return {"gain": self.gain, "gain_mode": self.gain_mode,
+                # A string in both modes: one field, one type, whatever the run.
                 "effective_gain": ("physics_gain x samples in the batch"
-                                   if self.gain_mode == "batch_length" else self.gain)}
+                                   if self.gain_mode == "batch_length" else f"{self.gain:g}")}
 
     def forward(self, obj: torch.Tensor) -> torch.Tensor:
         if obj.shape[-2:] != self.probe.shape:
             raise ValueError(
                 f"object patch {tuple(obj.shape[-2:])} does not match probe {tuple(self.probe.shape)}"
             )
-        # The FFT stays in fp32 whatever autocast says (engineering-notes section 2).
+        # The FFT stays in fp32 whatever autocast says (docs/engineering.md, 'Precision').
         gain = self.gain_for(obj.shape[0]) if obj.ndim > 2 else self.gain
         with torch.autocast(device_type=obj.device.type, enabled=False):
             return gain * far_field_amplitude(obj.to(torch.complex64) * self.probe)

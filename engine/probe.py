@@ -1,4 +1,5 @@
-"""The illumination: build, load, smooth, mask and normalise the probe (domain.md section 2.4).
+"""The illumination: build, load, smooth, mask and normalise the probe (docs/science.md,
+'The probe').
 
 The probe is the one array shared by the simulator and the physics model, so this module decides its
 conventions once:
@@ -34,10 +35,10 @@ PROBE_FILE_SUFFIXES = (".npy", ".npz")
 # Array names accepted in a multi-array .npz; "probeGuess" is the key of the original's data files.
 NPZ_PROBE_KEYS = ("probe", "probeGuess")
 
-# Ideal disk (domain.md 2.4): a 1-D Gaussian low-pass profile of std N / (width * pi^2), with the
-# original's `default_probe_scale` width 0.7, taken as an outer product (a separable radial
-# Gaussian) and thresholded at half its peak: a disk of radius std * sqrt(2 ln 2), i.e. 10.9 px
-# at N = 64.
+# Ideal disk (docs/science.md, 'Ideal disk'): a 1-D Gaussian low-pass profile of std
+# N / (width * pi^2), with the original's `default_probe_scale` width 0.7, taken as an outer
+# product (a separable radial Gaussian) and thresholded at half its peak: a disk of radius
+# std * sqrt(2 ln 2), i.e. 10.9 px at N = 64.
 DISK_WIDTH = 0.7
 DISK_THRESHOLD = 0.5
 DISK_EDGE_SIGMA = 1.0
@@ -45,8 +46,9 @@ DISK_EDGE_SIGMA = 1.0
 # object there unobservable and its phase undefined.
 DISK_FLOOR = 1e-9
 
-# Defocused aperture (docs/probe.md): the pupil's hard edge is softened by a Gaussian of this
-# many frequency pixels, so the real-space probe has no sinc tails that wrap around the patch.
+# Defocused aperture (docs/twin.md, 'The default probe'): the pupil's hard edge is softened by
+# a Gaussian of this many frequency pixels, so the real-space probe has no sinc tails that wrap
+# around the patch.
 PUPIL_EDGE_SIGMA = 1.0
 # A beam whose geometric spread (defocus plus aberrations, see ``beam_spread_px``) reaches past
 # this fraction of N would wrap around the periodic N x N grid: refused at load.

@@ -17,7 +17,8 @@ MISSING = "—"
 
 @dataclass
 class Reference:
-    """Reference levels of one dataset (domain.md section 11): what trivial outputs score."""
+    """Reference levels of one dataset (docs/science.md, 'Reference levels'): what trivial
+    outputs score."""
 
     recipe_hash: str | None
     arms: list[str]
@@ -198,11 +199,11 @@ def signatures(inp: ReportInput) -> list[str]:
         out.append("- **Identical loss histories, different configs:** "
                    + ", ".join(f"`{a}`" for a in group)
                    + ". Arms meant to differ trained identically: a knob probably never reached "
-                     "training (domain.md 12.6).")
+                     "training (docs/science.md, 'Identical results across optimizers').")
     for group in inp.identical_amp_metrics:
         out.append("- **Identical amplitude metrics:** " + ", ".join(f"`{a}`" for a in group)
                    + ". Different runs scoring exactly alike is the signature of a constant "
-                     "(collapsed) output (domain.md 11).")
+                     "(collapsed) output (docs/science.md, 'Collapse').")
     if inp.flat_level_arms:
         out.append("- **At the flat-reconstruction level:** "
                    + ", ".join(f"`{a}`" for a in inp.flat_level_arms)

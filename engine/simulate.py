@@ -1,4 +1,5 @@
-"""Grid-lines simulation as pure functions: objects, scan geometry, diffraction (domain.md 2.1-2.8).
+"""Grid-lines simulation as pure functions: objects, scan geometry, diffraction (docs/science.md,
+'The grid-lines dataset').
 
 Every function takes arrays, sizes and an explicit ``numpy.random.Generator`` and returns arrays, so
 each step is testable on its own and the whole simulation is reproducible from the data seed.
@@ -90,7 +91,8 @@ def _chunks(total: int, chunk: int) -> Iterator[np.ndarray]:
 
 
 def patch_norm(amplitudes: np.ndarray, n: int, stride: int) -> float:
-    """norm_Y_I: mean over the split's patches of each patch's maximum amplitude (domain.md 2.6)."""
+    """norm_Y_I: mean over the split's patches of each patch's maximum amplitude (docs/science.md,
+    'Normalisation')."""
     norm = float(_patch_view(amplitudes, n, stride).max(axis=(-2, -1)).mean())
     if not norm > 0:
         raise DatasetError(
@@ -102,7 +104,8 @@ def patch_norm(amplitudes: np.ndarray, n: int, stride: int) -> float:
 def intensity_scale(
     amplitudes: np.ndarray, probe: np.ndarray, stride: int, nphotons: float
 ) -> float:
-    """s = sqrt(nphotons / mean over patches of sum |Y_I * |P||^2) (domain.md 2.7 step 1).
+    """s = sqrt(nphotons / mean over patches of sum |Y_I * |P||^2) (docs/science.md,
+    'Diffraction and shot noise').
 
     ``amplitudes`` are the training objects already divided by the training norm_Y_I. By Parseval
     the far field carries the same energy as the exit wave, so nphotons is the mean expected count

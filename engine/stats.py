@@ -6,9 +6,9 @@ could not be used. ``arm_stats`` turns that evidence into the ``stats.json`` obj
 ``engine.verdict.classify_run`` over the telemetry's own event records, the firings the detectors
 wrote live, so the dashboard, the console and this export tell one story.
 
-``stats.json`` keys are a superset of the original stats dump (domain.md section 8.4):
-``val_loss_best``, ``val_loss_final``, ``train_loss_final``, ``has_nan``, ``n_epochs``,
-``grad_norm_mean``/``_max``/``_min``, ``amp_``/``phase_`` ``mae``/``ssim``/``psnr``,
+``stats.json`` keys are a superset of the original stats dump (docs/science.md, 'Artifacts and
+the stats dump'): ``val_loss_best``, ``val_loss_final``, ``train_loss_final``, ``has_nan``,
+``n_epochs``, ``grad_norm_mean``/``_max``/``_min``, ``amp_``/``phase_`` ``mae``/``ssim``/``psnr``,
 ``norm_weights`` and ``norm_weight_near_zero``. Conventions:
 
 - Epoch numbers are 0-based, as in the telemetry (summary.md prints them 1-based, as the console).

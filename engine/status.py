@@ -2,8 +2,8 @@
 
 States written by the engine: [queued ->] running -> finished | failed | killed. States derived by
 readers: crashed (no final state and the pid is gone on this host) and stale (heartbeat too old
-and the pid cannot be checked from here). A dead run must never look alive (engineering-notes
-section 10).
+and the pid cannot be checked from here). A dead run must never look alive (docs/engineering.md,
+'Run states').
 """
 
 from __future__ import annotations

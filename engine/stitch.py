@@ -1,6 +1,7 @@
 """Stitching predicted patches back into an image, and the crop arithmetic that lines it up with GT.
 
-Convention (domain.md sections 2.5, 2.8 and 7), for gridsize 1 and "valid" patch extraction:
+Convention (docs/science.md, 'Scan grid and patch counts' and 'Stitching'), for gridsize 1 and
+"valid" patch extraction:
 
 - patches are N x N windows whose origins sit at ``stride * k`` along each axis, so an object of
   side ``object_size`` yields ``(object_size - N) // stride + 1`` patches per axis;
@@ -62,8 +63,8 @@ def stitch_patches(patches: np.ndarray, patches_per_axis: int, stride: int, N: i
 
     ``patches`` is (n_images * P * P, N, N) or (P * P, N, N), in scan order (image-major, then
     row-major: patch ``i * P + j`` has its origin at row ``i * stride``, column ``j * stride``).
-    Only the first image is stitched because only it is evaluated (domain.md section 7). ``N`` is
-    the patch size the caller expects; it is checked against the array so a transposed or
+    Only the first image is stitched because only it is evaluated (docs/science.md, 'Stitching').
+    ``N`` is the patch size the caller expects; it is checked against the array so a transposed or
     channel-last input fails here rather than producing a scrambled image.
     """
     patches = np.asarray(patches)

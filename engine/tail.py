@@ -1,7 +1,8 @@
 """Follow a growing JSONL file by byte offset: the file layer under the dashboard (no Textual).
 
 Per file we keep (device, inode, offset, carry, fingerprint) and, on every poll, open the path,
-``fstat`` it, and read only the bytes past the offset (engineering-notes section 9):
+``fstat`` it, and read only the bytes past the offset (docs/telemetry.md, 'Following a growing
+file'):
 
 - a size below the offset, or different first bytes, means the file was truncated or rewritten:
   everything read so far is void, so the poll says ``reset`` and starts again from byte 0;

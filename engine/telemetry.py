@@ -1,6 +1,6 @@
 """Append-only JSONL telemetry: record encoding, the one writer, and a tolerant reader.
 
-Strict JSON on every line (engineering-notes section 9): NaN and +-inf are not JSON, so each
+Strict JSON on every line (docs/telemetry.md, 'Guarantees'): NaN and +-inf are not JSON, so each
 non-finite float is written as ``null`` and named in the record's ``nonfinite`` object
 (JSON Pointer of the field, RFC 6901 -> "nan" | "inf" | "-inf"); ``decode_record`` restores them.
 JSON Pointers, not dotted paths: state-dict names such as ``encoder.0.layerscale`` contain dots. Losing the record

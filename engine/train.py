@@ -1,11 +1,13 @@
-"""The training loop of one arm, in plain PyTorch, readable top to bottom (domain.md section 6).
+"""The training loop of one arm, in plain PyTorch, readable top to bottom (docs/science.md,
+'Training loop').
 
 Seed -> dataset -> model -> physics -> optimizer, schedule, clipper -> header record -> per epoch:
 set the epoch's LR, training steps (step records), validation, schedule update, epoch record,
 history/status -> final evaluation on the last weights -> artifacts.
 
 Everything the loop does to the optimisation is read back from the live objects and written to
-the telemetry header, so a knob that did not arrive is visible (domain.md section 12).
+the telemetry header, so a knob that did not arrive is visible (docs/science.md, 'Knobs not
+passed through').
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from engine.telemetry import SCHEMA, TelemetryWriter
 from engine.twin import classify_branches
 
 # Step records are buffered on the device and copied to the host in one transfer every this many
-# steps (or at the epoch end): a per-step .item() would stall a GPU (engineering-notes 4.3).
+# steps (or at the epoch end): a per-step .item() would stall a GPU (docs/engineering.md,
+# 'Throughput on a GPU').
 STEP_FLUSH_EVERY = 32
 # Predicted-amplitude spread is measured on this many test patches (a fixed, scan-ordered batch).
 PROBE_BATCH = 64
@@ -157,7 +160,8 @@ def tensor_summary(t: torch.Tensor) -> dict:
 
 
 def stable_block_summaries(model: torch.nn.Module) -> tuple[dict, dict]:
-    """LayerScale gammas and normalisation weights, by state-dict name (domain.md section 8.4)."""
+    """LayerScale gammas and normalisation weights, by state-dict name (docs/science.md,
+    'Artifacts and the stats dump')."""
     layerscale, norms = {}, {}
     for name, p in model.named_parameters():
         if "layerscale" in name:
@@ -436,7 +440,11 @@ def _train(cfg: ArmConfig, run: RunDir, cache_dir: Path, device_name: str, log,
     n_train = x_train.shape[0]
     steps_per_epoch = math.ceil(n_train / tc.batch_size)
     border = stitch_border(cfg.data.N, cfg.data.test_stride)  # what stitching keeps
-    target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean())
+    # The output spread a healthy generator reaches: the truth's, divided by the physics gain of
+    # a full batch (under a gain g the generator must output object / g), so the collapse rule
+    # keeps its margin whatever the gain.
+    target_amp_std = float(amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean()
+                           / physics.gain_for(tc.batch_size))
     shuffle = torch.Generator().manual_seed(tc.seed)  # CPU generator: same order on any device
     step_rules = StepDetectors(cfg.detect)
     epoch_rules = EpochDetectors(cfg.detect, target_amp_std)

@@ -1,7 +1,7 @@
 """One verdict per arm, derived from its telemetry events and run state.
 
-Training health and process state are separate axes (engineering-notes section 10): a run can be
-running and already collapsed. The verdict answers the study's question, "did it train?".
+Training health and process state are separate axes (docs/engineering.md, 'Run states'): a run
+can be running and already collapsed. The verdict answers the study's question, "did it train?".
 
 Labels, by precedence: nan (a non-finite rule fired) > collapsed (constant output) > diverged
 (val loss far above its best) > failed (the process failed) > running > incomplete (killed,

@@ -176,7 +176,7 @@ RATIONALE = """\
 
 Each rule is a small state machine over one signal, with a warm-up, a patience and hysteresis
 (engine/detectors.py), fed live by the training loop and replayed by the exporter, so the console,
-the dashboard and the reports share one truth (engineering-notes section 11).
+the dashboard and the reports share one truth.
 
 | rule | signal | fires when | lineage |
 |---|---|---|---|
@@ -189,7 +189,15 @@ the dashboard and the reports share one truth (engineering-notes section 11).
 
 Adam's loss bumps at every epoch boundary and small nets have noisy step losses, so the step rules
 use long windows and log-space statistics instead of jump-against-previous-step tests, which fire
-constantly on such runs.
+constantly on such runs. Grad norms differ by orders of magnitude between arms, so the grad rule
+is a z-score against the arm's own history, never a fixed threshold; grad-norm spikes tend to
+come a step before loss spikes, so the dashboard shows the two curves together.
+
+`output_collapse` compares the predicted amplitude's spread with the ground truth's on the same
+fixed batch of test patches (`target_amp_std` in the telemetry header, docs/telemetry.md), so its
+threshold is a ratio that does not depend on the object's scale. No rule here sees a run that
+reconstructs the twin of the object: its loss and output spread look healthy. The final
+evaluation's twin fraction names such runs (docs/twin.md).
 """
 
 

@@ -2,7 +2,7 @@
 
 Columns and rows have explicit keys (``add_columns`` would give random keys and
 ``update_cell`` would then raise), and only the cells whose text changed are written, all in one
-``batch_update`` (engineering-notes section 8). The most useful columns come first, so an
+``batch_update`` (docs/engineering.md, 'Dashboard'). The most useful columns come first, so an
 80-column terminal shows arm, state, progress, losses and the loss sparkline; the rest scroll
 horizontally and are repeated in the info panel under the table.
 """

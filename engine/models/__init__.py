@@ -1,4 +1,4 @@
-"""Generators (domain.md section 5): ``build_model(cfg, N)`` and ``describe_model(model)``."""
+"""Generators (docs/science.md, 'Generators'): ``build_model`` and ``describe_model``."""
 
 from engine.models.registry import BUILDERS, build_model, describe_model
 

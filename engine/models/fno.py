@@ -1,4 +1,4 @@
-"""``fno``: the cascaded FNO (domain.md section 5.4).
+"""``fno``: the cascaded FNO (docs/science.md, 'fno').
 
 Lifter -> ``blocks`` plain blocks at full resolution -> 1x1 conv -> ``cnn_blocks`` x (3x3 conv +
 GELU) -> output head. About 0.66 M parameters at the defaults when counted the original way (one

@@ -1,4 +1,4 @@
-"""``hybrid`` and ``stable_hybrid``: the U-shaped neural operator (domain.md sections 5.5-5.6).
+"""``hybrid`` and ``stable_hybrid``: the U-shaped neural operator (docs/science.md, 'hybrid').
 
 Encoder level i works at N / 2^i with one spectral block, then (except after the last level) a
 2x2 stride-2 conv halves the resolution and doubles the channels, up to ``max_hidden_channels``.

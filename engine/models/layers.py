@@ -1,8 +1,8 @@
-"""Building blocks shared by the generators (domain.md section 5.3).
+"""Building blocks shared by the generators (docs/science.md, 'Spectral convolution', 'Blocks').
 
-The spectral convolution is our own (engineering-notes section 1): the original silently ran a
-one-corner fallback and stored unreachable weights at coarse levels, so every convention here is
-explicit and read back by ``describe_model``.
+The spectral convolution is our own: the original silently ran a one-corner fallback and stored
+unreachable weights at coarse levels, so every convention here is explicit and read back by
+``describe_model``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class SpectralConv2d(nn.Module):
 
     ``corners=2`` keeps rows [:m] and [-m:] (positive and negative vertical frequencies) and
     columns [:mc]; ``corners=1`` keeps rows [:m] only, the fallback the original ran by accident
-    (domain.md section 12, item 3). Modes are capped per level by ``spectral_mode_cap``.
+    (docs/science.md, 'One-corner spectral fallback'). Modes are capped per level by
+    ``spectral_mode_cap``.
 
     The weight is a real tensor of shape (corners * rows * cols, 2, in, out): modes in row-major
     order (top corner, then bottom corner), axis 1 the real and imaginary parts. Complex dtypes
@@ -224,7 +225,7 @@ class Lifter(nn.Module):
 
 class PtychoBlock(nn.Module):
     """y = x + GELU(Spectral(x) + Conv3x3(x)), with no normalisation (the original's "pre-norm"
-    documentation notwithstanding, domain.md section 5.3)."""
+    documentation notwithstanding; docs/science.md, 'Blocks')."""
 
     def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int,
                  impl: str = "dft"):
@@ -243,8 +244,8 @@ class StablePtychoBlock(nn.Module):
     norm's affine weight starts at 1, so the block starts near the identity but every parameter
     gets a gradient. ``zero_gamma`` (the older variant): no gamma, the norm's weight and bias start
     at 0, an exact identity at init; it was superseded because those weights could stay near zero
-    and leave a constant output (domain.md section 5.3). The parameter names ``norm.weight`` and
-    ``layerscale`` are what the training telemetry watches.
+    and leave a constant output (docs/science.md, 'Blocks'). The parameter names ``norm.weight``
+    and ``layerscale`` are what the training telemetry watches.
     """
 
     def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int,
@@ -271,7 +272,8 @@ class StablePtychoBlock(nn.Module):
 
 
 class InputTransform(nn.Module):
-    """Fixed transform of the diffraction amplitude before the generator (domain.md 5.1).
+    """Fixed transform of the diffraction amplitude before the generator (docs/science.md,
+    'Common contract').
 
     ``instancenorm`` is non-affine, so the transform never has parameters. No clamping: the
     amplitudes are non-negative by construction, and a negative input should show up as NaN

@@ -3,7 +3,8 @@
 ``build_model`` refuses geometry that cannot work with a ``ConfigError`` naming the knob, the
 value and what is allowed, before any weight exists (arms.py runs it on the meta device).
 ``describe_model`` reads everything from the live modules, never from the config, because the
-original study's worst bugs were settings that never reached the model (domain.md section 12).
+original study's worst bugs were settings that never reached the model (docs/science.md, 'Knobs
+not passed through').
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def describe_model(model: nn.Module) -> dict:
 
     ``parameters`` counts real numbers (a complex spectral weight counts twice);
     ``parameters_complex_as_one`` counts each complex weight once, the convention of the
-    original's logs and of domain.md table 5.7.
+    original's logs and of docs/science.md, 'Parameter counts'.
     """
     spectral = [(name, m) for name, m in model.named_modules() if isinstance(m, SpectralConv2d)]
     stable = [m for m in model.modules() if isinstance(m, StablePtychoBlock)]

@@ -1,4 +1,4 @@
-"""``cnn``: the PyTorch U-Net baseline (domain.md section 5.2).
+"""``cnn``: the PyTorch U-Net baseline (docs/science.md, 'cnn').
 
 A deliberate departure from the study, which compared against PtychoPINN's older TensorFlow
 encoder-decoder without skip connections: the U-Net is trained by the same loop as every other

@@ -1,4 +1,5 @@
-"""Grid-lines simulation, dataset assembly and the recipe-keyed cache (domain.md 2 and 12.5)."""
+"""Grid-lines simulation, dataset assembly and the recipe-keyed cache (docs/science.md, 'The
+grid-lines dataset')."""
 
 from __future__ import annotations
 

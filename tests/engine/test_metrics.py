@@ -70,7 +70,7 @@ def test_constant_reconstruction_gives_low_amplitude_ssim():
     gt = lines_object()
     metrics = compute_metrics(np.full_like(gt, 3.0), gt)
     # Deceptively moderate, not ~0: SSIM's local windows on the flat background match a flat
-    # image (domain.md section 11). Low next to 1, and the FRC exposes it plainly.
+    # image (docs/science.md, 'Reference levels'). Low next to 1, and the FRC exposes it plainly.
     assert metrics["ssim"][0] < 0.5
     assert metrics["frc50"][0] < 2  # a flat image recovers nothing beyond the mean
 

@@ -260,7 +260,8 @@ def test_cnn_accepts_a_one_pixel_bottleneck():
 
 def original_layout_count(model: torch.nn.Module) -> int:
     """Complex-as-one count the original would report: one corner, full 12 x 12 weights at every
-    level and 6 x 6 in the bottleneck (domain.md table 5.7), with our non-spectral layers."""
+    level and 6 x 6 in the bottleneck (docs/science.md, 'Parameter counts'), with our
+    non-spectral layers."""
     d = describe_model(model)
     spectral = sum(m.weight.numel() // 2 for m in model.modules() if isinstance(m, SpectralConv2d))
     non_spectral = d["parameters_complex_as_one"] - spectral

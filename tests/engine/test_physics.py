@@ -39,7 +39,8 @@ def test_forward_model_reproduces_the_simulators_noiseless_diffraction(dataset):
 
 
 def test_simulator_matches_an_independent_numpy_far_field(dataset):
-    # amplitude = fftshift(|FFT2(O * P)| / sqrt(H * W)), no padding (domain.md 2.7 and 3).
+    # amplitude = fftshift(|FFT2(O * P)| / sqrt(H * W)), no padding (docs/science.md,
+    # 'Forward model').
     split = dataset.train
     obj = split.amplitude[:5].astype(np.float64) * np.exp(1j * split.phase[:5])
     exit_wave = obj * dataset.probe.astype(np.complex128)

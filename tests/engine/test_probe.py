@@ -1,4 +1,5 @@
-"""The probe: ideal disk, file loading, smoothing, mask and normalisation (domain.md 2.4)."""
+"""The probe: ideal disk, file loading, smoothing, mask and normalisation (docs/science.md,
+'The probe')."""
 
 from __future__ import annotations
 
