@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from engine.config import ARCHITECTURES, ModelConfig  # noqa: E402
 from engine.models import build_model  # noqa: E402
+from engine.models.layers import SpectralConv2d  # noqa: E402
 from engine.physics import ForwardModel, get_loss  # noqa: E402
 from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
@@ -95,6 +96,34 @@ def check_physics() -> dict:
     obj = torch.polar(torch.rand(16, N, N), torch.rand(16, N, N) * 6.28 - 3.14)
     phys = ForwardModel(disk_probe(N))
     return {"physics_rel": rel(phys.cuda()(obj.cuda()), ForwardModel(disk_probe(N))(obj))}
+
+
+def check_spectral_impls(device: str = "cuda") -> list[dict]:
+    """The spectral layer through its two routes, on the CPU and on ``device``, from one weight.
+
+    ``dft`` (truncated DFT as matmuls) should agree everywhere to rounding. ``fft`` (rfft2 ->
+    zero-filled half-spectrum -> irfft2, the original's route) agrees with it on the CPU, whose
+    C2R uses only the real part of the kx = 0 and Nyquist columns; cuFFT's C2R treats those
+    non-Hermitian columns otherwise, which is what the original's GPU runs computed. One corner
+    makes the kx = 0 column non-Hermitian by construction, so that is where a gap shows.
+    """
+    rows = []
+    for corners, size, modes in ((1, 64, 12), (1, 8, 6), (2, 64, 12), (2, 8, 6)):
+        torch.manual_seed(corners * 100 + size)
+        layers = {impl: SpectralConv2d(16, 16, modes, (size, size), corners, impl)
+                  for impl in ("dft", "fft")}
+        layers["fft"].load_state_dict(layers["dft"].state_dict())
+        x = torch.randn(4, 16, size, size)
+        with torch.no_grad():
+            ref = layers["dft"](x)
+            row = {"corners": corners, "size": size, "modes": modes,
+                   "cpu_fft_vs_dft": rel(layers["fft"](x), ref)}
+            if device != "cpu":
+                for impl, layer in layers.items():
+                    row[f"{device}_{impl}_vs_cpu_dft"] = rel(
+                        copy.deepcopy(layer).to(device)(x.to(device)), ref)
+        rows.append(row)
+    return rows
 
 
 def check_determinism(steps: int = 20) -> dict:
@@ -202,9 +231,14 @@ def main() -> None:
     parser.add_argument("--skip-resume", action="store_true")
     parser.add_argument("--resume-only-on", metavar="DEVICE",
                         help="only the kill -9 / resume check, on DEVICE (a CPU smoke test)")
+    parser.add_argument("--spectral-only-on", metavar="DEVICE",
+                        help="only the spectral dft/fft comparison, on DEVICE (cpu: CPU alone)")
     args = parser.parse_args()
     if args.resume_only_on:
         print(json.dumps(check_resume(args.resume_only_on), indent=2))
+        return
+    if args.spectral_only_on:
+        print(json.dumps(check_spectral_impls(args.spectral_only_on), indent=2))
         return
     if not torch.cuda.is_available():
         sys.exit("gpu_check: CUDA is not available here")
@@ -212,6 +246,7 @@ def main() -> None:
               "cuda": torch.version.cuda}
     report["generators"] = check_generators()
     report.update(check_physics())
+    report["spectral_impls"] = check_spectral_impls()
     report["determinism"] = check_determinism()
     if not args.skip_resume:
         report["resume"] = check_resume()
@@ -222,6 +257,9 @@ def main() -> None:
         print(f"{r['arch']:14s} {r['mode']:15s} {r['output_rel']:11.2e} {r['loss_rel']:10.2e} "
               f"{r['grad_rel']:10.2e}")
     print(f"physics forward rel {report['physics_rel']:.2e}")
+    for r in report["spectral_impls"]:
+        print("spectral " + ", ".join(f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in r.items()))
     for arch, d in report["determinism"].items():
         print(f"determinism {arch}: identical={d['identical']} max|diff|={d['max_abs_diff']:.2e}")
     if "resume" in report:

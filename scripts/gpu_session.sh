@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lent-GPU session in one command (docs/benchmarks.md, "GPU"): training throughput alone on
-# the card, then the faithful Stage A study (four arms, four at a time through the device queue)
+# the card, then the Stage A study (its arms, four at a time through the device queue)
 # while the CUDA correctness checks run beside it; at the deadline unfinished arms are stopped
 # gracefully (resumable), the study is exported, and the evidence is packed into $OUT.
 #
@@ -15,7 +15,9 @@ BUDGET_S=${BUDGET_S:-520}
 DEVICE=${DEVICE:-cuda:0}
 STUDY_ARGS=${STUDY_ARGS:-}
 STUDY=${STUDY_DIR:-/tmp/stage_a}
-ARMS="arm_control arm_stable arm_stable_warmup arm_stable_lowlr"
+# The Stage A arms; add the seeds sweep's points (fnotui sweep seeds --list) or set
+# STUDY_ARGS="--profile original" to run the original's conditions instead.
+ARMS=${ARMS:-"arm_control arm_stable arm_stable_warmup arm_stable_lowlr arm_stable_warmup_unstepped"}
 PY=${PYTHON:-python3}
 export FNOTUI_QUEUE_DIR=${FNOTUI_QUEUE_DIR:-/tmp/fnotui-queue-session}
 mkdir -p "$OUT"
