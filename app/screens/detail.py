@@ -141,7 +141,10 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
                  style="dim")
         return t
     again = ", re-evaluated" if reevaluated else ""
-    t.append(f"final metrics, last epoch's weights ({source}{again})\n", style="bold")
+    # A run stopped by the user and re-scored says where its weights come from.
+    weights = (metrics if isinstance(metrics, dict) else record or {}).get("weights")
+    which = f"weights {weights}" if weights and weights != "last epoch" else "last epoch's weights"
+    t.append(f"final metrics, {which} ({source}{again})\n", style="bold")
     t.append(f"{'':7}" + "".join(f"{label:>10}" for label, _ in FINAL_COLUMNS) + "\n")
     for i, channel in enumerate(("amp", "phase")):
         t.append(f"  {channel:<5}")
