@@ -76,7 +76,7 @@ class DashboardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield ArmTable(id="arms")
+        yield ArmTable(names=list(self.app.store.arms), id="arms")
         yield Static(id="info")
         yield Footer()
 

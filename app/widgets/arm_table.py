@@ -23,6 +23,9 @@ from app.widgets.cells import (
 from engine.runstore import SPARK_BUCKETS, ArmSnapshot
 
 MARK = "●"
+# The arm column grows with the study's longest name up to this width (sweep points are long:
+# arm_stable_lowlr.seed-20260129); longer names lose their middle, not their distinguishing end.
+NAME_WIDTH_MAX = 28
 
 # key, label, width
 COLUMNS = (
@@ -42,11 +45,37 @@ COLUMNS = (
 )
 
 
-def row_cells(s: ArmSnapshot, marked: bool) -> dict[str, Text]:
-    """The text of every cell of one arm's row."""
+def name_width(names) -> int:
+    """Width of the arm column for these names: the default, up to NAME_WIDTH_MAX."""
+    default = next(w for k, _, w in COLUMNS if k == "arm")
+    return max(default, min(NAME_WIDTH_MAX, max((len(n) for n in names), default=0)))
+
+
+def middle_ellipsis(name: str, width: int) -> str:
+    """``name`` cut to ``width`` by dropping a middle part. A sweep point (arm.key-value...)
+    keeps its values whole and loses the middle of its arm name, so arms that share a prefix
+    stay apart: arm_st…_warmup.seed-20260129 and arm_st…stepped.seed-20260129."""
+    if len(name) <= width:
+        return name
+    arm, dot, point = name.partition(".")
+    if dot and len(point) + 1 <= width - 7:
+        return _cut_middle(arm, width - len(point) - 1) + "." + point
+    return _cut_middle(name, width)
+
+
+def _cut_middle(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def row_cells(s: ArmSnapshot, marked: bool, width: int | None = None) -> dict[str, Text]:
+    """The text of every cell of one arm's row (``width``: of the arm column)."""
     started = s.state != "not started" or s.n_steps > 0
     total = "?" if s.epochs_total is None else str(s.epochs_total)
-    name = Text(s.name, no_wrap=True, overflow="ellipsis")
+    shown = middle_ellipsis(s.name, width) if width else s.name
+    name = Text(shown, no_wrap=True, overflow="ellipsis")
     if not s.in_study:
         name.append(" (not in arms.toml)", style="dim")
     verdict = Text(s.verdict_text if started else "—",
@@ -81,8 +110,9 @@ class ArmTable(DataTable):
     # Rendered cells kept by content; cleared when it grows past this many entries.
     CELL_CACHE_SIZE = 4096
 
-    def __init__(self, **kwargs):
+    def __init__(self, names=(), **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.name_width = name_width(names)
         self.marked: set[str] = set()
         self._snapshots: dict[str, ArmSnapshot] = {}
         self._shown: dict[tuple[str, str], tuple] = {}
@@ -111,7 +141,7 @@ class ArmTable(DataTable):
 
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
-            self.add_column(label, width=width, key=key)
+            self.add_column(label, width=self.name_width if key == "arm" else width, key=key)
 
     def action_cursor_right(self) -> None:
         """Left and right move a whole column: at 80 columns the right-hand half of the table
@@ -151,7 +181,7 @@ class ArmTable(DataTable):
         with self.app.batch_update():
             for snap in snapshots:
                 self._snapshots[snap.name] = snap
-                cells = row_cells(snap, snap.name in self.marked)
+                cells = row_cells(snap, snap.name in self.marked, self.name_width)
                 if snap.name not in self.rows:
                     self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=snap.name)
                     for key, text in cells.items():

@@ -114,3 +114,18 @@ def test_half_block_image_renders_nan_and_empty_images():
             assert widget.render_line(0).cell_length == 30
 
     asyncio.run(main())
+
+
+def test_long_sweep_point_names_stay_distinguishable_in_the_arm_column():
+    from app.widgets.arm_table import NAME_WIDTH_MAX, middle_ellipsis, name_width
+
+    names = [f"{arm}.seed-{seed}" for arm in ("arm_stable_warmup", "arm_stable_warmup_unstepped",
+                                              "arm_stable_lowlr", "arm_stable")
+             for seed in (20260129, 20260130)]
+    width = name_width(["arm_control", *names])
+    assert width == NAME_WIDTH_MAX
+    shown = [middle_ellipsis(n, width) for n in names]
+    assert len(set(shown)) == len(names) and all(len(s) <= width for s in shown)
+    assert all(s.endswith(n[-14:]) for s, n in zip(shown, names))  # the seed stays whole
+    assert name_width(["arm_a", "arm_b"]) == 17  # short names keep the default width
+    assert middle_ellipsis("arm_control", width) == "arm_control"
