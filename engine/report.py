@@ -148,21 +148,31 @@ def arms_table(inp: ReportInput) -> list[str]:
             _phase(s, "phase_mae"), fmt(s.get("amp_psnr")), _phase(s, "phase_psnr"),
             fmt(s.get("amp_frc50")), _phase(s, "phase_frc50"),
         ])
+    # Image levels belong to a dataset, loss levels to a dataset *and* a validation set-up
+    # (batch, physics gain): several groups can share one dataset, whose image levels are then
+    # shown once, and loss rows name their arms when the dataset alone does not tell them apart.
+    datasets = [r.recipe_hash for r in inp.references]
+    shown_images: set = set()
     for ref in inp.references:
-        tag = "" if len(inp.references) == 1 else f" [{(ref.recipe_hash or '?')[:8]}]"
-        if ref.flat is not None:
+        tag = "" if len(set(datasets)) == 1 else f" [{(ref.recipe_hash or '?')[:8]}]"
+        loss_tag = tag
+        if datasets.count(ref.recipe_hash) > 1:
+            loss_tag = f"{tag} ({', '.join(f'`{a}`' for a in ref.arms)})"
+        image_levels = ref.recipe_hash not in shown_images
+        shown_images.add(ref.recipe_hash)
+        if ref.flat is not None and image_levels:
             rows.append([f"*flat reconstruction*{tag}", "reference", "—", "", "", "", "",
                          "0×", "", ""] + _level_cells(ref.flat))
-        if ref.twin is not None:
+        if ref.twin is not None and image_levels:
             cells = _level_cells(ref.twin)
             cells[1] = "1"  # it is the twin
             rows.append([f"*all-twin reconstruction*{tag}", "reference", "—", "", "", "", "",
                          "1×", "", "1"] + cells)
         if ref.constant_val_loss is not None:
-            rows.append([f"*best constant output*{tag}", "reference", "—", "", "",
+            rows.append([f"*best constant output*{loss_tag}", "reference", "—", "", "",
                          fmt(ref.constant_val_loss), "1×", "0×"] + [""] * (METRIC_COLUMNS + 2))
         if ref.true_object_val_loss is not None:
-            rows.append([f"*true object (noise floor)*{tag}", "reference", "—", "", "",
+            rows.append([f"*true object (noise floor)*{loss_tag}", "reference", "—", "", "",
                          fmt(ref.true_object_val_loss),
                          _ratio(ref.true_object_val_loss, ref.constant_val_loss), "1×"]
                         + [""] * (METRIC_COLUMNS + 2))
@@ -320,7 +330,8 @@ def render_summary(inp: ReportInput) -> str:
     lines += [f"Generated {inp.generated} from `{inp.arms_file}`{profile}; runs in "
               f"`{inp.output_dir}`. Epochs are counted from 1, as on the console (the JSON files "
               f"count from 0, like the telemetry). Final metrics are of each run's last-epoch "
-              f"weights. Verdicts: " + ", ".join(f"{sym} {label}" for label, sym in
+              f"weights (a run stopped with fnotui stop and re-scored: its weights at the stop). "
+              f"Verdicts: " + ", ".join(f"{sym} {label}" for label, sym in
                                                  SYMBOLS.items()) + ".", ""]
     lines += ["## Arms", ""] + arms_table(inp) + [""]
     refs = references_text(inp)

@@ -69,3 +69,20 @@ def test_replicates_that_differ_only_in_seed_are_reported_per_seed():
     section = text.split("## Outcomes per seed")[1].split("\n## ")[0]
     assert "**3 seeds of one set-up** (1 twin, 1 healthy, 1 mixed twin" in section
     assert "| `a.seed-2` | 2 | ✔ healthy |" in section
+
+
+def test_groups_sharing_a_dataset_show_its_image_levels_once_and_name_their_loss_levels():
+    stats = [arm("g1", twin_verdict(None, 1.0), None, 1.0, 0.1),
+             arm("g16", twin_verdict(None, 1.0), None, 1.0, 0.1)]
+    refs = [Reference(recipe_hash="abc", arms=[name], flat=level(0.28, 0.56),
+                      twin=level(0.10, 0.50), constant_val_loss=c, true_object_val_loss=f,
+                      source="test")
+            for name, c, f in (("g1", 0.25, 0.003), ("g16", 0.26, 0.05))]
+    text = render_summary(ReportInput(study="s", generated="now", arms_file="arms.toml",
+                                      output_dir="runs", profile=None, stats=stats,
+                                      references=refs))
+    rows = [line for line in text.splitlines() if line.startswith("| *")]
+    assert sum(r.startswith("| *flat reconstruction*") for r in rows) == 1
+    assert sum(r.startswith("| *all-twin reconstruction*") for r in rows) == 1
+    assert any(r.startswith("| *best constant output* (`g1`)") for r in rows)
+    assert any(r.startswith("| *true object (noise floor)* (`g16`)") for r in rows)
