@@ -129,7 +129,7 @@ def test_evaluate_rescores_an_old_run_and_appends_a_marked_record(study):
 
     stats = subprocess.run([sys.executable, "-c", (
         "from engine.stats import arm_stats, read_run; import json, sys; "
-        f"s = arm_stats(read_run('tiny', sys.argv[1])); print(json.dumps(s))"), str(run)],
+        "s = arm_stats(read_run('tiny', sys.argv[1])); print(json.dumps(s))"), str(run)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     s = json.loads(stats.stdout)
     assert s["amp_ssim_vs_twin"] == pytest.approx(twin["metrics"]["ssim"][0])
