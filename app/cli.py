@@ -161,15 +161,14 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def cmd_list(args, only: list[str] | None = None) -> int:
+def cmd_list(args) -> int:
     from engine.errors import ConfigError
     from engine.status import read_status, run_state
 
     try:
         study = _load(args)
-        names = only if only is not None else list(study.arms)
-        if only is None and getattr(args, "sweep", None):
-            names = study.sweep(args.sweep)
+        sweep = getattr(args, "sweep", None)  # fnotui sweep NAME --list
+        names = study.sweep(sweep) if sweep else list(study.arms)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -317,6 +316,17 @@ def cmd_export(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _load_named(args, validate_models: bool = False):
+    """(study, names) for the subcommands that act on named arms: each name checked (an arm or
+    a sweep point) before anything acts. Raises ConfigError."""
+    from engine.arms import load_study
+
+    study = load_study(args.arms, profile=args.profile,
+                       overrides=getattr(args, "overrides", None), output_dir=args.out,
+                       validate_models=validate_models)
+    return study, [study.arm(name).name for name in args.arms_names]
+
+
 def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("arms_names", nargs="+", metavar="ARM")
     p.add_argument("--arms", default="arms.toml", metavar="FILE",
@@ -361,7 +371,6 @@ def _each_arm(names: list[str], act, refused: type[Exception]) -> int:
 
 
 def cmd_launch(argv: list[str]) -> int:
-    from engine.arms import load_study
     from engine.errors import ConfigError
     from engine.launch import LaunchError, last_log_line, launch_detached, wait_started
     from engine.train import resolve_devices
@@ -369,9 +378,7 @@ def cmd_launch(argv: list[str]) -> int:
     args = build_launch_parser().parse_args(argv)
     mode = "resume" if args.resume else "restart" if args.restart else None
     try:
-        study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
-                           output_dir=args.out)
-        names = [study.arm(name).name for name in args.arms_names]
+        study, names = _load_named(args, validate_models=True)
         devices = resolve_devices(args.device)
     except ConfigError as exc:
         _err(str(exc))
@@ -397,7 +404,6 @@ def cmd_launch(argv: list[str]) -> int:
 
 
 def cmd_stop(argv: list[str]) -> int:
-    from engine.arms import load_study
     from engine.errors import ConfigError
     from engine.launch import LaunchError, stop_run
 
@@ -409,9 +415,7 @@ def cmd_stop(argv: list[str]) -> int:
     _study_args(p)
     args = p.parse_args(argv)
     try:
-        study = load_study(args.arms, profile=args.profile, output_dir=args.out,
-                           validate_models=False)
-        names = [study.arm(name).name for name in args.arms_names]
+        study, names = _load_named(args)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -424,11 +428,12 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
         prog="fnotui evaluate",
         description="Re-score finished runs with the current evaluation code: rebuild each "
                     "arm's generator from its config.json and model.pt (the last epoch's "
-                    "weights), load its dataset from the study cache, and rewrite metrics.json "
-                    "and recon.npz; a metrics record marked reevaluated is appended to its "
-                    "telemetry. An arm whose engine is alive, or whose run did not finish, is "
-                    "refused and left untouched (exit 2). Run fnotui export afterwards to "
-                    "refresh stats.json and summary.md.")
+                    "weights, or for a run stopped with fnotui stop the weights at the stop, "
+                    "which the metrics then name), load its dataset from the study cache, and "
+                    "rewrite metrics.json and recon.npz; a metrics record marked reevaluated is "
+                    "appended to its telemetry. An arm whose engine is alive, or whose run "
+                    "failed or crashed, is refused and left untouched (exit 2). Run fnotui "
+                    "export afterwards to refresh stats.json and summary.md.")
     _study_args(p)
     p.add_argument("--device", default="cpu",
                    help="where to predict (default cpu: a study may be training on the GPUs, "
@@ -437,16 +442,13 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from engine.arms import load_study
     from engine.errors import ConfigError, FnotuiError, RunLockedError
     from engine.reevaluate import reevaluate_run
     from engine.rundir import data_cache_dir
 
     args = build_evaluate_parser().parse_args(argv)
     try:
-        study = load_study(args.arms, profile=args.profile, output_dir=args.out,
-                           validate_models=False)
-        names = [study.arm(name).name for name in args.arms_names]
+        study, names = _load_named(args)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT

@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from engine.config import (
 )
 from engine.errors import ConfigError
 from engine.probe import BUILT_IN_PROBES
+from engine.rundir import RUN_NAME_RE
 from engine.sweeps import SweepPoint, parse_sweeps
 
 if sys.version_info >= (3, 11):
@@ -47,8 +47,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-# Arm names become directory names: keep them to a portable, shell-safe alphabet.
-ARM_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+ARM_NAME_RE = RUN_NAME_RE  # arm names become directory names
 STUDY_KEYS = ("name", "output_dir")
 TOP_LEVEL_TABLES = ("study", "data", "defaults", "detect", "arms", "profiles", "sweeps")
 

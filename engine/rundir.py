@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,10 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.root / "run.log"
+
+
+# Run names (arms and sweep points) become directory names: a portable, shell-safe alphabet.
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def data_cache_dir(output_dir: Path) -> Path:

@@ -464,15 +464,15 @@ def constant_output_val_loss(diffraction: np.ndarray, probe: np.ndarray, loss_mo
     """
     import torch
 
-    from engine.physics import ForwardModel, get_loss
+    from engine.physics import ForwardModel, far_field_amplitude, get_loss
 
     loss_fn = get_loss(loss_mode)
     physics = ForwardModel(torch.from_numpy(np.asarray(probe)), gain, gain_mode)
     y = torch.from_numpy(np.ascontiguousarray(diffraction, dtype=np.float32))
     with torch.no_grad():
-        # The far field of a unit object without any gain; each batch applies its own.
-        unit = physics(torch.ones((1,) + tuple(y.shape[-2:]), dtype=torch.complex64))[0]
-        unit = unit / physics.gain_for(1)
+        # The far field of a unit object (the probe's own) without any gain; each batch
+        # applies its own gain below.
+        unit = far_field_amplitude(physics.probe)
 
         def loss(log_c: float) -> float:
             values = []

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.rundir import RUN_NAME_RE
 
 SECTIONS = ("data", "detect")
-_NAME_SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def parse_sweeps(path: Path, raw: Any, arm_names: list[str], check_value) -> lis
                     text = format_value(v)
                 except ValueError as exc:
                     raise ConfigError(f"{where[:-1]}.grid]: key {key!r}: {exc}") from None
-                if not _NAME_SAFE.match(text):
+                if not RUN_NAME_RE.match(text):
                     raise ConfigError(
                         f"{where[:-1]}.grid]: key {key!r} value {v!r} cannot be part of a run "
                         f"name; allowed: values spelled with letters, digits, '_', '.' and '-'")

@@ -21,6 +21,7 @@ from engine.reevaluate import reevaluate_run
 from engine.rundir import RunDir, data_cache_dir
 from engine.status import RunLock
 from engine.telemetry import encode_record, iter_records
+from tests.test_cli_e2e import fnotui
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 pytestmark = pytest.mark.slow
@@ -53,11 +54,6 @@ seed = 3
 [arms.never_ran]
 """
 EVIDENCE = ("metrics.json", "recon.npz", "telemetry.jsonl", "status.json")
-
-
-def fnotui(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @pytest.fixture(scope="module")

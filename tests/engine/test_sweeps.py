@@ -8,18 +8,17 @@ import pytest
 
 from engine.arms import load_study
 from engine.errors import ConfigError
+from tests.tiny import TINY_DATA, TINY_GENERATOR
 
-BASE = """
+BASE = f"""
 [data]
-N = 32
-object_size = 64
-n_lines = 20
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 
 [defaults]
 fno_width = 8
-fno_blocks = 2
+{TINY_GENERATOR}
 epochs = 3
 
 [arms.a]

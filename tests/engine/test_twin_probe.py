@@ -19,6 +19,7 @@ from engine.errors import ConfigError
 from engine.physics import ForwardModel, far_field_amplitude
 from engine.probe import TWIN_SYMMETRY_WARN, build_probe, twin_symmetry
 from engine.simulate import extract_patches, make_lines_object, object_phase
+from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 N = 64
 
@@ -111,17 +112,15 @@ def test_every_probe_knob_changes_the_probe():
 
 # --- arms.toml: bad probe knobs are refused, an ambiguous probe is a warning ------------------
 
-STUDY = """
+STUDY = f"""
 [data]
-N = 32
-object_size = 64
-n_lines = 20
+{TINY_DATA}
 train_stride = 8
 test_stride = 8
 
 [defaults]
 fno_width = 8
-fno_blocks = 2
+{TINY_GENERATOR}
 epochs = 3
 
 [arms.a]
