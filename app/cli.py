@@ -50,44 +50,79 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     action = p.add_mutually_exclusive_group()
-    action.add_argument("--run", nargs="+", metavar="ARM", help="train these arms, one after the other")
+    action.add_argument(
+        "--run", nargs="+", metavar="ARM", help="train these arms, one after the other"
+    )
     action.add_argument("--list", action="store_true", help="list arms and their run state")
-    p.add_argument("--arms", default="arms.toml", metavar="FILE",
-                   help="arms file (default: ./arms.toml)")
+    p.add_argument(
+        "--arms", default="arms.toml", metavar="FILE", help="arms file (default: ./arms.toml)"
+    )
     p.add_argument("--out", metavar="DIR", help="output directory (overrides [study] output_dir)")
-    p.add_argument("--profile", metavar="NAME",
-                   help="apply [profiles.NAME] of the arms file (e.g. quick)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a knob for every selected arm; repeatable; data knobs as "
-                        "data.KEY (e.g. --set epochs=2 --set data.train_stride=32)")
-    p.add_argument("--device", default="auto",
-                   help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...; with "
-                        "--max-parallel a list (cuda:0,cuda:1) and auto means every GPU")
-    p.add_argument("--max-parallel", type=_positive_int, metavar="N",
-                   help="wait in the device queue until fewer than N engines use the device "
-                        "(--run; arms launched from the dashboard always queue, default 1)")
+    p.add_argument(
+        "--profile", metavar="NAME", help="apply [profiles.NAME] of the arms file (e.g. quick)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a knob for every selected arm; repeatable; data knobs as "
+        "data.KEY (e.g. --set epochs=2 --set data.train_stride=32)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...; with "
+        "--max-parallel a list (cuda:0,cuda:1) and auto means every GPU",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        metavar="N",
+        help="wait in the device queue until fewer than N engines use the device "
+        "(--run; arms launched from the dashboard always queue, default 1)",
+    )
     remote = p.add_argument_group("following a study on another machine (no open ports)")
-    remote.add_argument("--remote", metavar="[USER@]HOST[:DIR]",
-                        help="run the dashboard here and follow the study in DIR on HOST "
-                             "through ssh (remote: fnotui stream); reconnects after a drop; "
-                             "--arms/--profile/--out are read on the remote side")
-    remote.add_argument("--ssh", metavar="CMD",
-                        help="ssh command line (default: $FNOTUI_SSH or ssh), e.g. "
-                             "\"ssh -p 2222 -i ~/.ssh/gpu\"")
-    remote.add_argument("--remote-fnotui", default="fnotui", metavar="CMD",
-                        help="fnotui on the remote host (default: fnotui on its PATH), e.g. "
-                             "'~/fnotui/.venv/bin/fnotui' (quoted: the remote shell expands ~)")
-    remote.add_argument("--mirror", metavar="DIR",
-                        help="local copy of the remote run files (default: "
-                             "~/.cache/fnotui/remote/HOST-HASH)")
-    p.add_argument("--color-system", choices=("auto", "standard", "256", "truecolor"),
-                   help="dashboard colours (default: auto, from the terminal); over ssh, "
-                        "COLORTERM is not forwarded, so try 256 or truecolor explicitly")
+    remote.add_argument(
+        "--remote",
+        metavar="[USER@]HOST[:DIR]",
+        help="run the dashboard here and follow the study in DIR on HOST "
+        "through ssh (remote: fnotui stream); reconnects after a drop; "
+        "--arms/--profile/--out are read on the remote side",
+    )
+    remote.add_argument(
+        "--ssh",
+        metavar="CMD",
+        help='ssh command line (default: $FNOTUI_SSH or ssh), e.g. "ssh -p 2222 -i ~/.ssh/gpu"',
+    )
+    remote.add_argument(
+        "--remote-fnotui",
+        default="fnotui",
+        metavar="CMD",
+        help="fnotui on the remote host (default: fnotui on its PATH), e.g. "
+        "'~/fnotui/.venv/bin/fnotui' (quoted: the remote shell expands ~)",
+    )
+    remote.add_argument(
+        "--mirror",
+        metavar="DIR",
+        help="local copy of the remote run files (default: ~/.cache/fnotui/remote/HOST-HASH)",
+    )
+    p.add_argument(
+        "--color-system",
+        choices=("auto", "standard", "256", "truecolor"),
+        help="dashboard colours (default: auto, from the terminal); over ssh, "
+        "COLORTERM is not forwarded, so try 256 or truecolor explicitly",
+    )
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue each arm from its last epoch-end checkpoint")
-    again.add_argument("--restart", action="store_true",
-                       help="move an arm's earlier run to <output_dir>/.archive/ and start over")
+    again.add_argument(
+        "--resume", action="store_true", help="continue each arm from its last epoch-end checkpoint"
+    )
+    again.add_argument(
+        "--restart",
+        action="store_true",
+        help="move an arm's earlier run to <output_dir>/.archive/ and start over",
+    )
     return p
 
 
@@ -106,17 +141,18 @@ def _err(message: str) -> None:
 
 
 def _load(args):
-    from engine.arms import load_study
+    from engine.study.arms import load_study
 
-    return load_study(args.arms, profile=args.profile, overrides=args.overrides,
-                      output_dir=args.out)
+    return load_study(
+        args.arms, profile=args.profile, overrides=args.overrides, output_dir=args.out
+    )
 
 
 def cmd_run(args) -> int:
     from engine.errors import ConfigError, Dequeued, FnotuiError, RunLockedError
-    from engine.rundir import data_cache_dir
-    from engine.status import archive_run
-    from engine.train import resolve_device, resolve_devices, train_arm
+    from engine.runs.rundir import data_cache_dir
+    from engine.runs.status import archive_run
+    from engine.training.train import resolve_device, resolve_devices, train_arm
 
     try:
         study = _load(args)
@@ -136,9 +172,15 @@ def cmd_run(args) -> int:
                 archived = archive_run(study.output_dir, cfg.name)
                 if archived:
                     print(f"fnotui: moved the earlier run to {archived}", flush=True)
-            result = train_arm(cfg, study.run_dir(cfg.name), cache_dir=cache, device=args.device,
-                               log=lambda m: print(m, flush=True), resume=args.resume,
-                               max_parallel=args.max_parallel)
+            result = train_arm(
+                cfg,
+                study.run_dir(cfg.name),
+                cache_dir=cache,
+                device=args.device,
+                log=lambda m: print(m, flush=True),
+                resume=args.resume,
+                max_parallel=args.max_parallel,
+            )
         except Dequeued as exc:
             _err(str(exc))
             return EXIT_INTERRUPTED
@@ -155,15 +197,18 @@ def cmd_run(args) -> int:
             _err(f"arm {cfg.name!r} interrupted")
             return EXIT_INTERRUPTED
         if result.state != "finished":
-            print(f"fnotui: {cfg.name} stopped after {result.epochs_done} epochs; "
-                  f"model, history and status saved", flush=True)
+            print(
+                f"fnotui: {cfg.name} stopped after {result.epochs_done} epochs; "
+                f"model, history and status saved",
+                flush=True,
+            )
             return EXIT_INTERRUPTED
     return EXIT_OK
 
 
 def cmd_list(args) -> int:
     from engine.errors import ConfigError
-    from engine.status import read_status, run_state
+    from engine.runs.status import read_status, run_state
 
     try:
         study = _load(args)
@@ -179,11 +224,16 @@ def cmd_list(args) -> int:
         run_dir = study.run_dir(name)
         state = run_state(run_dir)
         st = read_status(run_dir) or {}
-        progress = f"epoch {st.get('epoch', 0)}/{st.get('epochs', cfg.train.epochs)}" \
-            if state != "not started" else f"{cfg.train.epochs} epochs"
-        print(f"  {name:<{width}}  {state:<11}  {progress:<14}  {cfg.model.architecture}, "
-              f"{cfg.train.optimizer} lr {cfg.train.lr:g}, {cfg.train.scheduler}, "
-              f"clip {cfg.train.clip_algorithm + ' ' + format(cfg.train.grad_clip, 'g') if cfg.train.grad_clip > 0 else 'off'}")
+        progress = (
+            f"epoch {st.get('epoch', 0)}/{st.get('epochs', cfg.train.epochs)}"
+            if state != "not started"
+            else f"{cfg.train.epochs} epochs"
+        )
+        print(
+            f"  {name:<{width}}  {state:<11}  {progress:<14}  {cfg.model.architecture}, "
+            f"{cfg.train.optimizer} lr {cfg.train.lr:g}, {cfg.train.scheduler}, "
+            f"clip {cfg.train.clip_algorithm + ' ' + format(cfg.train.grad_clip, 'g') if cfg.train.grad_clip > 0 else 'off'}"
+        )
     return EXIT_OK
 
 
@@ -192,10 +242,15 @@ def _connect_remote(args):
     import os
     import shlex
 
-    from engine.arms import load_study
     from engine.errors import ConfigError
-    from engine.remote import (RemoteControl, RemoteError, RemoteMirror, Target,
-                               default_mirror_root)
+    from engine.live.remote import (
+        RemoteControl,
+        RemoteError,
+        RemoteMirror,
+        Target,
+        default_mirror_root,
+    )
+    from engine.study.arms import load_study
 
     try:
         target = Target.parse(args.remote)
@@ -210,15 +265,23 @@ def _connect_remote(args):
     if args.out:
         study_args += ["--out", args.out]
     ssh = shlex.split(args.ssh or os.environ.get("FNOTUI_SSH") or "ssh")
-    mirror = RemoteMirror(target, Path(args.mirror) if args.mirror else
-                          default_mirror_root(target, study_args), ssh=ssh,
-                          fnotui=args.remote_fnotui, stream_args=study_args)
-    print(f"fnotui: connecting to {target.label} through {ssh[0]}…", file=sys.stderr,
-          flush=True)
+    mirror = RemoteMirror(
+        target,
+        Path(args.mirror) if args.mirror else default_mirror_root(target, study_args),
+        ssh=ssh,
+        fnotui=args.remote_fnotui,
+        stream_args=study_args,
+    )
+    print(f"fnotui: connecting to {target.label} through {ssh[0]}…", file=sys.stderr, flush=True)
     try:
         mirror.start()
-        study = load_study(mirror.arms_file, profile=args.profile, overrides=args.overrides,
-                           output_dir=mirror.runs_dir, validate_models=False)
+        study = load_study(
+            mirror.arms_file,
+            profile=args.profile,
+            overrides=args.overrides,
+            output_dir=mirror.runs_dir,
+            validate_models=False,
+        )
     except RemoteError as exc:
         _err(str(exc))
         return EXIT_RUN_FAILED
@@ -237,8 +300,8 @@ def cmd_dashboard(args) -> int:
     # COLORTERM, so a truecolor terminal reached over ssh is seen as 256 colours anyway.
     if args.color_system:
         os.environ["TEXTUAL_COLOR_SYSTEM"] = args.color_system
-    from engine.arms import load_study
     from engine.errors import ConfigError
+    from engine.study.arms import load_study
 
     remote = None
     arms_file = Path(args.arms)
@@ -249,14 +312,19 @@ def cmd_dashboard(args) -> int:
         study, arms_file, remote = connected
     else:
         try:
-            study = load_study(args.arms, profile=args.profile, overrides=args.overrides,
-                               output_dir=args.out, validate_models=False)
+            study = load_study(
+                args.arms,
+                profile=args.profile,
+                overrides=args.overrides,
+                output_dir=args.out,
+                validate_models=False,
+            )
         except ConfigError as exc:
             _err(str(exc))
             return EXIT_BAD_INPUT
     import threading
 
-    from engine.runstore import RunStore
+    from engine.live.runstore import RunStore
 
     # The first read (possibly a million records) runs while Textual is imported and set up.
     store = RunStore.from_study(study)
@@ -264,10 +332,18 @@ def cmd_dashboard(args) -> int:
     preload.start()
     from app.tui import FnotuiApp
 
-    app = FnotuiApp(study, arms_file=arms_file, profile=args.profile,
-                    out=Path(args.out) if args.out else None, device=args.device,
-                    max_parallel=args.max_parallel or 1, remote=remote,
-                    overrides=args.overrides, store=store, preload=preload)
+    app = FnotuiApp(
+        study,
+        arms_file=arms_file,
+        profile=args.profile,
+        out=Path(args.out) if args.out else None,
+        device=args.device,
+        max_parallel=args.max_parallel or 1,
+        remote=remote,
+        overrides=args.overrides,
+        store=store,
+        preload=preload,
+    )
     try:
         app.run()
     finally:
@@ -280,35 +356,48 @@ def build_export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fnotui export",
         description="Write stats.json per arm, the study metrics table and summary.md (with "
-                    "figures); runs that are missing, partial or still in progress are used as "
-                    "far as possible and listed as problems.")
-    p.add_argument("--arms", default="arms.toml", metavar="FILE",
-                   help="arms file (default: ./arms.toml)")
+        "figures); runs that are missing, partial or still in progress are used as "
+        "far as possible and listed as problems.",
+    )
+    p.add_argument(
+        "--arms", default="arms.toml", metavar="FILE", help="arms file (default: ./arms.toml)"
+    )
     p.add_argument("--profile", metavar="NAME", help="export the runs of [profiles.NAME]")
-    p.add_argument("--runs", metavar="DIR",
-                   help="study output directory to read (overrides [study] output_dir)")
-    p.add_argument("--out", metavar="DIR",
-                   help="report directory (default: <study output dir>/report)")
-    p.add_argument("--bundle", metavar="DIR",
-                   help="also archive every arm's evidence (config, history, metrics, stats, "
-                        "checkpoint, telemetry, run.log) into DIR")
+    p.add_argument(
+        "--runs",
+        metavar="DIR",
+        help="study output directory to read (overrides [study] output_dir)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="report directory (default: <study output dir>/report)"
+    )
+    p.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="also archive every arm's evidence (config, history, metrics, stats, "
+        "checkpoint, telemetry, run.log) into DIR",
+    )
     return p
 
 
 def cmd_export(argv: list[str]) -> int:
-    from engine.arms import load_study
     from engine.errors import ConfigError
-    from engine.export import export_study
+    from engine.reporting.export import export_study
+    from engine.study.arms import load_study
 
     args = build_export_parser().parse_args(argv)
     try:
-        study = load_study(args.arms, profile=args.profile, output_dir=args.runs,
-                           validate_models=False)
+        study = load_study(
+            args.arms, profile=args.profile, output_dir=args.runs, validate_models=False
+        )
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
-    result = export_study(study, Path(args.out) if args.out else None,
-                          bundle=Path(args.bundle) if args.bundle else None)
+    result = export_study(
+        study,
+        Path(args.out) if args.out else None,
+        bundle=Path(args.bundle) if args.bundle else None,
+    )
     for path in result.files:
         print(f"wrote {path}")
     for problem in result.problems:
@@ -319,18 +408,23 @@ def cmd_export(argv: list[str]) -> int:
 def _load_named(args, validate_models: bool = False):
     """(study, names) for the subcommands that act on named arms: each name checked (an arm or
     a sweep point) before anything acts. Raises ConfigError."""
-    from engine.arms import load_study
+    from engine.study.arms import load_study
 
-    study = load_study(args.arms, profile=args.profile,
-                       overrides=getattr(args, "overrides", None), output_dir=args.out,
-                       validate_models=validate_models)
+    study = load_study(
+        args.arms,
+        profile=args.profile,
+        overrides=getattr(args, "overrides", None),
+        output_dir=args.out,
+        validate_models=validate_models,
+    )
     return study, [study.arm(name).name for name in args.arms_names]
 
 
 def _study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("arms_names", nargs="+", metavar="ARM")
-    p.add_argument("--arms", default="arms.toml", metavar="FILE",
-                   help="arms file (default: ./arms.toml)")
+    p.add_argument(
+        "--arms", default="arms.toml", metavar="FILE", help="arms file (default: ./arms.toml)"
+    )
     p.add_argument("--out", metavar="DIR", help="output directory (overrides [study] output_dir)")
     p.add_argument("--profile", metavar="NAME", help="apply [profiles.NAME] of the arms file")
 
@@ -339,18 +433,33 @@ def build_launch_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fnotui launch",
         description="Start each arm as a detached engine (its own session: it survives this "
-                    "shell, the dashboard and an ssh hang-up); output goes to the arm's run.log. "
-                    "Engines wait in the device queue, first come first served, until a device "
-                    "has fewer than --max-parallel busy slots. An arm that is queued or "
-                    "running is refused.")
+        "shell, the dashboard and an ssh hang-up); output goes to the arm's run.log. "
+        "Engines wait in the device queue, first come first served, until a device "
+        "has fewer than --max-parallel busy slots. An arm that is queued or "
+        "running is refused.",
+    )
     _study_args(p)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a knob, as for --run")
-    p.add_argument("--device", default="auto",
-                   help="where the arms may train: auto (every GPU, else the CPU), cpu, cuda:1, "
-                        "or a list such as cuda:0,cuda:1 (each arm takes the first free one)")
-    p.add_argument("--max-parallel", type=_positive_int, default=1, metavar="N",
-                   help="engines at a time per device (default 1); the others wait, queued")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a knob, as for --run",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where the arms may train: auto (every GPU, else the CPU), cpu, cuda:1, "
+        "or a list such as cuda:0,cuda:1 (each arm takes the first free one)",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="engines at a time per device (default 1); the others wait, queued",
+    )
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     again.add_argument("--restart", action="store_true", help="archive the earlier run first")
@@ -371,9 +480,9 @@ def _each_arm(names: list[str], act, refused: type[Exception]) -> int:
 
 
 def cmd_launch(argv: list[str]) -> int:
+    from engine.control.launch import LaunchError, last_log_line, launch_detached, wait_started
     from engine.errors import ConfigError
-    from engine.launch import LaunchError, last_log_line, launch_detached, wait_started
-    from engine.train import resolve_devices
+    from engine.training.train import resolve_devices
 
     args = build_launch_parser().parse_args(argv)
     mode = "resume" if args.resume else "restart" if args.restart else None
@@ -383,35 +492,48 @@ def cmd_launch(argv: list[str]) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+
     def launch(name: str) -> str:
         run_dir = study.run_dir(name)
-        pid = launch_detached(Path(args.arms), name, Path(args.out) if args.out else None,
-                              args.profile, args.device, run_dir=run_dir,
-                              mode=mode, overrides=args.overrides,
-                              max_parallel=args.max_parallel)
+        pid = launch_detached(
+            Path(args.arms),
+            name,
+            Path(args.out) if args.out else None,
+            args.profile,
+            args.device,
+            run_dir=run_dir,
+            mode=mode,
+            overrides=args.overrides,
+            max_parallel=args.max_parallel,
+        )
         # Return once the engine holds its arm, so that what we print (and --list right
         # after) is true, and an engine that exits at once is reported, not hidden.
         state, code = wait_started(pid, run_dir)
         if code is not None:
-            raise LaunchError(f"{name}: the engine (pid {pid}) exited with code {code}: "
-                              f"{last_log_line(run_dir / 'run.log')}")
+            raise LaunchError(
+                f"{name}: the engine (pid {pid}) exited with code {code}: "
+                f"{last_log_line(run_dir / 'run.log')}"
+            )
         return f"launched {name}: pid {pid}, {state}, log {run_dir / 'run.log'}"
 
-    print(f"queue: at most {args.max_parallel} engine(s) at a time on each of "
-          f"{', '.join(devices)}; first come, first served")
+    print(
+        f"queue: at most {args.max_parallel} engine(s) at a time on each of "
+        f"{', '.join(devices)}; first come, first served"
+    )
 
     return _each_arm(names, launch, LaunchError)
 
 
 def cmd_stop(argv: list[str]) -> int:
+    from engine.control.launch import LaunchError, stop_run
     from engine.errors import ConfigError
-    from engine.launch import LaunchError, stop_run
 
     p = argparse.ArgumentParser(
         prog="fnotui stop",
         description="Ask running arms to stop gracefully (SIGTERM): each finishes its current "
-                    "step, saves model, history and checkpoint, writes a final status, exits. "
-                    "Continue later with --resume.")
+        "step, saves model, history and checkpoint, writes a final status, exits. "
+        "Continue later with --resume.",
+    )
     _study_args(p)
     args = p.parse_args(argv)
     try:
@@ -419,32 +541,39 @@ def cmd_stop(argv: list[str]) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
-    return _each_arm(names, lambda name: f"asked {name} (pid {stop_run(study.run_dir(name))}) "
-                                         f"to stop", LaunchError)
+    return _each_arm(
+        names,
+        lambda name: f"asked {name} (pid {stop_run(study.run_dir(name))}) to stop",
+        LaunchError,
+    )
 
 
 def build_evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fnotui evaluate",
         description="Re-score finished runs with the current evaluation code: rebuild each "
-                    "arm's generator from its config.json and model.pt (the last epoch's "
-                    "weights, or for a run stopped with fnotui stop the weights at the stop, "
-                    "which the metrics then name), load its dataset from the study cache, and "
-                    "rewrite metrics.json and recon.npz; a metrics record marked reevaluated is "
-                    "appended to its telemetry. An arm whose engine is alive, or whose run "
-                    "failed or crashed, is refused and left untouched (exit 2). Run fnotui "
-                    "export afterwards to refresh stats.json and summary.md.")
+        "arm's generator from its config.json and model.pt (the last epoch's "
+        "weights, or for a run stopped with fnotui stop the weights at the stop, "
+        "which the metrics then name), load its dataset from the study cache, and "
+        "rewrite metrics.json and recon.npz; a metrics record marked reevaluated is "
+        "appended to its telemetry. An arm whose engine is alive, or whose run "
+        "failed or crashed, is refused and left untouched (exit 2). Run fnotui "
+        "export afterwards to refresh stats.json and summary.md.",
+    )
     _study_args(p)
-    p.add_argument("--device", default="cpu",
-                   help="where to predict (default cpu: a study may be training on the GPUs, "
-                        "and the test image is small); auto, cuda, cuda:1, ...")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where to predict (default cpu: a study may be training on the GPUs, "
+        "and the test image is small); auto, cuda, cuda:1, ...",
+    )
     return p
 
 
 def cmd_evaluate(argv: list[str]) -> int:
     from engine.errors import ConfigError, FnotuiError, RunLockedError
-    from engine.reevaluate import reevaluate_run
-    from engine.rundir import data_cache_dir
+    from engine.runs.rundir import data_cache_dir
+    from engine.training.reevaluate import reevaluate_run
 
     args = build_evaluate_parser().parse_args(argv)
     try:
@@ -455,9 +584,12 @@ def cmd_evaluate(argv: list[str]) -> int:
     code = EXIT_OK
     for name in names:
         try:
-            result = reevaluate_run(study.run_dir(name), data_cache_dir(study.output_dir),
-                                    device=args.device,
-                                    log=lambda m, n=name: print(f"[{n}] {m}", flush=True))
+            result = reevaluate_run(
+                study.run_dir(name),
+                data_cache_dir(study.output_dir),
+                device=args.device,
+                log=lambda m, n=name: print(f"[{n}] {m}", flush=True),
+            )
         except (ConfigError, RunLockedError) as exc:
             _err(str(exc))
             code = max(code, EXIT_BAD_INPUT)
@@ -466,19 +598,24 @@ def cmd_evaluate(argv: list[str]) -> int:
             _err(f"arm {name!r}: re-evaluation failed: {type(exc).__name__}: {exc}")
             code = max(code, EXIT_RUN_FAILED)
             continue
-        print(f"re-evaluated {name}: {_evaluation_line(result.metrics, result.previous)}; "
-              f"wrote {result.run_dir / 'metrics.json'} and recon.npz", flush=True)
+        print(
+            f"re-evaluated {name}: {_evaluation_line(result.metrics, result.previous)}; "
+            f"wrote {result.run_dir / 'metrics.json'} and recon.npz",
+            flush=True,
+        )
     return code
 
 
 def _evaluation_line(metrics: dict, previous: dict | None) -> str:
     """amplitude SSIM and MAE (with the values they replace) and the twin fraction."""
+
     def amp(m: dict | None, key: str) -> str:
         pair = (m or {}).get(key)
         return "—" if not isinstance(pair, list) or pair[0] is None else f"{pair[0]:.4g}"
 
-    line = ", ".join(f"amplitude {key} {amp(metrics, key)} (was {amp(previous, key)})"
-                     for key in ("ssim", "mae"))
+    line = ", ".join(
+        f"amplitude {key} {amp(metrics, key)} (was {amp(previous, key)})" for key in ("ssim", "mae")
+    )
     twin = metrics.get("twin") or {}
     fraction, undecidable = twin.get("fraction"), twin.get("undecidable_fraction")
     vs_twin = (twin.get("metrics") or {}).get("ssim")
@@ -496,28 +633,34 @@ def cmd_stream(argv: list[str]) -> int:
     import json
     import os
 
-    from engine.arms import load_study
     from engine.errors import ConfigError
-    from engine.stream import run_stream
+    from engine.live.stream import run_stream
+    from engine.study.arms import load_study
 
     p = argparse.ArgumentParser(
         prog="fnotui stream",
         description="Write the study's new telemetry, status and artifacts to stdout as JSON "
-                    "lines, as they appear, until stdout closes: the remote half of "
-                    "fnotui --remote (run through ssh; see engine/stream.py).")
+        "lines, as they appear, until stdout closes: the remote half of "
+        "fnotui --remote (run through ssh; see engine/live/stream.py).",
+    )
     p.add_argument("--arms", default="arms.toml", metavar="FILE")
     p.add_argument("--profile", metavar="NAME")
     p.add_argument("--out", metavar="DIR", help="study output directory")
-    p.add_argument("--from", dest="known", metavar="B64",
-                   help="what the client already holds (base64 JSON)")
-    p.add_argument("--from-stdin", action="store_true",
-                   help="read what the client holds as one JSON line on stdin (fnotui --remote)")
+    p.add_argument(
+        "--from", dest="known", metavar="B64", help="what the client already holds (base64 JSON)"
+    )
+    p.add_argument(
+        "--from-stdin",
+        action="store_true",
+        help="read what the client holds as one JSON line on stdin (fnotui --remote)",
+    )
     p.add_argument("--poll", type=float, default=0.5, metavar="S", help="poll interval")
     p.add_argument("--max-seconds", type=float, metavar="S", help="end after S seconds")
     args = p.parse_args(argv)
     try:
-        study = load_study(args.arms, profile=args.profile, output_dir=args.out,
-                           validate_models=False)
+        study = load_study(
+            args.arms, profile=args.profile, output_dir=args.out, validate_models=False
+        )
         if args.from_stdin:
             known = json.loads(sys.stdin.readline() or "{}")
         else:
@@ -538,25 +681,38 @@ def build_sweep_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fnotui sweep",
         description="Run every point of a [sweeps.NAME] of the arms file: each point is a run "
-                    "named <arm>.<key>-<value>... (fnotui sweep NAME --list shows them). By "
-                    "default the points start as detached engines through the device queue, as "
-                    "with fnotui launch; --foreground trains them here one after the other. "
-                    "stop, evaluate, --resume, --restart and the dashboard take the point names "
-                    "like arm names.")
+        "named <arm>.<key>-<value>... (fnotui sweep NAME --list shows them). By "
+        "default the points start as detached engines through the device queue, as "
+        "with fnotui launch; --foreground trains them here one after the other. "
+        "stop, evaluate, --resume, --restart and the dashboard take the point names "
+        "like arm names.",
+    )
     p.add_argument("sweep", metavar="NAME")
-    p.add_argument("--arms", default="arms.toml", metavar="FILE",
-                   help="arms file (default: ./arms.toml)")
+    p.add_argument(
+        "--arms", default="arms.toml", metavar="FILE", help="arms file (default: ./arms.toml)"
+    )
     p.add_argument("--out", metavar="DIR", help="output directory (overrides [study] output_dir)")
     p.add_argument("--profile", metavar="NAME", help="apply [profiles.NAME] of the arms file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a knob for every point, as for --run")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a knob for every point, as for --run",
+    )
     what = p.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true", help="list the points and their run state")
-    what.add_argument("--foreground", action="store_true",
-                      help="train the points here, one after the other")
+    what.add_argument(
+        "--foreground", action="store_true", help="train the points here, one after the other"
+    )
     p.add_argument("--device", default="auto", help="as for fnotui launch")
-    p.add_argument("--max-parallel", type=_positive_int, metavar="N",
-                   help="engines at a time per device (default 1), as for fnotui launch")
+    p.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        metavar="N",
+        help="engines at a time per device (default 1), as for fnotui launch",
+    )
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     again.add_argument("--restart", action="store_true", help="archive the earlier runs first")
@@ -575,10 +731,17 @@ def cmd_sweep(argv: list[str]) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
-    common = ["--arms", args.arms, *(["--out", args.out] if args.out else []),
-              *(["--profile", args.profile] if args.profile else []),
-              *(f"--set={o}" for o in args.overrides), "--device", args.device,
-              *(["--resume"] if args.resume else []), *(["--restart"] if args.restart else [])]
+    common = [
+        "--arms",
+        args.arms,
+        *(["--out", args.out] if args.out else []),
+        *(["--profile", args.profile] if args.profile else []),
+        *(f"--set={o}" for o in args.overrides),
+        "--device",
+        args.device,
+        *(["--resume"] if args.resume else []),
+        *(["--restart"] if args.restart else []),
+    ]
     if args.foreground:
         run_args = ["--run", *points, *common]
         if args.max_parallel:
@@ -587,8 +750,14 @@ def cmd_sweep(argv: list[str]) -> int:
     return cmd_launch([*points, *common, "--max-parallel", str(args.max_parallel or 1)])
 
 
-SUBCOMMANDS = {"export": cmd_export, "launch": cmd_launch, "stop": cmd_stop,
-               "stream": cmd_stream, "evaluate": cmd_evaluate, "sweep": cmd_sweep}
+SUBCOMMANDS = {
+    "export": cmd_export,
+    "launch": cmd_launch,
+    "stop": cmd_stop,
+    "stream": cmd_stream,
+    "evaluate": cmd_evaluate,
+    "sweep": cmd_sweep,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

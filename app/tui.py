@@ -1,7 +1,7 @@
 """The fnotui dashboard App: the reader thread, the actions, and the command palette.
 
-The App owns no training: launching starts a detached ``fnotui --run`` (engine.launch), and
-everything shown comes from the run directories. One thread worker polls them (engine.runstore)
+The App owns no training: launching starts a detached ``fnotui --run`` (engine.control.launch), and
+everything shown comes from the run directories. One thread worker polls them (engine.live.runstore)
 every ``poll_interval`` seconds and posts a coalescing ``StoreUpdated`` with immutable
 snapshots; screens watch ``App.snapshots``. File I/O and parsing never run on the event loop.
 """
@@ -12,8 +12,8 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,11 +23,17 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine.arms import Study
-from engine.launch import (LaunchError, last_log_line, launch_detached, reap, stop_run,
-                           wait_started)
-from engine.runstore import ArmSnapshot, RunStore
-from engine.status import ACTIVE_STATES
+from engine.control.launch import (
+    LaunchError,
+    last_log_line,
+    launch_detached,
+    reap,
+    stop_run,
+    wait_started,
+)
+from engine.live.runstore import ArmSnapshot, RunStore
+from engine.runs.status import ACTIVE_STATES
+from engine.study.arms import Study
 
 # At most this many alarm toasts per update; the events list is the authoritative record.
 MAX_ALARM_TOASTS = 3
@@ -54,10 +60,22 @@ class FnotuiApp(App):
     # A var, not a reactive: a reactive on the App repaints the whole screen when it changes.
     snapshots: var[tuple[ArmSnapshot, ...]] = var((), always_update=True)
 
-    def __init__(self, study: Study, *, arms_file: Path, profile: str | None = None,
-                 out: Path | None = None, device: str = "auto", max_parallel: int = 1,
-                 overrides=(), remote=None, live: bool = True, poll_interval: float = 0.4,
-                 store: RunStore | None = None, preload: threading.Thread | None = None):
+    def __init__(
+        self,
+        study: Study,
+        *,
+        arms_file: Path,
+        profile: str | None = None,
+        out: Path | None = None,
+        device: str = "auto",
+        max_parallel: int = 1,
+        overrides=(),
+        remote=None,
+        live: bool = True,
+        poll_interval: float = 0.4,
+        store: RunStore | None = None,
+        preload: threading.Thread | None = None,
+    ):
         """``store`` and ``preload`` let the caller start the first (large) read before
         Textual is even imported; the reader joins ``preload`` before its first poll."""
         super().__init__()
@@ -67,7 +85,7 @@ class FnotuiApp(App):
         self.out = out
         self.device = device
         self.max_parallel = max_parallel  # launched arms wait in the device queue
-        # engine.remote.RemoteControl when following a study on another host (--remote): the
+        # engine.live.remote.RemoteControl when following a study on another host (--remote): the
         # store then reads a local mirror, and launch/stop/export run there through ssh.
         self.remote = remote
         self._link: str | None = None
@@ -96,12 +114,17 @@ class FnotuiApp(App):
         was, self._link = self._link, link
         self.call_from_thread(setattr, self, "sub_title", self._title_for(link.split(":")[0]))
         if was == "connected" and link != "connected":
-            self.call_from_thread(self.notify, f"link to {self.remote.mirror.target.label} "
-                                  f"lost: {link}", title="remote", severity="warning",
-                                  markup=False)
+            self.call_from_thread(
+                self.notify,
+                f"link to {self.remote.mirror.target.label} lost: {link}",
+                title="remote",
+                severity="warning",
+                markup=False,
+            )
         elif was is not None and link == "connected":
-            self.call_from_thread(self.notify, "link restored; caught up",
-                                  title="remote", markup=False)
+            self.call_from_thread(
+                self.notify, "link restored; caught up", title="remote", markup=False
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -122,8 +145,14 @@ class FnotuiApp(App):
         except (NotImplementedError, RuntimeError, ValueError):
             pass
 
-    @work(thread=True, exclusive=True, group="reader", name="telemetry reader",
-          description="poll the run directories", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="reader",
+        name="telemetry reader",
+        description="poll the run directories",
+        exit_on_error=False,
+    )
     def _read_runs(self) -> None:
         worker = get_current_worker()
         if self._preload is not None:
@@ -136,8 +165,7 @@ class FnotuiApp(App):
                 message = f"cannot read the run directories: {exc}"
                 if message != self._io_error:
                     self._io_error = message
-                    self.call_from_thread(self.notify, message, severity="warning",
-                                          markup=False)
+                    self.call_from_thread(self.notify, message, severity="warning", markup=False)
                 changed = False
             else:
                 self._io_error = None
@@ -171,19 +199,31 @@ class FnotuiApp(App):
         self._alarms_seen |= current
         for name, alarm in new[:MAX_ALARM_TOASTS]:
             rule, _, epoch = alarm.partition("@")
-            self.notify(f"{name}: {rule} at epoch {epoch}", title="✖ collapse alarm",
-                        severity="error", timeout=10, markup=False)
+            self.notify(
+                f"{name}: {rule} at epoch {epoch}",
+                title="✖ collapse alarm",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
         if len(new) > MAX_ALARM_TOASTS:
-            self.notify(f"and {len(new) - MAX_ALARM_TOASTS} more alarms: see each arm's events",
-                        severity="error", markup=False)
+            self.notify(
+                f"and {len(new) - MAX_ALARM_TOASTS} more alarms: see each arm's events",
+                severity="error",
+                markup=False,
+            )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a failed worker becomes a message."""
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.notify(f"{event.worker.description or event.worker.name} failed: "
-                        f"{type(error).__name__}: {error}", severity="error", timeout=15,
-                        markup=False)
+            self.notify(
+                f"{event.worker.description or event.worker.name} failed: "
+                f"{type(error).__name__}: {error}",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -197,8 +237,11 @@ class FnotuiApp(App):
         for name in names:
             snap = snaps.get(name)
             if name not in self.study.arms:
-                self.notify(f"{name} is not in {self.arms_file.name}: cannot launch it",
-                            severity="warning", markup=False)
+                self.notify(
+                    f"{name} is not in {self.arms_file.name}: cannot launch it",
+                    severity="warning",
+                    markup=False,
+                )
             elif snap is not None and snap.state in ACTIVE_STATES:
                 self.notify(f"{name} is already {snap.state}", severity="warning", markup=False)
             elif snap is not None and snap.has_run:
@@ -215,8 +258,11 @@ class FnotuiApp(App):
             if mode == "resume":
                 skipped = [n for n in earlier if n not in resumable]
                 if skipped:
-                    self.notify(f"not resumed (already finished): {', '.join(skipped)}",
-                                severity="warning", markup=False)
+                    self.notify(
+                        f"not resumed (already finished): {', '.join(skipped)}",
+                        severity="warning",
+                        markup=False,
+                    )
                 self._launch([(name, "resume") for name in resumable])
             elif mode == "restart":
                 self._launch([(name, "restart") for name in earlier])
@@ -225,28 +271,49 @@ class FnotuiApp(App):
         choices = [("a", "Restart", "restart", "warning"), ("n", "Cancel", None, "primary")]
         if resumable:
             choices.insert(0, ("r", "Resume", "resume", "success"))
-        self.push_screen(ChoiceScreen(
-            f"Already run: {listing}",
-            "Resume continues an unfinished run from its last epoch-end checkpoint. Restart "
-            "moves the earlier run to <output_dir>/.archive/ and trains from scratch.",
-            choices), chosen)
+        self.push_screen(
+            ChoiceScreen(
+                f"Already run: {listing}",
+                "Resume continues an unfinished run from its last epoch-end checkpoint. Restart "
+                "moves the earlier run to <output_dir>/.archive/ and trains from scratch.",
+                choices,
+            ),
+            chosen,
+        )
 
     @work(thread=True, group="actions", description="launch", exit_on_error=False)
     def _launch(self, arms: list[tuple[str, str | None]]) -> None:
         if self.remote is not None:
-            self._remote_action("launch", [
-                (name, lambda name=name, mode=mode: self.remote.launch(
-                    name, mode, self.max_parallel, self.device)) for name, mode in arms])
+            self._remote_action(
+                "launch",
+                [
+                    (
+                        name,
+                        lambda name=name, mode=mode: self.remote.launch(
+                            name, mode, self.max_parallel, self.device
+                        ),
+                    )
+                    for name, mode in arms
+                ],
+            )
             return
         for name, mode in arms:
             try:
-                pid = launch_detached(self.arms_file, name, self.out, self.profile, self.device,
-                                      run_dir=self.study.run_dir(name), mode=mode,
-                                      overrides=self.overrides,
-                                      max_parallel=self.max_parallel)
+                pid = launch_detached(
+                    self.arms_file,
+                    name,
+                    self.out,
+                    self.profile,
+                    self.device,
+                    run_dir=self.study.run_dir(name),
+                    mode=mode,
+                    overrides=self.overrides,
+                    max_parallel=self.max_parallel,
+                )
             except (LaunchError, OSError) as exc:
-                self.call_from_thread(self.notify, f"cannot launch {name}: {exc}",
-                                      severity="error", markup=False)
+                self.call_from_thread(
+                    self.notify, f"cannot launch {name}: {exc}", severity="error", markup=False
+                )
                 continue
             self._launched[pid] = name
             # Wait until it holds its arm (and its queue ticket) before starting the next, so
@@ -255,15 +322,23 @@ class FnotuiApp(App):
             if code is not None:  # it exited at once (refused): say why, from its log
                 self._launched.pop(pid, None)
                 self.call_from_thread(
-                    self.notify, f"{name} exited with code {code}. "
+                    self.notify,
+                    f"{name} exited with code {code}. "
                     f"{last_log_line(self.study.run_dir(name) / 'run.log')}",
-                    title="engine stopped", severity="warning", timeout=15, markup=False)
+                    title="engine stopped",
+                    severity="warning",
+                    timeout=15,
+                    markup=False,
+                )
                 continue
             mode = f"{mode}, {state}" if mode else state
             self.call_from_thread(
-                self.notify, f"{name}: pid {pid}{', ' + mode if mode else ''}; log: "
+                self.notify,
+                f"{name}: pid {pid}{', ' + mode if mode else ''}; log: "
                 f"{_display_path(self.study.run_dir(name) / 'run.log', self.arms_file)}",
-                title="▶ launched", markup=False)
+                title="▶ launched",
+                markup=False,
+            )
         self.poll_now()
 
     def _report_exits(self) -> None:
@@ -273,11 +348,19 @@ class FnotuiApp(App):
             if code == 0:
                 self.call_from_thread(self.notify, f"{name} finished", markup=False)
                 continue
-            tail = last_log_line(self.study.run_dir(name) / "run.log") if name in self.study.arms \
+            tail = (
+                last_log_line(self.study.run_dir(name) / "run.log")
+                if name in self.study.arms
                 else ""
-            self.call_from_thread(self.notify, f"{name} exited with code {code}. {tail}",
-                                  title="engine stopped", severity="warning", timeout=15,
-                                  markup=False)
+            )
+            self.call_from_thread(
+                self.notify,
+                f"{name} exited with code {code}. {tail}",
+                title="engine stopped",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
 
     def stop_arms(self, names: list[str]) -> None:
         from app.screens.choice import ChoiceScreen
@@ -291,17 +374,22 @@ class FnotuiApp(App):
             if yes:
                 self._stop(running)
 
-        self.push_screen(ChoiceScreen(
-            f"Stop {', '.join(running)}?",
-            "The engine finishes its current step, saves the model, history and a 'killed' "
-            "status, then exits; it can be resumed later.",
-            [("y", "Stop", True, "error"), ("n", "Cancel", None, "primary")]), confirmed)
+        self.push_screen(
+            ChoiceScreen(
+                f"Stop {', '.join(running)}?",
+                "The engine finishes its current step, saves the model, history and a 'killed' "
+                "status, then exits; it can be resumed later.",
+                [("y", "Stop", True, "error"), ("n", "Cancel", None, "primary")],
+            ),
+            confirmed,
+        )
 
     @work(thread=True, group="actions", description="stop", exit_on_error=False)
     def _stop(self, names: list[str]) -> None:
         if self.remote is not None:
-            self._remote_action("stop", [(name, lambda name=name: self.remote.stop(name))
-                                         for name in names])
+            self._remote_action(
+                "stop", [(name, lambda name=name: self.remote.stop(name)) for name in names]
+            )
             return
         for name in names:
             try:
@@ -309,18 +397,18 @@ class FnotuiApp(App):
             except (LaunchError, OSError) as exc:
                 self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
                 continue
-            self.call_from_thread(self.notify, f"asked {name} (pid {pid}) to stop",
-                                  title="■ stopping", markup=False)
+            self.call_from_thread(
+                self.notify, f"asked {name} (pid {pid}) to stop", title="■ stopping", markup=False
+            )
         self.poll_now()
 
     def action_export(self) -> None:
         self.notify("exporting…", markup=False, timeout=2)
         self._export()
 
-    @work(thread=True, exclusive=True, group="export", description="export",
-          exit_on_error=False)
+    @work(thread=True, exclusive=True, group="export", description="export", exit_on_error=False)
     def _export(self) -> None:
-        from engine.export import export_study
+        from engine.reporting.export import export_study
 
         if self.remote is not None:  # the evidence (model.pt, checkpoints) is over there
             self._remote_action("export", [("study", self.remote.export)])
@@ -328,31 +416,49 @@ class FnotuiApp(App):
 
         result = export_study(self.study)
         files = [_display_path(p, self.arms_file) for p in result.files]
-        self.call_from_thread(self.notify, f"wrote {len(files)} files: " + ", ".join(files),
-                              title="export", timeout=15, markup=False)
+        self.call_from_thread(
+            self.notify,
+            f"wrote {len(files)} files: " + ", ".join(files),
+            title="export",
+            timeout=15,
+            markup=False,
+        )
         if result.problems:
             shown = result.problems[:3]
             more = len(result.problems) - len(shown)
             self.call_from_thread(
-                self.notify, "; ".join(shown) + (f"; and {more} more (see the summary)"
-                                                 if more else ""),
-                title=f"export: {len(result.problems)} problems", severity="warning",
-                timeout=15, markup=False)
+                self.notify,
+                "; ".join(shown) + (f"; and {more} more (see the summary)" if more else ""),
+                title=f"export: {len(result.problems)} problems",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
 
     def _remote_action(self, what: str, calls) -> None:
         """Run ssh-backed actions one by one (worker thread); report each one's output."""
-        from engine.remote import RemoteError
+        from engine.live.remote import RemoteError
 
         for name, call in calls:
             try:
                 output = call()
             except RemoteError as exc:
-                self.call_from_thread(self.notify, str(exc), title=f"{what} {name}",
-                                      severity="error", timeout=15, markup=False)
+                self.call_from_thread(
+                    self.notify,
+                    str(exc),
+                    title=f"{what} {name}",
+                    severity="error",
+                    timeout=15,
+                    markup=False,
+                )
                 continue
-            self.call_from_thread(self.notify, output or "done", title=f"{what} {name} "
-                                  f"on {self.remote.mirror.target.destination}", timeout=10,
-                                  markup=False)
+            self.call_from_thread(
+                self.notify,
+                output or "done",
+                title=f"{what} {name} on {self.remote.mirror.target.destination}",
+                timeout=10,
+                markup=False,
+            )
         self.poll_now()
 
     def open_detail(self, name: str) -> None:
@@ -364,8 +470,9 @@ class FnotuiApp(App):
         from app.screens.compare import CompareScreen
 
         if len(names) < 2:
-            self.notify("select two or more arms with space first", severity="warning",
-                        markup=False)
+            self.notify(
+                "select two or more arms with space first", severity="warning", markup=False
+            )
             return
         self.push_screen(CompareScreen(names))
 
@@ -381,25 +488,45 @@ class FnotuiApp(App):
         yield from super().get_system_commands(screen)
         table_names = getattr(screen, "selected_arms", None)
         if callable(table_names):
-            yield SystemCommand("Launch selected arms", "start the marked arms (or the "
-                                "highlighted one) as background engines",
-                                lambda: self.launch_arms(table_names()))
-            yield SystemCommand("Stop selected arms", "SIGTERM: save and exit gracefully",
-                                lambda: self.stop_arms(table_names()))
-            yield SystemCommand("Compare selected arms", "overlay the curves of the marked "
-                                "arms", lambda: self.open_compare(table_names()))
-        yield SystemCommand("Export study", "stats.json per arm and the study summary",
-                            self.action_export)
+            yield SystemCommand(
+                "Launch selected arms",
+                "start the marked arms (or the highlighted one) as background engines",
+                lambda: self.launch_arms(table_names()),
+            )
+            yield SystemCommand(
+                "Stop selected arms",
+                "SIGTERM: save and exit gracefully",
+                lambda: self.stop_arms(table_names()),
+            )
+            yield SystemCommand(
+                "Compare selected arms",
+                "overlay the curves of the marked arms",
+                lambda: self.open_compare(table_names()),
+            )
+        yield SystemCommand(
+            "Export study", "stats.json per arm and the study summary", self.action_export
+        )
         for s in self.snapshots:
-            yield SystemCommand(f"Open arm {s.name}", "curves, events, config, reconstruction",
-                                lambda name=s.name: self.open_detail(name), discover=False)
+            yield SystemCommand(
+                f"Open arm {s.name}",
+                "curves, events, config, reconstruction",
+                lambda name=s.name: self.open_detail(name),
+                discover=False,
+            )
             if s.name in self.study.arms:
-                yield SystemCommand(f"Launch arm {s.name}", "start it as a background engine",
-                                    lambda name=s.name: self.launch_arms([name]),
-                                    discover=False)
+                yield SystemCommand(
+                    f"Launch arm {s.name}",
+                    "start it as a background engine",
+                    lambda name=s.name: self.launch_arms([name]),
+                    discover=False,
+                )
             if s.state in ACTIVE_STATES:
-                yield SystemCommand(f"Stop arm {s.name}", "SIGTERM: save and exit gracefully",
-                                    lambda name=s.name: self.stop_arms([name]), discover=False)
+                yield SystemCommand(
+                    f"Stop arm {s.name}",
+                    "SIGTERM: save and exit gracefully",
+                    lambda name=s.name: self.stop_arms([name]),
+                    discover=False,
+                )
 
 
 def _display_path(path: Path, arms_file: Path) -> str:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from engine.config import ARCHITECTURES, ModelConfig  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.models.layers import SpectralConv2d  # noqa: E402
-from engine.physics import ForwardModel, get_loss  # noqa: E402
+from engine.sim.physics import ForwardModel, get_loss  # noqa: E402
 from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
 N = 64
@@ -81,12 +81,21 @@ def check_generators(batch: int = 8) -> list[dict]:
         with torch.no_grad():
             x = physics_cpu(obj).unsqueeze(1)
         ref_obj, ref_loss, ref_grads = forward_backward(model_cpu, physics_cpu, x)
-        for mode, (cudnn_tf32, matmul_tf32) in {"strict fp32": (False, False),
-                                                "torch defaults": (True, False)}.items():
+        for mode, (cudnn_tf32, matmul_tf32) in {
+            "strict fp32": (False, False),
+            "torch defaults": (True, False),
+        }.items():
             set_tf32(cudnn_tf32, matmul_tf32)
             out, loss, grads = forward_backward(model_gpu, physics_gpu, x.cuda())
-            rows.append({"arch": arch, "mode": mode, "output_rel": rel(out, ref_obj),
-                         "loss_rel": rel(loss, ref_loss), "grad_rel": rel(grads, ref_grads)})
+            rows.append(
+                {
+                    "arch": arch,
+                    "mode": mode,
+                    "output_rel": rel(out, ref_obj),
+                    "loss_rel": rel(loss, ref_loss),
+                    "grad_rel": rel(grads, ref_grads),
+                }
+            )
     set_tf32(True, False)  # torch's defaults again
     return rows
 
@@ -110,25 +119,32 @@ def check_spectral_impls(device: str = "cuda") -> list[dict]:
     rows = []
     for corners, size, modes in ((1, 64, 12), (1, 8, 6), (2, 64, 12), (2, 8, 6)):
         torch.manual_seed(corners * 100 + size)
-        layers = {impl: SpectralConv2d(16, 16, modes, (size, size), corners, impl)
-                  for impl in ("dft", "fft")}
+        layers = {
+            impl: SpectralConv2d(16, 16, modes, (size, size), corners, impl)
+            for impl in ("dft", "fft")
+        }
         layers["fft"].load_state_dict(layers["dft"].state_dict())
         x = torch.randn(4, 16, size, size)
         with torch.no_grad():
             ref = layers["dft"](x)
-            row = {"corners": corners, "size": size, "modes": modes,
-                   "cpu_fft_vs_dft": rel(layers["fft"](x), ref)}
+            row = {
+                "corners": corners,
+                "size": size,
+                "modes": modes,
+                "cpu_fft_vs_dft": rel(layers["fft"](x), ref),
+            }
             if device != "cpu":
                 for impl, layer in layers.items():
                     row[f"{device}_{impl}_vs_cpu_dft"] = rel(
-                        copy.deepcopy(layer).to(device)(x.to(device)), ref)
+                        copy.deepcopy(layer).to(device)(x.to(device)), ref
+                    )
         rows.append(row)
     return rows
 
 
 def check_determinism(steps: int = 20) -> dict:
     from engine.config import TrainConfig
-    from engine.optim import build_optimizer
+    from engine.training.optim import build_optimizer
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -143,8 +159,9 @@ def check_determinism(steps: int = 20) -> dict:
             gen = torch.Generator().manual_seed(5)
             losses = []
             for _ in range(steps):
-                obj = torch.polar(torch.rand(16, N, N, generator=gen),
-                                  torch.rand(16, N, N, generator=gen)).cuda()
+                obj = torch.polar(
+                    torch.rand(16, N, N, generator=gen), torch.rand(16, N, N, generator=gen)
+                ).cuda()
                 with torch.no_grad():
                     x = physics(obj).unsqueeze(1)
                 loss = get_loss("mae")(physics(model(x)), x[:, 0])
@@ -153,9 +170,11 @@ def check_determinism(steps: int = 20) -> dict:
                 opt.step()
                 losses.append(loss.item())
             runs.append(losses)
-        result[arch] = {"identical": runs[0] == runs[1],
-                        "max_abs_diff": max(abs(a - b) for a, b in zip(*runs)),
-                        "final_loss": runs[0][-1]}
+        result[arch] = {
+            "identical": runs[0] == runs[1],
+            "max_abs_diff": max(abs(a - b) for a, b in zip(*runs)),
+            "final_loss": runs[0][-1],
+        }
     torch.use_deterministic_algorithms(False)
     return result
 
@@ -191,18 +210,38 @@ grad_clip = 1.0
 def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
     root = Path(tempfile.mkdtemp(prefix="gpu_resume_"))
     (root / "arms.toml").write_text(textwrap.dedent(RESUME_ARMS))
-    cli = [sys.executable, "-m", "app.cli", "--arms", str(root / "arms.toml"), "--run", "warm",
-           "--device", device]
+    cli = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "--arms",
+        str(root / "arms.toml"),
+        "--run",
+        "warm",
+        "--device",
+        device,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
-    ref = subprocess.run(cli + ["--out", str(root / "ref")], cwd=REPO, capture_output=True,
-                         text=True, timeout=timeout, env=env)
+    ref = subprocess.run(
+        cli + ["--out", str(root / "ref")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if ref.returncode != 0:
         return {"ok": False, "error": ref.stderr[-2000:]}
     ref_s = time.time() - t0
     run_dir = root / "killed" / "warm"
-    proc = subprocess.Popen(cli + ["--out", str(root / "killed")], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli + ["--out", str(root / "killed")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     steps_per_epoch = 11
     target = random.Random().randint(2 * steps_per_epoch + 1, 6 * steps_per_epoch - 1)
     deadline = time.time() + timeout
@@ -213,26 +252,45 @@ def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    resumed = subprocess.run(cli + ["--out", str(root / "killed"), "--resume"], cwd=REPO,
-                             capture_output=True, text=True, timeout=timeout, env=env)
+    resumed = subprocess.run(
+        cli + ["--out", str(root / "killed"), "--resume"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if resumed.returncode != 0:
         return {"ok": False, "error": resumed.stderr[-2000:]}
-    equal = {name: json.loads((run_dir / name).read_text())
-             == json.loads((root / "ref" / "warm" / name).read_text())
-             for name in ("history.json", "metrics.json")}
+    equal = {
+        name: json.loads((run_dir / name).read_text())
+        == json.loads((root / "ref" / "warm" / name).read_text())
+        for name in ("history.json", "metrics.json")
+    }
     header = json.loads(tel.read_text().splitlines()[0])
-    return {"ok": all(equal.values()), "equal": equal, "killed_at_step": target,
-            "reference_run_s": round(ref_s, 1), "device": header["device"]}
+    return {
+        "ok": all(equal.values()),
+        "equal": equal,
+        "killed_at_step": target,
+        "reference_run_s": round(ref_s, 1),
+        "device": header["device"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     parser.add_argument("--skip-resume", action="store_true")
-    parser.add_argument("--resume-only-on", metavar="DEVICE",
-                        help="only the kill -9 / resume check, on DEVICE (a CPU smoke test)")
-    parser.add_argument("--spectral-only-on", metavar="DEVICE",
-                        help="only the spectral dft/fft comparison, on DEVICE (cpu: CPU alone)")
+    parser.add_argument(
+        "--resume-only-on",
+        metavar="DEVICE",
+        help="only the kill -9 / resume check, on DEVICE (a CPU smoke test)",
+    )
+    parser.add_argument(
+        "--spectral-only-on",
+        metavar="DEVICE",
+        help="only the spectral dft/fft comparison, on DEVICE (cpu: CPU alone)",
+    )
     args = parser.parse_args()
     if args.resume_only_on:
         print(json.dumps(check_resume(args.resume_only_on), indent=2))
@@ -242,8 +300,11 @@ def main() -> None:
         return
     if not torch.cuda.is_available():
         sys.exit("gpu_check: CUDA is not available here")
-    report = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "cuda": torch.version.cuda}
+    report = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
     report["generators"] = check_generators()
     report.update(check_physics())
     report["spectral_impls"] = check_spectral_impls()
@@ -254,12 +315,18 @@ def main() -> None:
     print(f"{report['gpu']}, torch {report['torch']}, CUDA {report['cuda']}")
     print(f"{'arch':14s} {'mode':15s} {'output rel':>11s} {'loss rel':>10s} {'grad rel':>10s}")
     for r in report["generators"]:
-        print(f"{r['arch']:14s} {r['mode']:15s} {r['output_rel']:11.2e} {r['loss_rel']:10.2e} "
-              f"{r['grad_rel']:10.2e}")
+        print(
+            f"{r['arch']:14s} {r['mode']:15s} {r['output_rel']:11.2e} {r['loss_rel']:10.2e} "
+            f"{r['grad_rel']:10.2e}"
+        )
     print(f"physics forward rel {report['physics_rel']:.2e}")
     for r in report["spectral_impls"]:
-        print("spectral " + ", ".join(f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in r.items()))
+        print(
+            "spectral "
+            + ", ".join(
+                f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
+            )
+        )
     for arch, d in report["determinism"].items():
         print(f"determinism {arch}: identical={d['identical']} max|diff|={d['max_abs_diff']:.2e}")
     if "resume" in report:

@@ -24,12 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import DetectConfig, ModelConfig, TrainConfig  # noqa: E402
-from engine.detectors import StepDetectors  # noqa: E402
 from engine.models import build_model  # noqa: E402
-from engine.optim import GradClipper, build_optimizer  # noqa: E402
-from engine.physics import ForwardModel, get_loss  # noqa: E402
-from engine.telemetry import TelemetryWriter  # noqa: E402
-from engine.train import STEP_FLUSH_EVERY, _flush_steps  # noqa: E402
+from engine.runs.telemetry import TelemetryWriter  # noqa: E402
+from engine.scoring.detectors import StepDetectors  # noqa: E402
+from engine.sim.physics import ForwardModel, get_loss  # noqa: E402
+from engine.training.optim import GradClipper, build_optimizer  # noqa: E402
+from engine.training.train import STEP_FLUSH_EVERY, _flush_steps  # noqa: E402
 
 STEPS_PER_EPOCH = 862  # the faithful recipe (13,778 patterns at batch 16), for the fsync share
 
@@ -66,9 +66,16 @@ def telemetry_cost_per_step(device: torch.device, repeats: int = 30) -> tuple[fl
         writer = TelemetryWriter(Path(tmp) / "telemetry.jsonl")
         per_step, fsyncs = [], []
         for r in range(repeats):
-            pending = [(r * STEP_FLUSH_EVERY + i, torch.rand((), device=device),
-                        torch.rand((), device=device), None, time.time())
-                       for i in range(STEP_FLUSH_EVERY)]
+            pending = [
+                (
+                    r * STEP_FLUSH_EVERY + i,
+                    torch.rand((), device=device),
+                    torch.rand((), device=device),
+                    None,
+                    time.time(),
+                )
+                for i in range(STEP_FLUSH_EVERY)
+            ]
             t0 = time.perf_counter()
             _flush_steps(writer, pending, epoch=0, lr=1e-3, detectors=detectors)
             per_step.append((time.perf_counter() - t0) / STEP_FLUSH_EVERY)
@@ -88,13 +95,19 @@ def main() -> None:
     t_step = step_time(device, args.steps)
     t_rec, t_fsync = telemetry_cost_per_step(device)
     per_step = t_rec + t_fsync / STEPS_PER_EPOCH
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {device}"
+    )
     print(f"training step (hybrid w32, batch 16): median {t_step * 1e3:.1f} ms")
-    print(f"step record (batched host copy, encode, write, live step detectors): "
-          f"median {t_rec * 1e6:.1f} us")
-    print(f"fsync: median {t_fsync * 1e3:.2f} ms, once per epoch "
-          f"({STEPS_PER_EPOCH} steps) -> {t_fsync / STEPS_PER_EPOCH * 1e6:.2f} us per step")
+    print(
+        f"step record (batched host copy, encode, write, live step detectors): "
+        f"median {t_rec * 1e6:.1f} us"
+    )
+    print(
+        f"fsync: median {t_fsync * 1e3:.2f} ms, once per epoch "
+        f"({STEPS_PER_EPOCH} steps) -> {t_fsync / STEPS_PER_EPOCH * 1e6:.2f} us per step"
+    )
     print(f"telemetry overhead: {per_step / t_step * 100:.3f} % of step time (target < 2 %)")
 
 

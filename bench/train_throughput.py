@@ -1,7 +1,7 @@
 """Training throughput of each generator: samples/s of a full step, and its share of matmul peak.
 
-A step is what engine/train.py does per batch: generator forward, the physics forward model,
-the MAE loss, backward, and the optimizer engine/optim.py builds for the default TrainConfig
+A step is what engine/training/train.py does per batch: generator forward, the physics forward model,
+the MAE loss, backward, and the optimizer engine/training/optim.py builds for the default TrainConfig
 (Adam, lr 1e-3), so an optimizer change there shows up here. The inputs are diffraction
 amplitudes of random objects under a disk probe: throughput depends on shapes, not data.
 
@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from engine.config import ARCHITECTURES, ModelConfig, TrainConfig  # noqa: E402
 from engine.models import build_model, describe_model  # noqa: E402
-from engine.optim import build_optimizer  # noqa: E402
-from engine.physics import ForwardModel, get_loss  # noqa: E402
+from engine.sim.physics import ForwardModel, get_loss  # noqa: E402
+from engine.training.optim import build_optimizer  # noqa: E402
 
 SECTION = "## Training throughput"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -82,7 +82,7 @@ def disk_probe(n: int, device: torch.device) -> torch.Tensor:
 
 
 class Step:
-    """One training step on a fixed batch, as engine/train.py runs it."""
+    """One training step on a fixed batch, as engine/training/train.py runs it."""
 
     def __init__(self, arch: str, n: int, batch: int, device: torch.device):
         torch.manual_seed(0)
@@ -90,8 +90,9 @@ class Step:
         self.physics = ForwardModel(disk_probe(n, device)).to(device)
         self.loss_fn = get_loss("mae")
         self.optimizer = build_optimizer(self.model.parameters(), TrainConfig())
-        obj = torch.polar(torch.rand(batch, n, n, device=device),
-                          torch.rand(batch, n, n, device=device))
+        obj = torch.polar(
+            torch.rand(batch, n, n, device=device), torch.rand(batch, n, n, device=device)
+        )
         with torch.no_grad():
             self.x = self.physics(obj).unsqueeze(1)
 
@@ -111,8 +112,9 @@ class Step:
         return counter.get_total_flops()
 
 
-def measure(arch: str, n: int, batch: int, device: torch.device, warmup: int, reps: int,
-            steps: int) -> dict:
+def measure(
+    arch: str, n: int, batch: int, device: torch.device, warmup: int, reps: int, steps: int
+) -> dict:
     step = Step(arch, n, batch, device)
     flops = step.train_flops() / batch
     for _ in range(warmup):
@@ -125,9 +127,15 @@ def measure(arch: str, n: int, batch: int, device: torch.device, warmup: int, re
             step()
         sync(device)
         rates.append(batch * steps / (time.perf_counter() - t))
-    return {"arch": arch, "batch": batch, "params": describe_model(step.model)["parameters"],
-            "samples_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
-            "gflop_per_sample": flops / 1e9}
+    return {
+        "arch": arch,
+        "batch": batch,
+        "params": describe_model(step.model)["parameters"],
+        "samples_per_s": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "gflop_per_sample": flops / 1e9,
+    }
 
 
 def machine(device: torch.device) -> str:
@@ -140,12 +148,19 @@ def machine(device: torch.device) -> str:
         found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
         if found:
             model = found.group(1).strip()
-    return (f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}")
+    return (
+        f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}"
+    )
 
 
-def render(rows: list[dict], args, device: torch.device, peak: float,
-           load: tuple[float | None, float | None]) -> str:
+def render(
+    rows: list[dict],
+    args,
+    device: torch.device,
+    peak: float,
+    load: tuple[float | None, float | None],
+) -> str:
     cfg = ModelConfig()
     lines = [
         SECTION,
@@ -156,7 +171,7 @@ def render(rows: list[dict], args, device: torch.device, peak: float,
         f"{fmt_load(load[1])} after.",
         "",
         "A step is generator forward, physics forward model, MAE loss, backward and the optimizer",
-        f"of engine/optim.py for the default TrainConfig; N = {args.N}, default ModelConfig per",
+        f"of engine/training/optim.py for the default TrainConfig; N = {args.N}, default ModelConfig per",
         f"architecture (width {cfg.fno_width}, modes {cfg.fno_modes}, {cfg.fno_blocks} blocks, "
         f"{cfg.spectral_corners} corners), fp32. samples/s is the median",
         f"of {args.reps} repetitions of {args.steps} steps after {args.warmup} warm-up steps",
@@ -173,7 +188,8 @@ def render(rows: list[dict], args, device: torch.device, peak: float,
         lines.append(
             f"| {r['arch']} | {r['batch']} | {r['params']:,} | {r['samples_per_s']:.1f} "
             f"({r['min']:.1f}-{r['max']:.1f}) | {r['gflop_per_sample']:.2f} "
-            f"| {100 * achieved / peak:.0f} % |")
+            f"| {100 * achieved / peak:.0f} % |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -205,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     load_before = load_average()
     if device.type == "cpu" and load_before is not None and load_before > 0.5:
-        print(f"warning: load average {load_before:.2f} before starting; figures will be low",
-              flush=True)
+        print(
+            f"warning: load average {load_before:.2f} before starting; figures will be low",
+            flush=True,
+        )
     peak = matmul_peak_gflops(device)
     print(f"{machine(device)}; fp32 matmul peak {peak:.0f} GFLOP/s", flush=True)
     rows = []
@@ -214,10 +232,12 @@ def main(argv: list[str] | None = None) -> None:
         for arch in args.archs:
             r = measure(arch, args.N, batch, device, args.warmup, args.reps, args.steps)
             rows.append(r)
-            print(f"{arch:14s} batch {batch:4d}: {r['samples_per_s']:8.1f} samples/s "
-                  f"({r['min']:.1f}-{r['max']:.1f}), {r['gflop_per_sample']:.2f} GFLOP/sample, "
-                  f"{100 * r['samples_per_s'] * r['gflop_per_sample'] / peak:.0f} % of peak",
-                  flush=True)
+            print(
+                f"{arch:14s} batch {batch:4d}: {r['samples_per_s']:8.1f} samples/s "
+                f"({r['min']:.1f}-{r['max']:.1f}), {r['gflop_per_sample']:.2f} GFLOP/sample, "
+                f"{100 * r['samples_per_s'] * r['gflop_per_sample'] / peak:.0f} % of peak",
+                flush=True,
+            )
     text = render(rows, args, device, peak, (load_before, load_average()))
     if args.write:
         write_section(text)

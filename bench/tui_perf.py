@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.telemetry import encode_record  # noqa: E402
+from engine.runs.telemetry import encode_record  # noqa: E402
 from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
 STEPS_PER_EPOCH = 1000
@@ -73,8 +73,10 @@ def generate(root: Path, n_records: int, n_arms: int) -> tuple[Path, int, list[i
     epochs_total = per_arm // STEPS_PER_EPOCH + 10  # the writers add more: room to grow
     arms_toml = root / "arms.toml"
     body = textwrap.dedent(ARMS_TOML.format(epochs=epochs_total))
-    body += "".join(f'\n[arms.{arm_name(i)}]\narchitecture = "hybrid"\nlr = {1e-3 * (i + 1):g}\n'
-                    for i in range(n_arms))
+    body += "".join(
+        f'\n[arms.{arm_name(i)}]\narchitecture = "hybrid"\nlr = {1e-3 * (i + 1):g}\n'
+        for i in range(n_arms)
+    )
     arms_toml.write_text(body)
     total = 0
     next_steps = []
@@ -82,41 +84,101 @@ def generate(root: Path, n_records: int, n_arms: int) -> tuple[Path, int, list[i
     for a in range(n_arms):
         run = root / "runs" / arm_name(a)
         run.mkdir(parents=True)
-        lines = [encode_record({
-            "type": "header", "schema": "fnotui/1", "arm": arm_name(a), "t": t0,
-            "config": {"train": {"epochs": epochs_total, "batch_size": 8}},
-            "steps_per_epoch": STEPS_PER_EPOCH, "start_time": t0, "parameters": 1000,
-            "host": socket.gethostname(), "pid": 0})]
+        lines = [
+            encode_record(
+                {
+                    "type": "header",
+                    "schema": "fnotui/1",
+                    "arm": arm_name(a),
+                    "t": t0,
+                    "config": {"train": {"epochs": epochs_total, "batch_size": 8}},
+                    "steps_per_epoch": STEPS_PER_EPOCH,
+                    "start_time": t0,
+                    "parameters": 1000,
+                    "host": socket.gethostname(),
+                    "pid": 0,
+                }
+            )
+        ]
         s = 0
         while len(lines) < per_arm - 1:
             t = t0 + s * 0.02
             loss = 1.0 / (1.0 + s / 5000.0) + 0.01 * ((s * 7919) % 13) / 13
             grad = 1.0 + 0.5 * ((s * 104729) % 17) / 17
             if a == 0 and 50_000 <= s < 50_100:
-                lines.append(encode_record({"type": "step", "epoch": s // STEPS_PER_EPOCH,
-                                            "step": s, "loss": math.nan, "lr": 1e-3, "t": t,
-                                            "grad_norm": math.inf}))
+                lines.append(
+                    encode_record(
+                        {
+                            "type": "step",
+                            "epoch": s // STEPS_PER_EPOCH,
+                            "step": s,
+                            "loss": math.nan,
+                            "lr": 1e-3,
+                            "t": t,
+                            "grad_norm": math.inf,
+                        }
+                    )
+                )
             else:
-                lines.append(f'{{"type":"step","epoch":{s // STEPS_PER_EPOCH},"step":{s},'
-                             f'"loss":{loss!r},"lr":0.001,"t":{t!r},"grad_norm":{grad!r}}}\n')
+                lines.append(
+                    f'{{"type":"step","epoch":{s // STEPS_PER_EPOCH},"step":{s},'
+                    f'"loss":{loss!r},"lr":0.001,"t":{t!r},"grad_norm":{grad!r}}}\n'
+                )
             s += 1
             if s % STEPS_PER_EPOCH == 0 and len(lines) < per_arm - 1:
                 e = s // STEPS_PER_EPOCH - 1
-                lines.append(encode_record({
-                    "type": "epoch", "epoch": e, "step": s, "train_loss": loss,
-                    "val_loss": loss * 0.9, "grad_norm": grad, "lr": 1e-3,
-                    "pred_amp_std": 0.1, "target_amp_std": 0.12, "epoch_time": 20.0,
-                    "samples_per_s": 400.0, "t": t}))
-        lines.append(encode_record({"type": "event", "rule": "plateau", "severity": "info",
-                                    "epoch": s // STEPS_PER_EPOCH, "step": s, "value": 0.0,
-                                    "threshold": 0.0, "message": "bench", "t": t0}))
+                lines.append(
+                    encode_record(
+                        {
+                            "type": "epoch",
+                            "epoch": e,
+                            "step": s,
+                            "train_loss": loss,
+                            "val_loss": loss * 0.9,
+                            "grad_norm": grad,
+                            "lr": 1e-3,
+                            "pred_amp_std": 0.1,
+                            "target_amp_std": 0.12,
+                            "epoch_time": 20.0,
+                            "samples_per_s": 400.0,
+                            "t": t,
+                        }
+                    )
+                )
+        lines.append(
+            encode_record(
+                {
+                    "type": "event",
+                    "rule": "plateau",
+                    "severity": "info",
+                    "epoch": s // STEPS_PER_EPOCH,
+                    "step": s,
+                    "value": 0.0,
+                    "threshold": 0.0,
+                    "message": "bench",
+                    "t": t0,
+                }
+            )
+        )
         (run / "telemetry.jsonl").write_text("".join(lines))
         total += len(lines)
         next_steps.append(s)
-        (run / "status.json").write_text(json.dumps({
-            "arm": arm_name(a), "state": "finished", "pid": 0, "host": socket.gethostname(),
-            "heartbeat": time.time(), "started": t0, "epoch": s // STEPS_PER_EPOCH,
-            "epochs": epochs_total, "step": s, "exit_code": 0}))
+        (run / "status.json").write_text(
+            json.dumps(
+                {
+                    "arm": arm_name(a),
+                    "state": "finished",
+                    "pid": 0,
+                    "host": socket.gethostname(),
+                    "heartbeat": time.time(),
+                    "started": t0,
+                    "epoch": s // STEPS_PER_EPOCH,
+                    "epochs": epochs_total,
+                    "step": s,
+                    "exit_code": 0,
+                }
+            )
+        )
     return arms_toml, total, next_steps
 
 
@@ -161,6 +223,7 @@ class Tui:
         import fcntl
         import struct
         import termios
+
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.pid, self.fd = pid, fd
         self.buf = bytearray()
@@ -222,8 +285,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def main() -> int:
@@ -241,8 +306,10 @@ def main() -> int:
         arms, total, next_steps = generate(root, args.records, args.arms)
         size = sum(p.stat().st_size for p in root.rglob("telemetry.jsonl"))
         print(f"machine: {machine()}")
-        print(f"study: {args.arms} arms, {total:,} records, {size / 1e6:.0f} MB of telemetry "
-              f"(generated in {time.perf_counter() - t:.1f} s)")
+        print(
+            f"study: {args.arms} arms, {total:,} records, {size / 1e6:.0f} MB of telemetry "
+            f"(generated in {time.perf_counter() - t:.1f} s)"
+        )
         last = arm_name(args.arms - 1).encode()
 
         frames = []
@@ -261,9 +328,18 @@ def main() -> int:
         writers = []
         for a in range(args.arms):
             run = root / "runs" / arm_name(a)
-            writers.append(subprocess.Popen(
-                [sys.executable, "-c", WRITER.format(repo=str(REPO)), str(run), str(args.rate),
-                 str(next_steps[a])]))
+            writers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        WRITER.format(repo=str(REPO)),
+                        str(run),
+                        str(args.rate),
+                        str(next_steps[a]),
+                    ]
+                )
+            )
         try:
             tui.wait_for(b"running", timeout=30)
             cpu0, t0 = tui.cpu_s(), time.monotonic()
@@ -273,17 +349,24 @@ def main() -> int:
                 peak_rss = max(peak_rss, tui.memory_mb()[0])
             cpu = (tui.cpu_s() - cpu0) / (time.monotonic() - t0)
             rss, hwm = tui.memory_mb()
-            written = sum((root / "runs" / arm_name(a) / "telemetry.jsonl").stat().st_size
-                          for a in range(args.arms)) - size
+            written = (
+                sum(
+                    (root / "runs" / arm_name(a) / "telemetry.jsonl").stat().st_size
+                    for a in range(args.arms)
+                )
+                - size
+            )
         finally:
             for w in writers:
                 w.terminate()
             for w in writers:
                 w.wait()
             tui.quit()
-        print(f"following {args.arms} arms x {args.rate:g} records/s for {args.follow_s:g} s "
-              f"({written / 1e3:.0f} kB appended): dashboard CPU {100 * cpu:.1f}% of one core, "
-              f"RSS {rss:.0f} MB (max sampled {peak_rss:.0f} MB, VmHWM {hwm:.0f} MB)")
+        print(
+            f"following {args.arms} arms x {args.rate:g} records/s for {args.follow_s:g} s "
+            f"({written / 1e3:.0f} kB appended): dashboard CPU {100 * cpu:.1f}% of one core, "
+            f"RSS {rss:.0f} MB (max sampled {peak_rss:.0f} MB, VmHWM {hwm:.0f} MB)"
+        )
     return 0
 
 

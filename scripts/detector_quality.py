@@ -1,6 +1,6 @@
 """Measure the detectors on the labelled corpus and write docs/detectors.md.
 
-Every trace in tests/fixtures/traces/ is replayed through ``engine.detectors.detect_run`` with the
+Every trace in tests/fixtures/traces/ is replayed through ``engine.scoring.detectors.detect_run`` with the
 default thresholds (``DetectConfig()``, i.e. engine/config.py DETECT_KNOBS), exactly as the engine
 would have fired live. Per rule, at trace level:
 
@@ -30,13 +30,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import DETECT_KNOBS, DetectConfig  # noqa: E402
-from engine.detectors import COLLAPSE_RULES, Event, detect_run  # noqa: E402
-from engine.telemetry import iter_records  # noqa: E402
+from engine.runs.telemetry import iter_records  # noqa: E402
+from engine.scoring.detectors import COLLAPSE_RULES, Event, detect_run  # noqa: E402
 
 CORPUS = REPO / "tests" / "fixtures" / "traces"
 DOC = REPO / "docs" / "detectors.md"
-RULES = ("nonfinite_loss", "nonfinite_grad", "nonfinite_val", "loss_spike", "grad_spike",
-         "divergence", "output_collapse", "plateau")
+RULES = (
+    "nonfinite_loss",
+    "nonfinite_grad",
+    "nonfinite_val",
+    "loss_spike",
+    "grad_spike",
+    "divergence",
+    "output_collapse",
+    "plateau",
+)
 ALARM_SEVERITIES = ("warning", "collapse", "fatal")
 COLLAPSE_DELAY_TARGET = 2  # epochs
 
@@ -60,8 +68,11 @@ class TraceResult:
 
     @property
     def healthy_alarms(self) -> list[Event]:
-        return [e for e in self.events if e.severity in ALARM_SEVERITIES] \
-            if self.kind == "healthy" else []
+        return (
+            [e for e in self.events if e.severity in ALARM_SEVERITIES]
+            if self.kind == "healthy"
+            else []
+        )
 
     def collapse_delay(self) -> int | None:
         """Epochs from the collapse onset to the first collapse-rule firing (None: missed)."""
@@ -98,8 +109,11 @@ def evaluate(corpus: Path = CORPUS, cfg: DetectConfig | None = None) -> list[Tra
     out = []
     for t in load_manifest(corpus)["traces"]:
         events = detect_run(iter_records(corpus / t["file"]), cfg)
-        out.append(TraceResult(t["file"], t["kind"], t["source"], t["description"], t["expect"],
-                               t["allow"], events))
+        out.append(
+            TraceResult(
+                t["file"], t["kind"], t["source"], t["description"], t["expect"], t["allow"], events
+            )
+        )
     return out
 
 
@@ -124,18 +138,32 @@ def targets(results: list[TraceResult]) -> dict:
     """The two acceptance targets, with the traces that break them."""
     healthy = [t for t in results if t.kind == "healthy"]
     collapse = [t for t in results if t.kind == "collapse"]
-    noisy = {t.file: [f"{e.rule}@{e.epoch}" for e in t.healthy_alarms]
-             for t in healthy if t.healthy_alarms}
-    late = {t.file: t.collapse_delay() for t in collapse
-            if t.collapse_delay() is None or t.collapse_delay() > COLLAPSE_DELAY_TARGET}
-    return {"healthy_traces": len(healthy), "healthy_with_alarms": noisy,
-            "collapse_traces": len(collapse), "collapse_late_or_missed": late,
-            "no_false_alarm_on_healthy": not noisy, "collapse_within_target": not late}
+    noisy = {
+        t.file: [f"{e.rule}@{e.epoch}" for e in t.healthy_alarms]
+        for t in healthy
+        if t.healthy_alarms
+    }
+    late = {
+        t.file: t.collapse_delay()
+        for t in collapse
+        if t.collapse_delay() is None or t.collapse_delay() > COLLAPSE_DELAY_TARGET
+    }
+    return {
+        "healthy_traces": len(healthy),
+        "healthy_with_alarms": noisy,
+        "collapse_traces": len(collapse),
+        "collapse_late_or_missed": late,
+        "no_false_alarm_on_healthy": not noisy,
+        "collapse_within_target": not late,
+    }
 
 
 # The output-collapse knobs swept in the sensitivity table (the defaults are always included).
-SWEEP = {"collapse_std_ratio": (0.05, 0.02, 0.01, 0.005, 0.001),
-         "collapse_patience": (2, 3), "warmup_epochs": (1, 2)}
+SWEEP = {
+    "collapse_std_ratio": (0.05, 0.02, 0.01, 0.005, 0.001),
+    "collapse_patience": (2, 3),
+    "warmup_epochs": (1, 2),
+}
 
 
 def sensitivity(corpus: Path = CORPUS) -> list[dict]:
@@ -149,13 +177,17 @@ def sensitivity(corpus: Path = CORPUS) -> list[dict]:
         tg = targets(results)
         delays = [t.collapse_delay() for t in results if t.kind == "collapse"]
         found = [d for d in delays if d is not None]
-        rows.append({**knobs, "default": all(getattr(default, k) == v for k, v in knobs.items()),
-                     "healthy_alarms": len(tg["healthy_with_alarms"]),
-                     "collapse_missed": sum(d is None for d in delays),
-                     "collapse_late": sum(d is not None and d > COLLAPSE_DELAY_TARGET
-                                          for d in delays),
-                     "max_delay": max(found) if found else None,
-                     "ok": tg["no_false_alarm_on_healthy"] and tg["collapse_within_target"]})
+        rows.append(
+            {
+                **knobs,
+                "default": all(getattr(default, k) == v for k, v in knobs.items()),
+                "healthy_alarms": len(tg["healthy_with_alarms"]),
+                "collapse_missed": sum(d is None for d in delays),
+                "collapse_late": sum(d is not None and d > COLLAPSE_DELAY_TARGET for d in delays),
+                "max_delay": max(found) if found else None,
+                "ok": tg["no_false_alarm_on_healthy"] and tg["collapse_within_target"],
+            }
+        )
     return rows
 
 
@@ -175,7 +207,7 @@ RATIONALE = """\
 ## The rules and why they look the way they do
 
 Each rule is a small state machine over one signal, with a warm-up, a patience and hysteresis
-(engine/detectors.py), fed live by the training loop and replayed by the exporter, so the console,
+(engine/scoring/detectors.py), fed live by the training loop and replayed by the exporter, so the console,
 the dashboard and the reports share one truth.
 
 | rule | signal | fires when | lineage |
@@ -201,8 +233,9 @@ evaluation's twin fraction names such runs (docs/twin.md).
 """
 
 
-def render(results: list[TraceResult] | None = None,
-           sensitivity_rows: list[dict] | None = None) -> str:
+def render(
+    results: list[TraceResult] | None = None, sensitivity_rows: list[dict] | None = None
+) -> str:
     results = results if results is not None else evaluate()
     scores = score(results)
     tg = targets(results)
@@ -214,28 +247,41 @@ def render(results: list[TraceResult] | None = None,
         "`tests/fixtures/traces/` (regenerate the corpus with `scripts/make_trace_corpus.py`); "
         "do not edit by hand.*",
         "",
-        f"{len(results)} traces: " + ", ".join(
-            f"{sum(t.kind == k for t in results)} {k}" for k in
-            ("healthy", "spike", "collapse", "divergence", "nan"))
+        f"{len(results)} traces: "
+        + ", ".join(
+            f"{sum(t.kind == k for t in results)} {k}"
+            for k in ("healthy", "spike", "collapse", "divergence", "nan")
+        )
         + f" ({sum(t.source == 'real' for t in results)} "
         "from real tiny CPU training runs, the rest synthetic). Every trace is replayed through "
-        "`engine.detectors.detect_run` with the default thresholds below.",
+        "`engine.scoring.detectors.detect_run` with the default thresholds below.",
         "",
         "## Targets",
         "",
         f"- No warning, collapse or fatal firing on any healthy trace: "
         f"**{'met' if tg['no_false_alarm_on_healthy'] else 'NOT met'}** "
         f"({tg['healthy_traces']} healthy traces"
-        + (", alarms: " + "; ".join(f"`{f}` {', '.join(a)}" for f, a in
-                                    tg["healthy_with_alarms"].items())
-           if tg["healthy_with_alarms"] else "") + ").",
+        + (
+            ", alarms: "
+            + "; ".join(f"`{f}` {', '.join(a)}" for f, a in tg["healthy_with_alarms"].items())
+            if tg["healthy_with_alarms"]
+            else ""
+        )
+        + ").",
         f"- Every collapse flagged (output_collapse or divergence) within "
         f"{COLLAPSE_DELAY_TARGET} epochs of onset: "
         f"**{'met' if tg['collapse_within_target'] else 'NOT met'}** "
         f"({tg['collapse_traces']} collapse traces"
-        + (", late or missed: " + "; ".join(f"`{f}` {'missed' if d is None else f'{d} epochs'}"
-                                            for f, d in tg["collapse_late_or_missed"].items())
-           if tg["collapse_late_or_missed"] else "") + ").",
+        + (
+            ", late or missed: "
+            + "; ".join(
+                f"`{f}` {'missed' if d is None else f'{d} epochs'}"
+                for f, d in tg["collapse_late_or_missed"].items()
+            )
+            if tg["collapse_late_or_missed"]
+            else ""
+        )
+        + ").",
         "",
         "## Per rule",
         "",
@@ -249,44 +295,81 @@ def render(results: list[TraceResult] | None = None,
     ]
     for rule in RULES:
         s = scores[rule]
-        lines.append(f"| `{rule}` | {s.positives} | {s.detected} | {s.false_alarms} | "
-                     f"{_fmt(s.precision)} | {_fmt(s.recall)} | {_delays(s.delays)} | "
-                     f"{_delays(s.step_delays)} |")
-    lines += ["", "## Per trace", "",
-              "Onsets and firings as 0-based epochs (`rule@epoch`, step rules `rule@epoch:step`).",
-              "", "| trace | source | kind | expected (onset) | fired | false alarms |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| `{rule}` | {s.positives} | {s.detected} | {s.false_alarms} | "
+            f"{_fmt(s.precision)} | {_fmt(s.recall)} | {_delays(s.delays)} | "
+            f"{_delays(s.step_delays)} |"
+        )
+    lines += [
+        "",
+        "## Per trace",
+        "",
+        "Onsets and firings as 0-based epochs (`rule@epoch`, step rules `rule@epoch:step`).",
+        "",
+        "| trace | source | kind | expected (onset) | fired | false alarms |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in results:
-        exp = ", ".join(f"`{r}`@{o['epoch']}" + (f":{o['step']}" if "step" in o else "")
-                        for r, o in t.expect.items()) or "—"
-        fired = ", ".join(f"`{e.rule}`@{e.epoch}"
-                          + (f":{e.step}" if e.rule in ("loss_spike", "grad_spike",
-                                                        "nonfinite_loss", "nonfinite_grad")
-                             else "") for e in t.events) or "—"
+        exp = (
+            ", ".join(
+                f"`{r}`@{o['epoch']}" + (f":{o['step']}" if "step" in o else "")
+                for r, o in t.expect.items()
+            )
+            or "—"
+        )
+        fired = (
+            ", ".join(
+                f"`{e.rule}`@{e.epoch}"
+                + (
+                    f":{e.step}"
+                    if e.rule in ("loss_spike", "grad_spike", "nonfinite_loss", "nonfinite_grad")
+                    else ""
+                )
+                for e in t.events
+            )
+            or "—"
+        )
         fa = ", ".join(f"`{e.rule}`@{e.epoch}" for e in t.false_alarms) or "—"
         lines.append(f"| `{t.file}` | {t.source} | {t.kind} | {exp} | {fired} | {fa} |")
     lines += ["", "Traces:", ""]
     lines += [f"- `{t.file}`: {t.description}" for t in results]
-    lines += ["", "## Sensitivity of the output-collapse rule", "",
-              "The same corpus replayed with other `output_collapse` knobs (all other knobs at "
-              "their defaults); **bold** = the current defaults. A row meets the targets when no "
-              "healthy trace raises an alarm and every collapse trace is flagged within "
-              f"{COLLAPSE_DELAY_TARGET} epochs.", "",
-              "| collapse_std_ratio | collapse_patience | warmup_epochs | healthy traces with "
-              "alarms | collapses missed | collapses late | max delay | targets met |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Sensitivity of the output-collapse rule",
+        "",
+        "The same corpus replayed with other `output_collapse` knobs (all other knobs at "
+        "their defaults); **bold** = the current defaults. A row meets the targets when no "
+        "healthy trace raises an alarm and every collapse trace is flagged within "
+        f"{COLLAPSE_DELAY_TARGET} epochs.",
+        "",
+        "| collapse_std_ratio | collapse_patience | warmup_epochs | healthy traces with "
+        "alarms | collapses missed | collapses late | max delay | targets met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sensitivity_rows if sensitivity_rows is not None else sensitivity():
-        cells = [f"{r['collapse_std_ratio']:g}", str(r["collapse_patience"]),
-                 str(r["warmup_epochs"]), str(r["healthy_alarms"]), str(r["collapse_missed"]),
-                 str(r["collapse_late"]), "—" if r["max_delay"] is None else str(r["max_delay"]),
-                 "yes" if r["ok"] else "no"]
+        cells = [
+            f"{r['collapse_std_ratio']:g}",
+            str(r["collapse_patience"]),
+            str(r["warmup_epochs"]),
+            str(r["healthy_alarms"]),
+            str(r["collapse_missed"]),
+            str(r["collapse_late"]),
+            "—" if r["max_delay"] is None else str(r["max_delay"]),
+            "yes" if r["ok"] else "no",
+        ]
         if r["default"]:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Thresholds measured", "",
-              "The defaults of `engine/config.py` `DETECT_KNOBS` (override per arm in "
-              "`[detect]` / `[arms.<name>.detect]`, see docs/arms.md):", "",
-              "| knob | value |", "|---|---|"]
+    lines += [
+        "",
+        "## Thresholds measured",
+        "",
+        "The defaults of `engine/config.py` `DETECT_KNOBS` (override per arm in "
+        "`[detect]` / `[arms.<name>.detect]`, see docs/arms.md):",
+        "",
+        "| knob | value |",
+        "|---|---|",
+    ]
     lines += [f"| `{k.name}` | {getattr(cfg, k.name)!r} |" for k in DETECT_KNOBS]
     lines += ["", RATIONALE.rstrip(), ""]
     return "\n".join(lines)

@@ -50,22 +50,32 @@ WarmupCosine arm whose `warmup_epochs` is at least its `epochs`.
 def table(title: str, knobs) -> str:
     lines = [f"## {title}", "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
     for k in knobs:
-        default = repr(k.default) if isinstance(k.default, str) else str(k.default).lower() \
-            if isinstance(k.default, bool) else f"{k.default:g}" if isinstance(k.default, float) \
+        default = (
+            repr(k.default)
+            if isinstance(k.default, str)
+            else str(k.default).lower()
+            if isinstance(k.default, bool)
+            else f"{k.default:g}"
+            if isinstance(k.default, float)
             else str(k.default)
+        )
         lines.append(f"| `{k.name}` | `{default}` | {k.allowed()} | {k.help} |")
     return "\n".join(lines) + "\n"
 
 
 def render() -> str:
-    return "\n".join([
-        INTRO,
-        table("Data recipe (`[data]`, `[arms.<name>.data]`)", DATA_KNOBS),
-        table("Generator (`[defaults]`, `[arms.<name>]`)", MODEL_KNOBS),
-        table("Training (`[defaults]`, `[arms.<name>]`)", TRAIN_KNOBS),
-        table("Detectors (`[detect]`, `[arms.<name>.detect]`; see docs/detectors.md)",
-              DETECT_KNOBS),
-    ])
+    return "\n".join(
+        [
+            INTRO,
+            table("Data recipe (`[data]`, `[arms.<name>.data]`)", DATA_KNOBS),
+            table("Generator (`[defaults]`, `[arms.<name>]`)", MODEL_KNOBS),
+            table("Training (`[defaults]`, `[arms.<name>]`)", TRAIN_KNOBS),
+            table(
+                "Detectors (`[detect]`, `[arms.<name>.detect]`; see docs/detectors.md)",
+                DETECT_KNOBS,
+            ),
+        ]
+    )
 
 
 if __name__ == "__main__":

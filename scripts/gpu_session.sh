@@ -52,7 +52,7 @@ say "waiting for the study (deadline ${BUDGET_S} s)"
 $PY - "$STUDY" "$BUDGET_S" "$T0" "$LAUNCHED" $ARMS <<'EOF'
 import subprocess, sys, time
 from pathlib import Path
-from engine.status import run_state
+from engine.runs.status import run_state
 study, budget, t0, launched = Path(sys.argv[1]), *map(float, sys.argv[2:5])
 arms = sys.argv[5:]
 sampled = False
@@ -77,7 +77,7 @@ $PY -m app.cli stop --out "$STUDY" $STUDY_ARGS $ARMS 2>&1 | grep -v "not running
 $PY - "$STUDY" $ARMS <<'EOF'
 import sys, time
 from pathlib import Path
-from engine.status import run_state
+from engine.runs.status import run_state
 study, arms = Path(sys.argv[1]), sys.argv[2:]
 deadline = time.time() + 45
 while time.time() < deadline and any(run_state(study / a) in ("running", "queued")

@@ -41,8 +41,12 @@ def table_rows(corners: int) -> list[str]:
     for arch in ARCHITECTURES:
         for depth in DEPTHS:
             for cap in CAPS:
-                cfg = ModelConfig(architecture=arch, fno_blocks=depth, max_hidden_channels=cap,
-                                  spectral_corners=corners)
+                cfg = ModelConfig(
+                    architecture=arch,
+                    fno_blocks=depth,
+                    max_hidden_channels=cap,
+                    spectral_corners=corners,
+                )
                 d = describe(cfg)
                 if d is None:
                     continue
@@ -50,8 +54,10 @@ def table_rows(corners: int) -> list[str]:
                     continue  # the cap does not apply: the uncapped row already says it all
                 cap_text = str(cap) if "max_hidden_channels" in d["knobs_used"] else "n/a"
                 channels = ", ".join(str(c) for c in d["channels"])
-                rows.append(f"| {arch} | {depth} | {cap_text} | {channels} "
-                            f"| {d['parameters']:,} | {d['parameters_complex_as_one']:,} |")
+                rows.append(
+                    f"| {arch} | {depth} | {cap_text} | {channels} "
+                    f"| {d['parameters']:,} | {d['parameters_complex_as_one']:,} |"
+                )
     return rows
 
 

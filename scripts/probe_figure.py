@@ -21,9 +21,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from engine.config import DataConfig  # noqa: E402
-from engine.physics import far_field_amplitude  # noqa: E402
-from engine.probe import build_probe  # noqa: E402
-from engine.simulate import extract_patches, make_lines_object, object_phase  # noqa: E402
+from engine.sim.physics import far_field_amplitude  # noqa: E402
+from engine.sim.probe import build_probe  # noqa: E402
+from engine.sim.simulate import extract_patches, make_lines_object, object_phase  # noqa: E402
 
 FIGURE = REPO / "docs" / "figures" / "probe.png"
 N = 64
@@ -49,19 +49,25 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    probes = {"defocused_aperture (default)": build_probe(DataConfig()),
-              "ideal_disk": build_probe(DataConfig(probe="ideal_disk"))}
+    probes = {
+        "defocused_aperture (default)": build_probe(DataConfig()),
+        "ideal_disk": build_probe(DataConfig(probe="ideal_disk")),
+    }
     amplitude = make_lines_object(392, 400, np.random.default_rng(7))[None]
     amp = extract_patches(amplitude, N, 10)
     phase = extract_patches(object_phase(amplitude), N, 10)
-    objects = {"no phase": amp.astype(np.complex64),
-               "phase": (amp * np.exp(1j * phase)).astype(np.complex64)}
+    objects = {
+        "no phase": amp.astype(np.complex64),
+        "phase": (amp * np.exp(1j * phase)).astype(np.complex64),
+    }
     for name, probe in probes.items():
         print(f"{name}: twin symmetry {probe.meta['twin_symmetry']:.4f}")
         for kind, obj in objects.items():
             d = twin_difference(obj, probe.array)
-            print(f"  {kind:8s} {len(d)} patches: twin diffraction differs by "
-                  f"min {d.min():.3g}, median {np.median(d):.3g}, max {d.max():.3g} (relative L1)")
+            print(
+                f"  {kind:8s} {len(d)} patches: twin diffraction differs by "
+                f"min {d.min():.3g}, median {np.median(d):.3g}, max {d.max():.3g} (relative L1)"
+            )
 
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.4), constrained_layout=True)
     patch = objects["phase"][len(amp) // 2 + 16]

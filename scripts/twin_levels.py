@@ -28,17 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.config import DataConfig  # noqa: E402
-from engine.data import build_dataset  # noqa: E402
-from engine.evaluate import reference_metrics, twin_reference_metrics  # noqa: E402
-from engine.metrics import compute_metrics  # noqa: E402
-from engine.twin import twin_image  # noqa: E402
+from engine.scoring.evaluate import reference_metrics, twin_reference_metrics  # noqa: E402
+from engine.scoring.metrics import compute_metrics  # noqa: E402
+from engine.scoring.twin import twin_image  # noqa: E402
+from engine.sim.data import build_dataset  # noqa: E402
 
 FRACTIONS = np.round(np.arange(0.0, 1.0001, 0.1), 2)
 DRAWS = 5
 
 
-def mixed_image(gt: np.ndarray, twin: np.ndarray, stride: int, fraction: float,
-                rng: np.random.Generator) -> np.ndarray:
+def mixed_image(
+    gt: np.ndarray, twin: np.ndarray, stride: int, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
     """The truth with a random ``fraction`` of its stride x stride blocks taken from the twin."""
     blocks = gt.shape[0] // stride
     chosen = rng.random((blocks, blocks)) < fraction
@@ -58,12 +59,18 @@ def levels(data: DataConfig) -> dict:
     rng = np.random.default_rng(0)
     curve = {}
     for f in FRACTIONS:
-        draws = [headline(compute_metrics(mixed_image(gt, twin, stride, f, rng), gt,
-                                          phase_vacuous=vacuous)) for _ in range(DRAWS)]
+        draws = [
+            headline(
+                compute_metrics(mixed_image(gt, twin, stride, f, rng), gt, phase_vacuous=vacuous)
+            )
+            for _ in range(DRAWS)
+        ]
         curve[float(f)] = {k: float(np.median([d[k] for d in draws])) for k in draws[0]}
-    return {"flat": headline(reference_metrics(gt, phase_vacuous=vacuous)),
-            "all_twin": headline(twin_reference_metrics(gt, stride, phase_vacuous=vacuous)),
-            "curve": curve}
+    return {
+        "flat": headline(reference_metrics(gt, phase_vacuous=vacuous)),
+        "all_twin": headline(twin_reference_metrics(gt, stride, phase_vacuous=vacuous)),
+        "curve": curve,
+    }
 
 
 def explain(run_metrics: dict, curve: dict) -> float:
@@ -81,22 +88,32 @@ def main(paths: list[str]) -> None:
     recipes = {data for data, _ in runs.values()}
     for data in recipes:
         lv = levels(data)
-        print(f"recipe: probe {data.probe!r}, set_phi {data.set_phi}, {data.nimgs_test} test "
-              f"image(s) at stride {data.test_stride}")
-        print(f"  flat image      : SSIM {lv['flat']['ssim']:.3f}  MAE {lv['flat']['mae']:.4f}  "
-              f"FRC50 {lv['flat']['frc50']:.1f}")
-        print(f"  all-twin        : SSIM {lv['all_twin']['ssim']:.3f}  "
-              f"MAE {lv['all_twin']['mae']:.4f}  FRC50 {lv['all_twin']['frc50']:.1f}")
-        print("  twin fraction f -> SSIM / MAE / FRC50 of truth with a random f of patches "
-              "twinned (median of 5 draws):")
+        print(
+            f"recipe: probe {data.probe!r}, set_phi {data.set_phi}, {data.nimgs_test} test "
+            f"image(s) at stride {data.test_stride}"
+        )
+        print(
+            f"  flat image      : SSIM {lv['flat']['ssim']:.3f}  MAE {lv['flat']['mae']:.4f}  "
+            f"FRC50 {lv['flat']['frc50']:.1f}"
+        )
+        print(
+            f"  all-twin        : SSIM {lv['all_twin']['ssim']:.3f}  "
+            f"MAE {lv['all_twin']['mae']:.4f}  FRC50 {lv['all_twin']['frc50']:.1f}"
+        )
+        print(
+            "  twin fraction f -> SSIM / MAE / FRC50 of truth with a random f of patches "
+            "twinned (median of 5 draws):"
+        )
         for f, m in lv["curve"].items():
             print(f"    f = {f:.1f}: {m['ssim']:.3f} / {m['mae']:.4f} / {m['frc50']:.1f}")
         for name, (run_data, metrics) in runs.items():
             if run_data != data:
                 continue
             h = headline(metrics)
-            print(f"  {name}: SSIM {h['ssim']:.3f}  MAE {h['mae']:.4f}  FRC50 {h['frc50']:.1f}"
-                  f"  -> explained by a twin fraction of ~{explain(h, lv['curve']):.2f}")
+            print(
+                f"  {name}: SSIM {h['ssim']:.3f}  MAE {h['mae']:.4f}  FRC50 {h['frc50']:.1f}"
+                f"  -> explained by a twin fraction of ~{explain(h, lv['curve']):.2f}"
+            )
 
 
 if __name__ == "__main__":

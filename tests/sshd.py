@@ -37,41 +37,60 @@ class LoopbackSSHD:
         self.user = getpass.getuser()
         self.proc: subprocess.Popen | None = None
         for name in ("host_key", "user_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                            str(root / name)], check=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True
+            )
         (root / "authorized_keys").write_text((root / "user_key.pub").read_text())
         os.chmod(root / "authorized_keys", 0o600)
-        (root / "sshd_config").write_text("\n".join([
-            f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
-            f"HostKey {root / 'host_key'}",
-            f"AuthorizedKeysFile {root / 'authorized_keys'}",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PubkeyAuthentication yes",
-            "UsePAM no",
-            "StrictModes no",  # pytest's tmp dirs are not laid out like ~/.ssh
-            "PermitRootLogin prohibit-password",
-            f"PidFile {root / 'sshd.pid'}",
-            "",
-        ]))
+        (root / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {root / 'host_key'}",
+                    f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "UsePAM no",
+                    "StrictModes no",  # pytest's tmp dirs are not laid out like ~/.ssh
+                    "PermitRootLogin prohibit-password",
+                    f"PidFile {root / 'sshd.pid'}",
+                    "",
+                ]
+            )
+        )
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
 
     @property
     def ssh(self) -> list[str]:
-        return ["ssh", "-p", str(self.port), "-i", str(self.root / "user_key"),
-                "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+        return [
+            "ssh",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.root / "user_key"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ]
 
     @property
     def destination(self) -> str:
         return f"{self.user}@127.0.0.1"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(self.root / "sshd_config")],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(self.root / "sshd.log", "ab"))
+        self.proc = subprocess.Popen(
+            [self.sshd, "-D", "-e", "-f", str(self.root / "sshd_config")],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "sshd.log", "ab"),  # noqa: SIM115 (the child owns it)
+        )
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -26,11 +26,17 @@ class Terminal:
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "32"}
         # A session of its own with the pty as controlling terminal, as a login shell gives
         # it: closing the master then sends SIGHUP, exactly as a dropped ssh session does.
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=cwd,
-                                     stdin=slave,
-                                     stdout=slave, stderr=slave, env=env,
-                                     start_new_session=True, close_fds=True,
-                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=cwd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
         os.close(slave)
         self.master = master
         self.raw = bytearray()
@@ -55,8 +61,9 @@ class Terminal:
         deadline = time.time() + timeout
         while needle not in self.text:
             if time.time() > deadline:
-                raise AssertionError(f"{needle!r} never appeared; screen text ends with "
-                                     f"{self.text[-600:]!r}")
+                raise AssertionError(
+                    f"{needle!r} never appeared; screen text ends with {self.text[-600:]!r}"
+                )
             time.sleep(0.1)
 
     def press(self, keys: str) -> None:

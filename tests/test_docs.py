@@ -24,8 +24,9 @@ def load_script(name: str):
 
 def test_arms_reference_is_current():
     expected = load_script("gen_arms_doc").render()
-    assert (REPO / "docs" / "arms.md").read_text() == expected, \
+    assert (REPO / "docs" / "arms.md").read_text() == expected, (
         "docs/arms.md is stale: run python scripts/gen_arms_doc.py"
+    )
 
 
 # --- the repository stands on its own ----------------------------------------------------------
@@ -46,8 +47,13 @@ def repo_text_files(suffixes=TEXT_SUFFIXES) -> list[Path]:
     files = []
     for root, dirs, names in os.walk(REPO):
         top = Path(root) == REPO
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")
-                         and not (top and d in SKIP_TOP_LEVEL))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in SKIP_DIRS
+            and not d.endswith(".egg-info")
+            and not (top and d in SKIP_TOP_LEVEL)
+        )
         files += [Path(root) / n for n in sorted(names) if Path(n).suffix in suffixes]
     return files
 
@@ -58,8 +64,14 @@ def markdown_files() -> list[Path]:
 
 def test_the_scan_sees_code_docs_and_tests():
     names = {p.relative_to(REPO).as_posix() for p in repo_text_files()}
-    assert {"README.md", "docs/science.md", "engine/train.py", "app/cli.py",
-            "tests/test_docs.py", "arms.toml"} <= names
+    assert {
+        "README.md",
+        "docs/science.md",
+        "engine/training/train.py",
+        "app/cli.py",
+        "tests/test_docs.py",
+        "arms.toml",
+    } <= names
     assert not any(n.startswith((".venv/", "runs/")) for n in names)
 
 
@@ -69,8 +81,10 @@ def test_no_file_outside_the_repository_is_cited():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if any(needle in line.lower() for needle in OUTSIDE_CITATIONS):
                 hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
-    assert not hits, ("files outside the repository are cited; point to docs/ instead "
-                      "(e.g. docs/science.md):\n" + "\n".join(hits))
+    assert not hits, (
+        "files outside the repository are cited; point to docs/ instead "
+        "(e.g. docs/science.md):\n" + "\n".join(hits)
+    )
 
 
 def _without_fences(text: str) -> list[str]:
@@ -91,8 +105,11 @@ def _slug(heading: str) -> str:
 
 
 def headings(path: Path) -> list[str]:
-    return [m.group(1).strip() for line in _without_fences(path.read_text(encoding="utf-8"))
-            if (m := re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line))]
+    return [
+        m.group(1).strip()
+        for line in _without_fences(path.read_text(encoding="utf-8"))
+        if (m := re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line))
+    ]
 
 
 def anchors(path: Path) -> set[str]:
@@ -128,8 +145,10 @@ def test_markdown_links_resolve_inside_the_repository():
     assert not broken, "broken links:\n" + "\n".join(broken)
 
 
-MENTION = re.compile(r"(?<![\w./-])((?:docs|engine|app|scripts|tests|bench)/[\w./-]*"
-                     r"\.(?:md|py|png|toml|json|sh|tcss))\b")
+MENTION = re.compile(
+    r"(?<![\w./-])((?:docs|engine|app|scripts|tests|bench)/[\w./-]*"
+    r"\.(?:md|py|png|toml|json|sh|tcss))\b"
+)
 
 
 def test_repository_paths_mentioned_in_text_exist():
@@ -169,6 +188,15 @@ def test_cited_doc_sections_exist():
 
 def test_the_readme_lists_every_reference_page():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for page in ("science.md", "twin.md", "original_conditions.md", "arms.md", "telemetry.md",
-                 "detectors.md", "engineering.md", "benchmarks.md", "param_counts.md"):
+    for page in (
+        "science.md",
+        "twin.md",
+        "original_conditions.md",
+        "arms.md",
+        "telemetry.md",
+        "detectors.md",
+        "engineering.md",
+        "benchmarks.md",
+        "param_counts.md",
+    ):
         assert f"(docs/{page})" in readme, f"README.md does not link docs/{page}"

@@ -17,7 +17,9 @@ def engine_modules() -> list[str]:
 
 
 def test_engine_has_modules_to_check():
-    assert {"engine.train", "engine.telemetry", "engine.arms"} <= set(engine_modules())
+    assert {"engine.training.train", "engine.runs.telemetry", "engine.study.arms"} <= set(
+        engine_modules()
+    )
 
 
 def test_no_engine_module_pulls_in_textual_rich_or_app():
@@ -28,8 +30,9 @@ def test_no_engine_module_pulls_in_textual_rich_or_app():
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'app', 'plotext'))\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "", f"engine imports {out.stdout.strip()}"
 
 
@@ -43,8 +46,9 @@ def test_headless_cli_does_not_import_textual():
         "    pass\n"
         "print('textual' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -52,10 +56,66 @@ def test_loading_a_study_for_the_dashboard_does_not_import_torch_or_scipy():
     # The dashboard's first frame waits on this; torch alone costs ~2 s and ~250 MB here.
     code = (
         "import sys\n"
-        "from engine.arms import load_study\n"
+        "from engine.study.arms import load_study\n"
         "load_study('arms.toml', validate_models=False)\n"
         "print(sorted(m for m in ('torch', 'scipy', 'skimage') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"
+
+
+# The subsystems of engine/ and what each may import (engine/__init__.py says why). Every import
+# counts, also those inside functions: a lazy import is still a dependency.
+FOUNDATION = {"errors", "atomic", "config"}
+ALLOWED = {
+    "foundation": set(),
+    "sim": set(),
+    "models": set(),
+    "runs": set(),
+    "scoring": {"sim"},
+    "study": {"sim", "models", "runs"},
+    "training": {"sim", "models", "runs", "scoring", "study"},
+    "live": {"runs", "scoring"},
+    "reporting": {"sim", "runs", "scoring", "study"},
+    "control": {"sim", "models", "runs", "scoring", "study", "training", "live", "reporting"},
+}
+
+
+def _subsystem(module: str) -> str:
+    part = module.split(".")[1]
+    return "foundation" if part in FOUNDATION else part
+
+
+def _engine_imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("engine."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("engine."))
+    return found
+
+
+def test_every_engine_module_belongs_to_a_declared_subsystem():
+    for name in engine_modules():
+        if name.count(".") >= 1:
+            assert _subsystem(name) in ALLOWED, f"{name} is in no subsystem of ALLOWED"
+
+
+def test_subsystems_import_only_downwards():
+    bad = []
+    for path in sorted((REPO / "engine").rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        name = ".".join(rel.parts)
+        if name == "engine.__init__":
+            continue
+        src = _subsystem(name)
+        for target in _engine_imports(path):
+            dst = _subsystem(target)
+            if dst != src and dst != "foundation" and dst not in ALLOWED[src]:
+                bad.append(f"{name} ({src}) imports {target} ({dst})")
+    assert not bad, "imports against the layering of engine/__init__.py:\n" + "\n".join(bad)

@@ -11,15 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from engine.status import run_state
-from engine.telemetry import ReadStats, iter_records
+from engine.runs.status import run_state
+from engine.runs.telemetry import ReadStats, iter_records
 from tests.slowstudy import wait_for, write_slow_study
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def cli(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 @pytest.fixture()
@@ -61,8 +68,10 @@ def test_launched_arms_queue_one_per_device_in_order(study):
     assert out.returncode == 0, out.stderr
     assert "at most 1 engine(s) at a time on each of cpu" in out.stdout
     first, second = study / "runs" / "slow", study / "runs" / "second"
-    wait_for(lambda: run_state(first) == "running" and run_state(second) == "queued",
-             what="slow running, second queued")
+    wait_for(
+        lambda: run_state(first) == "running" and run_state(second) == "queued",
+        what="slow running, second queued",
+    )
     queued = json.loads((second / "status.json").read_text())
     assert "busy: slow on cpu" in queued["queue"]
     assert not (second / "telemetry.jsonl").exists()  # nothing trains while queued
@@ -80,8 +89,9 @@ def test_launched_arms_queue_one_per_device_in_order(study):
     wait_for(lambda: run_state(second) == "queued", what="second queued again")
     time.sleep(1.0)
     assert cli("stop", "slow", cwd=study).returncode == 0
-    wait_for(lambda: run_state(second) == "running" and epochs_done(second) >= 1,
-             what="second training")
+    wait_for(
+        lambda: run_state(second) == "running" and epochs_done(second) >= 1, what="second training"
+    )
     header = next(iter_records(second / "telemetry.jsonl"))
     assert header["queue"]["device"] == "cpu" and header["queue"]["slot"] == 0
     assert header["queue"]["max_parallel"] == 1 and header["queue"]["waited_s"] > 0.5
@@ -91,8 +101,9 @@ def test_launched_arms_queue_one_per_device_in_order(study):
 
 
 def test_launch_reports_an_engine_that_refuses_at_once(study):
-    assert cli("--arms", "arms.toml", "--run", "slow", "--set", "epochs=1",
-               cwd=study).returncode == 0
+    assert (
+        cli("--arms", "arms.toml", "--run", "slow", "--set", "epochs=1", cwd=study).returncode == 0
+    )
     out = cli("launch", "slow", "--set", "epochs=1", cwd=study)  # neither --resume nor --restart
     assert out.returncode == 2
     assert "exited with code 2" in out.stderr and "already holds a run" in out.stderr
@@ -105,17 +116,31 @@ def test_stop_of_an_arm_that_is_not_running_is_refused(study):
 
 
 def test_two_racing_launches_of_one_arm_train_exactly_once(study):
-    args = [sys.executable, "-m", "app.cli", "--arms", "arms.toml", "--run", "slow",
-            "--set", "epochs=2"]
-    procs = [subprocess.Popen(args, cwd=study, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    args = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "--arms",
+        "arms.toml",
+        "--run",
+        "slow",
+        "--set",
+        "epochs=2",
+    ]
+    procs = [
+        subprocess.Popen(args, cwd=study, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=180) + (p.returncode,) for p in procs]
     codes = sorted(code for _, _, code in results)
     assert codes == [0, 2], results
     loser_err = next(err for _, err, code in results if code == 2)
     assert "in use by another running engine" in loser_err or "already holds a run" in loser_err
-    headers = [r for r in iter_records(study / "runs" / "slow" / "telemetry.jsonl")
-               if r["type"] == "header"]
+    headers = [
+        r
+        for r in iter_records(study / "runs" / "slow" / "telemetry.jsonl")
+        if r["type"] == "header"
+    ]
     assert len(headers) == 1
 
 
@@ -134,7 +159,12 @@ def test_write_error_fails_the_run_cleanly_and_keeps_telemetry_whole(study):
 
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli", "--arms", "arms.toml", "--run", "slow", "--restart"],
-        cwd=study, capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)
+        cwd=study,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_file_size,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "File too large" in proc.stderr or "too large" in proc.stderr.lower()
     run = study / "runs" / "slow"

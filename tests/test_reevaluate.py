@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError, RunLockedError
-from engine.reevaluate import reevaluate_run
-from engine.rundir import RunDir, data_cache_dir
-from engine.status import RunLock
-from engine.telemetry import encode_record, iter_records
+from engine.runs.rundir import RunDir, data_cache_dir
+from engine.runs.status import RunLock
+from engine.runs.telemetry import encode_record, iter_records
+from engine.training.reevaluate import reevaluate_run
 from tests.test_cli_e2e import fnotui
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
@@ -90,8 +90,7 @@ def as_older_evaluation(run: Path) -> dict:
 
 
 def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
-    return {name: ((run / name).read_bytes(), (run / name).stat().st_mtime_ns)
-            for name in EVIDENCE}
+    return {name: ((run / name).read_bytes(), (run / name).stat().st_mtime_ns) for name in EVIDENCE}
 
 
 def test_evaluate_rescores_an_old_run_and_appends_a_marked_record(study):
@@ -119,14 +118,26 @@ def test_evaluate_rescores_an_old_run_and_appends_a_marked_record(study):
     assert last["type"] == "metrics" and last["reevaluated"] is True
     assert (last["epoch"], last["step"]) == (finals[0]["epoch"], finals[0]["step"])
     assert last["metrics"]["twin_undecidable_fraction"] == pytest.approx(
-        twin["undecidable_fraction"])
+        twin["undecidable_fraction"]
+    )
     assert last["metrics"]["ssim"] == pytest.approx(new["ssim"])
     assert not list(run.glob(".*.tmp"))  # atomic writes leave nothing behind
 
-    stats = subprocess.run([sys.executable, "-c", (
-        "from engine.stats import arm_stats, read_run; import json, sys; "
-        "s = arm_stats(read_run('tiny', sys.argv[1])); print(json.dumps(s))"), str(run)],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+    stats = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "from engine.reporting.stats import arm_stats, read_run; import json, sys; "
+                "s = arm_stats(read_run('tiny', sys.argv[1])); print(json.dumps(s))"
+            ),
+            str(run),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     s = json.loads(stats.stdout)
     assert s["amp_ssim_vs_twin"] == pytest.approx(twin["metrics"]["ssim"][0])
     assert s["twin_undecidable_fraction"] == pytest.approx(twin["undecidable_fraction"])
@@ -141,8 +152,9 @@ def test_a_live_engine_is_refused_and_nothing_is_touched(study):
     assert snapshot(run) == before
 
     status = json.loads((run / "status.json").read_text())
-    status.update(state="running", pid=os.getpid(), host=socket.gethostname(),
-                  heartbeat=time.time())
+    status.update(
+        state="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time()
+    )
     (run / "status.json").write_text(json.dumps(status))
     before = snapshot(run)
     with pytest.raises(RunLockedError, match="is running"):

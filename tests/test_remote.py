@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.remote import RemoteControl, RemoteMirror, Target
-from engine.status import run_state
-from engine.telemetry import iter_records, resolve_segments
+from engine.live.remote import RemoteControl, RemoteMirror, Target
+from engine.runs.status import run_state
+from engine.runs.telemetry import iter_records, resolve_segments
 from tests.slowstudy import epochs_in, wait_for, write_slow_study
 from tests.sshd import LoopbackSSHD, find_sshd
 
 REPO = Path(__file__).resolve().parents[1]
 FNOTUI = str(Path(sys.executable).parent / "fnotui")  # the installed console script
+
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
@@ -45,8 +46,13 @@ def study(tmp_path) -> Path:
 
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def kill_engine(run: Path) -> None:
@@ -60,8 +66,9 @@ def kill_engine(run: Path) -> None:
 
 
 def mirror_for(sshd, study: Path, root: Path) -> RemoteMirror:
-    return RemoteMirror(Target.parse(f"{sshd.destination}:{study}"), root, ssh=sshd.ssh,
-                        fnotui=FNOTUI, silence_s=8)
+    return RemoteMirror(
+        Target.parse(f"{sshd.destination}:{study}"), root, ssh=sshd.ssh, fnotui=FNOTUI, silence_s=8
+    )
 
 
 def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_path):
@@ -78,18 +85,19 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
 
         # 1. The connection dies (sshd's session process killed): reconnect, carry on.
         assert sshd.drop_connections() >= 1
-        wait_for(lambda: mirror.connects == 2 and mirror.link == "connected",
-                 what="a reconnect")
+        wait_for(lambda: mirror.connects == 2 and mirror.link == "connected", what="a reconnect")
 
         # 2. The server is down for a while (the engine keeps training), then back.
         sshd.stop()
         wait_for(lambda: mirror.link.startswith("reconnecting"), what="link down")
         before = epochs_in(run)
-        wait_for(lambda: epochs_in(run) >= before + 2,
-                 what="epochs written while the link is down")
+        wait_for(lambda: epochs_in(run) >= before + 2, what="epochs written while the link is down")
         sshd.start()
-        wait_for(lambda: mirror.connects == 3 and mirror.link == "connected", timeout=90,
-                 what="a reconnect after the outage")
+        wait_for(
+            lambda: mirror.connects == 3 and mirror.link == "connected",
+            timeout=90,
+            what="a reconnect after the outage",
+        )
         wait_for(lambda: epochs_in(mirrored) >= epochs_in(run) - 1, what="catching up")
 
         # 3. kill -9 the engine: the mirror says crashed (only the engine's host can know).
@@ -103,8 +111,7 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
         assert "launched slow" in control.launch("slow", "resume", 1, "cpu")
         wait_for(lambda: run_state(mirrored) == "running", what="resumed in the mirror")
         resumed_at = epochs_in(run)
-        wait_for(lambda: epochs_in(mirrored) >= resumed_at + 1,
-                 what="an epoch after resuming")
+        wait_for(lambda: epochs_in(mirrored) >= resumed_at + 1, what="an epoch after resuming")
         assert "to stop" in control.stop("slow")
         wait_for(lambda: run_state(mirrored) == "killed", what="killed in the mirror")
         time.sleep(2.5)  # one more poll of the stream after the engine's last write
@@ -122,21 +129,53 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
 
 
 def test_remote_cli_errors_are_clear(sshd, study, tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "app.cli", "--remote=-oProxyCommand=x"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "app.cli", "--remote=-oProxyCommand=x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "expected [user@]host[:study_dir]" in bad.stderr
 
     missing = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--remote", f"{sshd.destination}:{study}/nowhere",
-         "--ssh", " ".join(sshd.ssh), "--remote-fnotui", FNOTUI,
-         "--mirror", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--remote",
+            f"{sshd.destination}:{study}/nowhere",
+            "--ssh",
+            " ".join(sshd.ssh),
+            "--remote-fnotui",
+            FNOTUI,
+            "--mirror",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 1
     assert "cannot follow" in missing.stderr and "nowhere" in missing.stderr
 
     closed = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--remote", f"{sshd.destination}:{study}",
-         "--ssh", " ".join(sshd.ssh).replace(str(sshd.port), "1"), "--remote-fnotui", FNOTUI,
-         "--mirror", str(tmp_path / "m2")], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--remote",
+            f"{sshd.destination}:{study}",
+            "--ssh",
+            " ".join(sshd.ssh).replace(str(sshd.port), "1"),
+            "--remote-fnotui",
+            FNOTUI,
+            "--mirror",
+            str(tmp_path / "m2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert closed.returncode == 1 and "refused" in closed.stderr.lower()
 
 
@@ -144,9 +183,19 @@ def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_pa
     from tests.terminal import Terminal
 
     run = study / "runs" / "slow"
-    tui = Terminal(tmp_path, "--remote", f"{sshd.destination}:{study}", "--ssh",
-                   " ".join(sshd.ssh), "--remote-fnotui", FNOTUI, "--device", "cpu",
-                   "--mirror", str(tmp_path / "mirror"))
+    tui = Terminal(
+        tmp_path,
+        "--remote",
+        f"{sshd.destination}:{study}",
+        "--ssh",
+        " ".join(sshd.ssh),
+        "--remote-fnotui",
+        FNOTUI,
+        "--device",
+        "cpu",
+        "--mirror",
+        str(tmp_path / "mirror"),
+    )
     try:
         tui.wait_text("not started")  # the mirror's first content: the link is up
         tui.press("r")  # launches on the remote host, through ssh
@@ -168,7 +217,7 @@ def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_pa
 
 
 def test_mirror_directory_is_never_a_folder_of_real_runs_and_never_shared(tmp_path):
-    from engine.remote import RemoteError
+    from engine.live.remote import RemoteError
 
     target = Target.parse("nobody@127.0.0.1:study")
     real = tmp_path / "real"
@@ -187,10 +236,12 @@ def test_mirror_directory_is_never_a_folder_of_real_runs_and_never_shared(tmp_pa
 
 
 def test_targets_and_the_remote_command_line():
-    from engine.remote import remote_shell_command
+    from engine.live.remote import remote_shell_command
 
     assert Target.parse("me@box:~/fnotui").study_dir == "fnotui"  # ssh starts in the home
     assert Target.parse("box:~").study_dir == ""
     t = Target.parse("box:/data/my study")
-    assert remote_shell_command(t, "fnotui", ["stream", "--arms", "a b.toml"]) == \
-        "cd -- '/data/my study' && exec fnotui stream --arms 'a b.toml'"
+    assert (
+        remote_shell_command(t, "fnotui", ["stream", "--arms", "a b.toml"])
+        == "cd -- '/data/my study' && exec fnotui stream --arms 'a b.toml'"
+    )

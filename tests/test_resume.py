@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.status import run_state
-from engine.telemetry import iter_records, resolve_segments
+from engine.runs.status import run_state
+from engine.runs.telemetry import iter_records, resolve_segments
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +53,14 @@ def cli(*args) -> list[str]:
 
 
 def run(args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(*args), cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        cli(*args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,12 @@ def steps_written(telemetry: Path) -> int:
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(study, reference):
     rng = random.Random()
     run_dir = study / "killed" / "warm"
-    proc = subprocess.Popen(cli("--arms", "arms.toml", "--run", "warm", "--out", "killed"),
-                            cwd=study, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli("--arms", "arms.toml", "--run", "warm", "--out", "killed"),
+        cwd=study,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Kill at a random step after the first checkpoint: 2 to 7 epochs in, mid-epoch.
     steps_per_epoch = 11  # 81 patterns at batch 8
     target = rng.randint(2 * steps_per_epoch + 1, 7 * steps_per_epoch - 1)
@@ -103,8 +113,9 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(study, reference):
     assert "resuming after epoch" in resumed.stdout
 
     for name in ("history.json", "metrics.json"):
-        assert json.loads((run_dir / name).read_text()) == \
-            json.loads((reference / name).read_text()), name
+        assert json.loads((run_dir / name).read_text()) == json.loads(
+            (reference / name).read_text()
+        ), name
 
     records = resolve_segments(iter_records(run_dir / "telemetry.jsonl"))
     ref_records = list(iter_records(reference / "telemetry.jsonl"))
@@ -122,21 +133,23 @@ def test_resume_of_a_finished_run_is_refused(study, reference):
 
 
 def test_resume_with_changed_config_is_refused(study, reference):
-    out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref2", "--set", "epochs=3"],
-              study)
+    out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref2", "--set", "epochs=3"], study)
     assert out.returncode == 0
     (study / "ref2" / "warm" / "status.json").write_text('{"state": "killed"}')
-    out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref2", "--resume", "--set",
-               "lr=1e-3"], study)
+    out = run(
+        ["--arms", "arms.toml", "--run", "warm", "--out", "ref2", "--resume", "--set", "lr=1e-3"],
+        study,
+    )
     assert out.returncode == 2 and "config changed" in out.stderr and "train.lr" in out.stderr
 
 
 def test_restart_archives_the_earlier_run(study, reference):
-    out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref3", "--set", "epochs=1"],
-              study)
+    out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref3", "--set", "epochs=1"], study)
     assert out.returncode == 0
-    out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref3", "--set", "epochs=1",
-               "--restart"], study)
+    out = run(
+        ["--arms", "arms.toml", "--run", "warm", "--out", "ref3", "--set", "epochs=1", "--restart"],
+        study,
+    )
     assert out.returncode == 0, out.stderr
     archived = list((study / "ref3" / ".archive").iterdir())
     assert len(archived) == 1 and (archived[0] / "telemetry.jsonl").is_file()

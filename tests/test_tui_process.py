@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.status import run_state
+from engine.runs.status import run_state
 from tests.slowstudy import epochs_in, wait_for, write_slow_study
 from tests.terminal import Terminal
+
 
 def engine_pid(run: Path) -> int:
     return json.loads((run / "status.json").read_text())["pid"]
@@ -96,8 +97,9 @@ def _scenario(tmp_path: Path, run: Path, terminals: list) -> None:
     tui.press("r")
     tui.wait_text("Resume")
     tui.press("r")
-    wait_for(lambda: run_state(run) == "running" and engine_pid(run) != pid,
-             what="the resumed engine")
+    wait_for(
+        lambda: run_state(run) == "running" and engine_pid(run) != pid, what="the resumed engine"
+    )
     wait_for(lambda: epochs_in(run) > done_before, what="an epoch after resuming")
     assert b'"type":"segment"' in (run / "telemetry.jsonl").read_bytes()
     tui.press("q")

@@ -15,8 +15,7 @@ class ChoiceScreen(ModalScreen):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, question: str, detail: str,
-                 choices: list[tuple[str, str, object, str]]):
+    def __init__(self, question: str, detail: str, choices: list[tuple[str, str, object, str]]):
         """``choices``: (key, label, value, button variant); the last one gets the focus."""
         super().__init__()
         self.question = question

@@ -16,14 +16,25 @@ from textual.widgets import Footer, Header
 
 from app.screens.detail import object_error
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
-from engine.runstore import PlotData
+from engine.live.runstore import PlotData
 
 # Each arm gets its own marker character as well as a colour: nothing said by colour alone.
-STYLES = (("•", "cyan"), ("x", "yellow"), ("+", "magenta"), ("o", "green"), ("*", "red"),
-          ("#", "blue"), ("%", "white"), ("@", "cyan"))
-PANELS = (("val", "val loss (per epoch)"), ("loss", "train loss (per step)"),
-          ("grad", "grad norm, pre-clip (per step)"),
-          ("amp", "object amplitude error vs ground truth (per epoch)"))
+STYLES = (
+    ("•", "cyan"),
+    ("x", "yellow"),
+    ("+", "magenta"),
+    ("o", "green"),
+    ("*", "red"),
+    ("#", "blue"),
+    ("%", "white"),
+    ("@", "cyan"),
+)
+PANELS = (
+    ("val", "val loss (per epoch)"),
+    ("loss", "train loss (per step)"),
+    ("grad", "grad norm, pre-clip (per step)"),
+    ("amp", "object amplitude error vs ground truth (per epoch)"),
+)
 REDRAW_MIN_S = 1.0
 
 
@@ -107,12 +118,19 @@ class CompareScreen(Screen):
         self._drawn_at = time.monotonic()
         self._draw_plots(sizes, self.log_y, self.smooth)
 
-    @work(thread=True, exclusive=True, group="compare-plots", description="draw the curves",
-          exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="compare-plots",
+        description="draw the curves",
+        exit_on_error=False,
+    )
     def _draw_plots(self, sizes, log_y: bool, smooth: bool) -> None:
         data = [self.app.store.plot_data(name) for name in self.arms]
-        texts = {pid: render_plot(compare_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
-                 for pid, (w, h) in sizes.items()}
+        texts = {
+            pid: render_plot(compare_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
+            for pid, (w, h) in sizes.items()
+        }
         self.app.call_from_thread(self._put, texts, tuple(d.version for d in data))
 
     def _put(self, texts: dict[str, Text], versions: tuple) -> None:

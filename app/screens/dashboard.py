@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from app.widgets.arm_table import ArmTable
 from app.widgets.cells import VERDICT_STYLES, fmt_duration, fmt_num, state_text
-from engine.runstore import ArmSnapshot
+from engine.live.runstore import ArmSnapshot
 
 
 def info_text(s: ArmSnapshot | None) -> Text:
@@ -23,23 +23,29 @@ def info_text(s: ArmSnapshot | None) -> Text:
     t.append("  ")
     t.append_text(state_text(s.state, s.collapsed))
     if s.state == "not started" and not s.has_run:
-        t.append(f"\n{s.epochs_total} epochs configured; r starts it as a background engine",
-                 style="dim")
+        t.append(
+            f"\n{s.epochs_total} epochs configured; r starts it as a background engine", style="dim"
+        )
         return t
     if s.state == "queued" and not s.has_run:
-        t.append(f"\n{s.note or 'waiting for a device slot'}; s takes it out of the queue",
-                 style="dim")
+        t.append(
+            f"\n{s.note or 'waiting for a device slot'}; s takes it out of the queue", style="dim"
+        )
         return t
     t.append("  verdict ")
     t.append(s.verdict_text, style=VERDICT_STYLES.get(s.verdict_label, ""))
     total = "?" if s.epochs_total is None else s.epochs_total
-    t.append(f"\nepoch {s.epochs_done}/{total} · loss {fmt_num(s.last_loss)} · best val "
-             f"{fmt_num(s.best_val)}"
-             + (f" (epoch {s.best_val_epoch + 1})" if s.best_val_epoch is not None else "")
-             + f" · |g| {fmt_num(s.grad_norm, 3)} · lr {fmt_num(s.lr, 2)}")
-    t.append(f"\n{fmt_num(s.samples_per_s, 3)} samples/s · ETA "
-             f"{fmt_duration(s.eta_s) if s.state == 'running' else '—'} · {s.n_steps} steps · "
-             f"{s.n_events} events · alarms: {', '.join(s.alarms) if s.alarms else 'none'}")
+    t.append(
+        f"\nepoch {s.epochs_done}/{total} · loss {fmt_num(s.last_loss)} · best val "
+        f"{fmt_num(s.best_val)}"
+        + (f" (epoch {s.best_val_epoch + 1})" if s.best_val_epoch is not None else "")
+        + f" · |g| {fmt_num(s.grad_norm, 3)} · lr {fmt_num(s.lr, 2)}"
+    )
+    t.append(
+        f"\n{fmt_num(s.samples_per_s, 3)} samples/s · ETA "
+        f"{fmt_duration(s.eta_s) if s.state == 'running' else '—'} · {s.n_steps} steps · "
+        f"{s.n_events} events · alarms: {', '.join(s.alarms) if s.alarms else 'none'}"
+    )
     problems = []
     if s.nonfinite_steps:
         problems.append(f"✖ {s.nonfinite_steps} non-finite steps")

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from app.widgets.cells import fmt_num, severity_text
 from app.widgets.image import HalfBlockImage, describe, display_range
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
-from engine.runstore import PlotData
+from engine.live.runstore import PlotData
 
 # Plots are rebuilt at most this often while an engine writes (plotext is not free).
 REDRAW_MIN_S = 1.0
@@ -33,9 +33,11 @@ FINAL_COLUMNS = (("SSIM", "ssim"), ("PSNR", "psnr"), ("MAE", "mae"), ("FRC50", "
 def detail_curves(panel: str, d: PlotData) -> list[Curve]:
     s, e = d.steps, d.epochs
     if panel == "loss":
-        return [Curve("step loss", *s["loss"], "braille", "cyan"),
-                Curve("train", *e["train_loss"], "•", "yellow", smoothable=False),
-                Curve("val", *e["val_loss"], "x", "magenta", smoothable=False)]
+        return [
+            Curve("step loss", *s["loss"], "braille", "cyan"),
+            Curve("train", *e["train_loss"], "•", "yellow", smoothable=False),
+            Curve("val", *e["val_loss"], "x", "magenta", smoothable=False),
+        ]
     if panel == "grad":
         curves = [Curve("pre-clip", *s["grad_norm"], "braille", "cyan")]
         if len(s["grad_norm_clipped"][0]):
@@ -49,13 +51,15 @@ def detail_curves(panel: str, d: PlotData) -> list[Curve]:
     # against its twin, which the loss cannot see (phase-retrieval ambiguities): all in object
     # amplitude units, the units of the final amplitude MAE.
     norm = object_scale(d)
-    curves = [Curve("spread", *_scaled(e["pred_amp_std"], norm), "•", "cyan", smoothable=False),
-              Curve("GT spread", *_scaled(e["target_amp_std"], norm), "-", "green",
-                    smoothable=False),
-              Curve("error vs GT", *object_error(d), "x", "magenta", smoothable=False)]
+    curves = [
+        Curve("spread", *_scaled(e["pred_amp_std"], norm), "•", "cyan", smoothable=False),
+        Curve("GT spread", *_scaled(e["target_amp_std"], norm), "-", "green", smoothable=False),
+        Curve("error vs GT", *object_error(d), "x", "magenta", smoothable=False),
+    ]
     if len(e.get("val_amp_mae_twin", ((), ()))[0]):
-        curves.append(Curve("error vs twin", *e["val_amp_mae_twin"], "+", "yellow",
-                            smoothable=False))
+        curves.append(
+            Curve("error vs twin", *e["val_amp_mae_twin"], "+", "yellow", smoothable=False)
+        )
     return curves
 
 
@@ -81,8 +85,12 @@ def _scaled(series: tuple[np.ndarray, np.ndarray], factor: float):
     return x, y * factor
 
 
-PANELS = (("loss", "loss"), ("grad", "grad norm"), ("lr", "learning rate"),
-          ("amp", "object amplitude: output spread, error vs truth and vs twin"))
+PANELS = (
+    ("loss", "loss"),
+    ("grad", "grad norm"),
+    ("lr", "learning rate"),
+    ("amp", "object amplitude: output spread, error vs truth and vs twin"),
+)
 
 
 def config_text(header: dict | None, fallback: dict | None) -> Text:
@@ -93,8 +101,18 @@ def config_text(header: dict | None, fallback: dict | None) -> Text:
         t.append("not started: the config arms.toml resolves to\n\n", style="dim")
         _tree(t, fallback or {}, 0)
         return t
-    for key in ("parameters", "channel_schedule", "device", "torch", "host", "pid",
-                "n_train", "n_test", "steps_per_epoch", "target_amp_std"):
+    for key in (
+        "parameters",
+        "channel_schedule",
+        "device",
+        "torch",
+        "host",
+        "pid",
+        "n_train",
+        "n_test",
+        "steps_per_epoch",
+        "target_amp_std",
+    ):
         if key in header:
             _tree(t, {key: header[key]}, 0)
     for key in ("config", "optimizer", "scheduler", "clip", "physics", "seeding", "dataset"):
@@ -137,8 +155,9 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
         vacuous = False
         reevaluated = bool(record.get("reevaluated"))
     else:
-        t.append("no final metrics: they are written when the run finishes its evaluation",
-                 style="dim")
+        t.append(
+            "no final metrics: they are written when the run finishes its evaluation", style="dim"
+        )
         return t
     again = ", re-evaluated" if reevaluated else ""
     # A run stopped by the user and re-scored says where its weights come from.
@@ -157,16 +176,19 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
         t.append("\n")
     t.append("  twin   ")
     if fraction is None and undecidable is None:
-        t.append("not evaluated (older evaluation code: fnotui evaluate re-scores the run)",
-                 style="dim")
+        t.append(
+            "not evaluated (older evaluation code: fnotui evaluate re-scores the run)", style="dim"
+        )
         return t
     t.append(f"fraction {fmt_num(fraction, 3)}", style="bold")
     t.append(" of decidable patches")
     if isinstance(undecidable, (int, float)):
         t.append(f" ({undecidable:.0%} undecidable)")
     if isinstance(vs_twin, list) and len(vs_twin) == 2:
-        t.append(f"\n{'':9}SSIM vs twin {fmt_num(vs_twin[0])} / {fmt_num(vs_twin[1])} "
-                 f"(amp / phase, against the all-twin image)")
+        t.append(
+            f"\n{'':9}SSIM vs twin {fmt_num(vs_twin[0])} / {fmt_num(vs_twin[1])} "
+            f"(amp / phase, against the all-twin image)"
+        )
     return t
 
 
@@ -185,10 +207,10 @@ class ReconPanel(Grid):
     def compose(self) -> ComposeResult:
         for key in RECON_KEYS:
             with Vertical(classes="recon-cell"):
-                yield Static(key.replace("_", " "), id=f"cap-{key}", classes="caption",
-                             markup=False)
-                yield HalfBlockImage(cmap="phase" if "phase" in key else "grey",
-                                     id=f"img-{key}")
+                yield Static(
+                    key.replace("_", " "), id=f"cap-{key}", classes="caption", markup=False
+                )
+                yield HalfBlockImage(cmap="phase" if "phase" in key else "grey", id=f"img-{key}")
 
     def show(self, arrays: dict[str, np.ndarray]) -> None:
         """Each reconstruction on its ground truth's scale, so a collapse looks flat."""
@@ -232,19 +254,17 @@ class ArmDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(initial="curves"):
-            with TabPane("Curves", id="curves"):
-                with Grid(id="plots"):
-                    for pid, title in PANELS:
-                        view = PlotView(id=f"plot-{pid}")
-                        view.border_title = title
-                        yield view
+            with TabPane("Curves", id="curves"), Grid(id="plots"):
+                for pid, title in PANELS:
+                    view = PlotView(id=f"plot-{pid}")
+                    view.border_title = title
+                    yield view
             with TabPane("Events", id="events"):
                 yield Static(id="final-metrics", markup=False)
                 yield Static(id="events-summary", markup=False)
                 yield DataTable(id="events-table", cursor_type="row")
-            with TabPane("Config", id="config"):
-                with VerticalScroll():
-                    yield Static(id="config-text")
+            with TabPane("Config", id="config"), VerticalScroll():
+                yield Static(id="config-text")
             with TabPane("Recon", id="recon"):
                 yield Static(id="recon-note", markup=False)
                 yield ReconPanel(id="recon-panel")
@@ -253,10 +273,15 @@ class ArmDetailScreen(Screen):
     def on_mount(self) -> None:
         self.sub_title = self.arm
         table = self.query_one("#events-table", DataTable)
-        for key, label, width in (("epoch", "epoch", 5), ("severity", "severity", 10),
-                                  ("rule", "rule", 15), ("message", "message", 60),
-                                  ("value", "value", 9), ("threshold", "threshold", 9),
-                                  ("step", "step", 7)):
+        for key, label, width in (
+            ("epoch", "epoch", 5),
+            ("severity", "severity", 10),
+            ("rule", "rule", 15),
+            ("message", "message", 60),
+            ("value", "value", 9),
+            ("threshold", "threshold", 9),
+            ("step", "step", 7),
+        ):
             table.add_column(label, key=key, width=width)
         self.watch(self.app, "snapshots", self._on_snapshots)
         self.call_after_refresh(self.redraw)
@@ -312,12 +337,19 @@ class ArmDetailScreen(Screen):
         self._drawn_at = time.monotonic()
         self._draw_plots(sizes, self.log_y, self.smooth)
 
-    @work(thread=True, exclusive=True, group="detail-plots", description="draw the curves",
-          exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="detail-plots",
+        description="draw the curves",
+        exit_on_error=False,
+    )
     def _draw_plots(self, sizes: dict[str, tuple[int, int]], log_y: bool, smooth: bool) -> None:
         data = self.app.store.plot_data(self.arm)
-        texts = {pid: render_plot(detail_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
-                 for pid, (w, h) in sizes.items()}
+        texts = {
+            pid: render_plot(detail_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
+            for pid, (w, h) in sizes.items()
+        }
         final = final_metrics_text(self._metrics_json(), data.metrics)
         self.app.call_from_thread(self._put, texts, data, final)
 
@@ -348,7 +380,8 @@ class ArmDetailScreen(Screen):
             self._header_shown = data.header
             arm_cfg = self.app.study.arms.get(self.arm)
             self.query_one("#config-text", Static).update(
-                config_text(data.header, arm_cfg.to_dict() if arm_cfg else None))
+                config_text(data.header, arm_cfg.to_dict() if arm_cfg else None)
+            )
 
     def _put_events(self, data: PlotData) -> None:
         table = self.query_one("#events-table", DataTable)
@@ -356,7 +389,7 @@ class ArmDetailScreen(Screen):
         if len(events) < self._events_shown:  # the run restarted
             table.clear()
             self._events_shown = 0
-        for i, ev in enumerate(events[self._events_shown:], start=self._events_shown):
+        for i, ev in enumerate(events[self._events_shown :], start=self._events_shown):
             value = ev.get("value")
             threshold = ev.get("threshold")
             message = ev.get("message") or ""
@@ -365,18 +398,21 @@ class ArmDetailScreen(Screen):
                 severity_text(ev.get("severity")),
                 Text(str(ev.get("rule", "?"))),
                 Text(message),
-                Text(fmt_num(value) if isinstance(value, (int, float)) else "—",
-                     justify="right"),
-                Text(fmt_num(threshold) if isinstance(threshold, (int, float)) else "—",
-                     justify="right"),
+                Text(fmt_num(value) if isinstance(value, (int, float)) else "—", justify="right"),
+                Text(
+                    fmt_num(threshold) if isinstance(threshold, (int, float)) else "—",
+                    justify="right",
+                ),
                 Text(str(ev.get("step", "")), justify="right"),
-                key=str(i))
+                key=str(i),
+            )
         self._events_shown = len(events)
         alarms = sum(1 for e in events if e.get("severity") in ("collapse", "fatal"))
         self.query_one("#events-summary", Static).update(
             f"{len(events)} detector events, {alarms} collapse/fatal"
-            if events else "no detector events (firings of the collapse and instability rules "
-                           "appear here)")
+            if events
+            else "no detector events (firings of the collapse and instability rules appear here)"
+        )
 
     # -- reconstruction ----------------------------------------------------------------------
 
@@ -386,8 +422,13 @@ class ArmDetailScreen(Screen):
         path = self.app.store.run_dir(self.arm) / "recon.npz"
         self._load_recon(path, snap.has_recon)
 
-    @work(thread=True, exclusive=True, group="detail-recon", description="read recon.npz",
-          exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        group="detail-recon",
+        description="read recon.npz",
+        exit_on_error=False,
+    )
     def _load_recon(self, path, exists: bool) -> None:
         try:
             stat = path.stat()
@@ -411,7 +452,7 @@ class ArmDetailScreen(Screen):
             panel.display = False
             return
         panel.display = True
-        note.update("left: recon (on the ground truth's scale) · right: ground truth · "
-                    "magenta: NaN")
+        note.update(
+            "left: recon (on the ground truth's scale) · right: ground truth · magenta: NaN"
+        )
         panel.show(arrays)
-

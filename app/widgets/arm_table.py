@@ -20,7 +20,7 @@ from app.widgets.cells import (
     sparkline_text,
     state_text,
 )
-from engine.runstore import SPARK_BUCKETS, ArmSnapshot
+from engine.live.runstore import SPARK_BUCKETS, ArmSnapshot
 
 MARK = "●"
 # The arm column grows with the study's longest name up to this width (sweep points are long:
@@ -67,7 +67,7 @@ def _cut_middle(text: str, width: int) -> str:
     if len(text) <= width:
         return text
     head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def row_cells(s: ArmSnapshot, marked: bool, width: int | None = None) -> dict[str, Text]:
@@ -78,8 +78,10 @@ def row_cells(s: ArmSnapshot, marked: bool, width: int | None = None) -> dict[st
     name = Text(shown, no_wrap=True, overflow="ellipsis")
     if not s.in_study:
         name.append(" (not in arms.toml)", style="dim")
-    verdict = Text(s.verdict_text if started else "—",
-                   style=VERDICT_STYLES.get(s.verdict_label, "") if started else "dim")
+    verdict = Text(
+        s.verdict_text if started else "—",
+        style=VERDICT_STYLES.get(s.verdict_label, "") if started else "dim",
+    )
     return {
         "mark": Text(MARK if marked else " ", style="bold"),
         "arm": name,
@@ -118,25 +120,42 @@ class ArmTable(DataTable):
         self._shown: dict[tuple[str, str], tuple] = {}
         self._cells_by_content: dict[tuple, object] = {}
 
-    def _render_cell(self, row_index: int, column_index: int, base_style, width: int,
-                     cursor: bool = False, hover: bool = False):
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ):
         """DataTable keys its cell cache on a table-wide update counter, so one changed cell
         re-renders every cell (most of the dashboard's CPU while engines write). Key rendered
         cells on their content instead; only cells whose text changed are rendered again."""
         if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor,
-                                        hover)
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
-        key = (row_key, column_key, self._shown.get((row_key.value, column_key.value)),
-               row_index, column_index, base_style, width, cursor, hover,
-               self._show_hover_cursor, self._pseudo_class_state)
+        key = (
+            row_key,
+            column_key,
+            self._shown.get((row_key.value, column_key.value)),
+            row_index,
+            column_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
         lines = self._cells_by_content.get(key)
         if lines is None:
             if len(self._cells_by_content) >= self.CELL_CACHE_SIZE:
                 self._cells_by_content.clear()
             lines = self._cells_by_content[key] = super()._render_cell(
-                row_index, column_index, base_style, width, cursor, hover)
+                row_index, column_index, base_style, width, cursor, hover
+            )
         return lines
 
     def on_mount(self) -> None:

@@ -35,10 +35,18 @@ SEVERITIES = {
     "fatal": ("‼", "fatal", "bold red"),
 }
 
-# Every engine.verdict label (a test checks none is missing); the glyph is in the verdict text.
-VERDICT_STYLES = {"healthy": "green", "twin": "bold magenta", "mixed twin": "magenta",
-                  "collapsed": "bold red", "diverged": "bold red", "nan": "bold red",
-                  "failed": "bold red", "incomplete": "yellow", "running": ""}
+# Every engine.scoring.verdict label (a test checks none is missing); the glyph is in the verdict text.
+VERDICT_STYLES = {
+    "healthy": "green",
+    "twin": "bold magenta",
+    "mixed twin": "magenta",
+    "collapsed": "bold red",
+    "diverged": "bold red",
+    "nan": "bold red",
+    "failed": "bold red",
+    "incomplete": "yellow",
+    "running": "",
+}
 
 
 def fmt_num(x: float | None, digits: int = 4) -> str:

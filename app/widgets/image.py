@@ -26,8 +26,9 @@ def area_resample(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
     rows, cols = max(1, min(rows, h)), max(1, min(cols, w))
     r_edges = (np.arange(rows + 1) * h) // rows
     c_edges = (np.arange(cols + 1) * w) // cols
-    summed = np.add.reduceat(np.add.reduceat(img.astype(np.float64), r_edges[:-1], axis=0),
-                             c_edges[:-1], axis=1)
+    summed = np.add.reduceat(
+        np.add.reduceat(img.astype(np.float64), r_edges[:-1], axis=0), c_edges[:-1], axis=1
+    )
     counts = np.outer(np.diff(r_edges), np.diff(c_edges))
     return summed / counts
 
@@ -54,11 +55,13 @@ def grey(values: np.ndarray, vrange: tuple[float, float] | None = None) -> np.nd
 
 def phase_colors(values: np.ndarray, vrange: tuple[float, float] | None = None) -> np.ndarray:
     """A blue-white-red diverging map over ``vrange`` (default: their own range)."""
+
     def blue_white_red(t):
         r = np.clip(2 * t, 0, 1)
         b = np.clip(2 - 2 * t, 0, 1)
         g = 1 - np.abs(2 * t - 1)
         return np.stack([r, g, b], axis=-1)
+
     return _ramp(values, blue_white_red, vrange)
 
 
@@ -91,8 +94,9 @@ def half_block_strips(rgb: np.ndarray, width: int) -> list[Strip]:
             key = (*top, *bottom)
             style = styles.get(key)
             if style is None:
-                style = styles[key] = Style(color=Color.from_rgb(*top),
-                                            bgcolor=Color.from_rgb(*bottom))
+                style = styles[key] = Style(
+                    color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)
+                )
             segments.append(Segment("▀", style))
         right = max(0, width - pad - cols)
         if right:
@@ -117,8 +121,9 @@ class HalfBlockImage(Widget):
         self._fitted_for: tuple[int, int] | None = None
         self.nonfinite = 0
 
-    def set_image(self, image: np.ndarray | None,
-                  vrange: tuple[float, float] | None = None) -> None:
+    def set_image(
+        self, image: np.ndarray | None, vrange: tuple[float, float] | None = None
+    ) -> None:
         """Show ``image`` with its values mapped over ``vrange`` (default: its own 1-99th
         percentile); pass the ground truth's range to show a reconstruction on its scale."""
         self._image = None if image is None else np.asarray(image, dtype=np.float64)
@@ -156,4 +161,3 @@ def describe(image: np.ndarray) -> str:
     lo, hi = float(image[finite].min()), float(image[finite].max())
     text = f"{lo:.3g}…{hi:.3g}"
     return text + (f", ✖ {bad} NaN/inf px" if bad else "")
-

@@ -25,7 +25,7 @@ import numpy as np
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.runstore import ema, minmax_downsample, nonfinite_points
+from engine.live.runstore import ema, minmax_downsample, nonfinite_points
 
 _PLOTEXT_LOCK = threading.Lock()
 # Keep far from float overflow inside plotext's own arithmetic.
@@ -48,8 +48,14 @@ def smooth_curve(curve: Curve) -> Curve:
     if n < 3 or not curve.smoothable:
         return curve
     span = max(5.0, n / 100.0)
-    return Curve(f"{curve.label} (EMA)", curve.x, ema(curve.y, 2.0 / (span + 1.0)),
-                 curve.marker, curve.color, curve.smoothable)
+    return Curve(
+        f"{curve.label} (EMA)",
+        curve.x,
+        ema(curve.y, 2.0 / (span + 1.0)),
+        curve.marker,
+        curve.color,
+        curve.smoothable,
+    )
 
 
 def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
@@ -59,7 +65,7 @@ def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
         positions = [float(p) for p in range(first, last + 1, step)]
         return positions, [f"1e{int(p)}" for p in positions]
     positions = list(np.linspace(lo, hi, 3)) if hi > lo else [lo]
-    return positions, [f"{10 ** p:.3g}" for p in positions]
+    return positions, [f"{10**p:.3g}" for p in positions]
 
 
 def _nice_ticks(lo: float, hi: float, count: int) -> tuple[list[float], list[str]]:
@@ -83,8 +89,15 @@ def plot_sizes(screen, id_prefix: str, panel_ids) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def render_plot(curves: list[Curve], width: int, height: int, *, log_y: bool = False,
-                smooth: bool = False, empty: str = "no data yet") -> Text:
+def render_plot(
+    curves: list[Curve],
+    width: int,
+    height: int,
+    *,
+    log_y: bool = False,
+    smooth: bool = False,
+    empty: str = "no data yet",
+) -> Text:
     """A plot of ``curves`` in ``width`` x ``height`` cells: one legend line, then the plot."""
     width, height = max(width, 10), max(height, 4)
     legend = Text()  # non-finite counts first: they must survive a narrow plot
@@ -108,22 +121,28 @@ def render_plot(curves: list[Curve], width: int, height: int, *, log_y: bool = F
         labels.append(curve.label + "  ")
         if len(y):
             drawn.append((curve, x, y))
-    for kind, glyph, word in (("nan", "✖", "NaN"), ("inf", "▲", "+inf"), ("-inf", "▼", "-inf"),
-                              ("<=0", "▽", "≤0 (log)")):
+    for kind, glyph, word in (
+        ("nan", "✖", "NaN"),
+        ("inf", "▲", "+inf"),
+        ("-inf", "▼", "-inf"),
+        ("<=0", "▽", "≤0 (log)"),
+    ):
         if marks[kind]:
             legend.append(f"{glyph} {word}×{len(marks[kind])}  ", style="bold red")
     legend.append_text(labels)
     legend.truncate(width, overflow="ellipsis")
     if not drawn:
-        body = Text(f"\n{empty}" if not any(marks.values()) else
-                    "\nno finite values to draw", style="dim")
+        body = Text(
+            f"\n{empty}" if not any(marks.values()) else "\nno finite values to draw", style="dim"
+        )
         return _lines(legend, body)
     ys = np.concatenate([y for _, _, y in drawn])
     xs = np.concatenate([x for _, x, _ in drawn])
     y_lo, y_hi = float(ys.min()), float(ys.max())
     with _PLOTEXT_LOCK:
-        plot = _build(drawn, marks, width, height - 1, log_y, y_lo, y_hi,
-                      float(xs.min()), float(xs.max()))
+        plot = _build(
+            drawn, marks, width, height - 1, log_y, y_lo, y_hi, float(xs.min()), float(xs.max())
+        )
     return _lines(legend, plot)
 
 
@@ -152,8 +171,12 @@ def _build(drawn, marks, width, height, log_y, y_lo, y_hi, x_lo, x_hi) -> Text:
         pad = 1.0 if log_y or y_lo == 0 else abs(y_lo) * 0.5
         bottom, top = y_lo - pad, y_hi + pad
         fig.ruler("y").lim(bottom, top)
-    for kind, glyph, level in (("nan", "✖", top), ("inf", "▲", top), ("-inf", "▼", bottom),
-                               ("<=0", "▽", bottom)):
+    for kind, glyph, level in (
+        ("nan", "✖", top),
+        ("inf", "▲", top),
+        ("-inf", "▼", bottom),
+        ("<=0", "▽", bottom),
+    ):
         xs = _thin(marks[kind], x_lo, x_hi, width)
         if xs:
             fig.draw(fig.signal(xs, [level] * len(xs), marker=plt.marker(glyph, "red")))

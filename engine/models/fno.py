@@ -17,15 +17,28 @@ from engine.models.layers import InputTransform, Lifter, OutputHead, PtychoBlock
 class CascadedFNO(nn.Module):
     architecture = "fno"
 
-    def __init__(self, size: int, width: int, modes: int, blocks: int, cnn_blocks: int,
-                 corners: int, output_mode: str, input_transform: str,
-                 spectral_impl: str = "dft"):
+    def __init__(
+        self,
+        size: int,
+        width: int,
+        modes: int,
+        blocks: int,
+        cnn_blocks: int,
+        corners: int,
+        output_mode: str,
+        input_transform: str,
+        spectral_impl: str = "dft",
+    ):
         super().__init__()
         self.channels = [width]
         self.input_transform = InputTransform(input_transform)
         self.lifter = Lifter(1, width)
         self.blocks = nn.Sequential(
-            *(PtychoBlock(width, modes, (size, size), corners, spectral_impl) for _ in range(blocks)))
+            *(
+                PtychoBlock(width, modes, (size, size), corners, spectral_impl)
+                for _ in range(blocks)
+            )
+        )
         self.project = nn.Conv2d(width, width, 1)
         refiner = []
         for _ in range(cnn_blocks):

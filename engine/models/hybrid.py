@@ -13,8 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.layers import (InputTransform, Lifter, OutputHead, PtychoBlock,
-                                  StablePtychoBlock, channel_schedule, decoder_pairs)
+from engine.models.layers import (
+    InputTransform,
+    Lifter,
+    OutputHead,
+    PtychoBlock,
+    StablePtychoBlock,
+    channel_schedule,
+    decoder_pairs,
+)
 
 
 def bottleneck_modes(modes: int) -> int:
@@ -40,10 +47,20 @@ class DecoderLevel(nn.Module):
 class HybridUNO(nn.Module):
     """``stable_variant`` None builds the plain hybrid; "layerscale" or "zero_gamma" the stable one."""
 
-    def __init__(self, size: int, width: int, modes: int, blocks: int, max_hidden_channels: int,
-                 corners: int, output_mode: str, input_transform: str,
-                 stable_variant: str | None = None, layerscale_init: float = 0.0,
-                 spectral_impl: str = "dft"):
+    def __init__(
+        self,
+        size: int,
+        width: int,
+        modes: int,
+        blocks: int,
+        max_hidden_channels: int,
+        corners: int,
+        output_mode: str,
+        input_transform: str,
+        stable_variant: str | None = None,
+        layerscale_init: float = 0.0,
+        spectral_impl: str = "dft",
+    ):
         super().__init__()
         self.architecture = "hybrid" if stable_variant is None else "stable_hybrid"
         self.channels = channel_schedule(width, blocks, max_hidden_channels)
@@ -52,18 +69,27 @@ class HybridUNO(nn.Module):
             side = size >> level
             if stable_variant is None:
                 return PtychoBlock(channels, level_modes, (side, side), corners, spectral_impl)
-            return StablePtychoBlock(channels, level_modes, (side, side), corners,
-                                     stable_variant, layerscale_init, spectral_impl)
+            return StablePtychoBlock(
+                channels,
+                level_modes,
+                (side, side),
+                corners,
+                stable_variant,
+                layerscale_init,
+                spectral_impl,
+            )
 
         self.input_transform = InputTransform(input_transform)
         self.lifter = Lifter(1, width)
         self.encoder = nn.ModuleList(block(c, modes, i) for i, c in enumerate(self.channels))
         self.down = nn.ModuleList(
             nn.Conv2d(c_in, c_out, 2, stride=2)
-            for c_in, c_out in zip(self.channels[:-1], self.channels[1:]))
+            for c_in, c_out in zip(self.channels[:-1], self.channels[1:])
+        )
         self.bottleneck = block(self.channels[-1], bottleneck_modes(modes), blocks - 1)
-        self.decoder = nn.ModuleList(DecoderLevel(c_in, c_out)
-                                     for c_in, c_out in decoder_pairs(self.channels))
+        self.decoder = nn.ModuleList(
+            DecoderLevel(c_in, c_out) for c_in, c_out in decoder_pairs(self.channels)
+        )
         self.head = OutputHead(width, output_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

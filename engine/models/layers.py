@@ -16,8 +16,9 @@ from torch import nn
 
 FFT_NORM = "backward"
 SPECTRAL_INIT = "complex normal, E|w|^2 = 1/in_channels (each part N(0, 1/(2*in_channels)))"
-SPECTRAL_MODE_CAP = ("two corners: rows per corner <= H//2; one corner: rows <= H; "
-                     "columns <= W//2 + 1")
+SPECTRAL_MODE_CAP = (
+    "two corners: rows per corner <= H//2; one corner: rows <= H; columns <= W//2 + 1"
+)
 SPECTRAL_IMPLS = ("dft", "fft")
 
 
@@ -37,9 +38,10 @@ def spectral_mode_cap(modes: int, height: int, width: int, corners: int = 2) -> 
     return min(modes, row_cap), min(modes, width // 2 + 1)
 
 
-@functools.lru_cache(maxsize=None)
-def _dft_matrices(height: int, width: int, rows: int, cols: int, corners: int,
-                  device: torch.device) -> tuple[torch.Tensor, ...]:
+@functools.cache
+def _dft_matrices(
+    height: int, width: int, rows: int, cols: int, corners: int, device: torch.device
+) -> tuple[torch.Tensor, ...]:
     """Real fp32 matrices of the truncated 2-D DFT and of its inverse, built once per device.
 
     They are a cache, not buffers: a model built on the meta device (arms.py validates arms that
@@ -67,7 +69,9 @@ def _dft_matrices(height: int, width: int, rows: int, cols: int, corners: int,
         if corners == 2:
             kept_rows = torch.cat([kept_rows, torch.arange(height - rows, height, **cpu)])
         theta = 2 * math.pi * torch.outer(kept_rows, torch.arange(height, **cpu)) / height
-        phi = 2 * math.pi * torch.outer(torch.arange(cols, **cpu), torch.arange(width, **cpu)) / width
+        phi = (
+            2 * math.pi * torch.outer(torch.arange(cols, **cpu), torch.arange(width, **cpu)) / width
+        )
         row_fwd = torch.cat([theta.cos(), theta.sin()], dim=0)
         re = torch.cat([phi.cos().T, -phi.sin().T], dim=0)  # rows: the A_c part, then A_s
         im = torch.cat([-phi.sin().T, -phi.cos().T], dim=0)
@@ -112,8 +116,15 @@ class SpectralConv2d(nn.Module):
     the numerics the original ran on its GPU.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, modes: int,
-                 size: tuple[int, int], corners: int = 2, impl: str = "dft"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: int,
+        size: tuple[int, int],
+        corners: int = 2,
+        impl: str = "dft",
+    ):
         super().__init__()
         height, width = size
         if impl not in SPECTRAL_IMPLS:
@@ -124,7 +135,8 @@ class SpectralConv2d(nn.Module):
         self.impl = impl
         self.rows, self.cols = spectral_mode_cap(modes, height, width, corners)
         self.weight = nn.Parameter(
-            torch.empty(corners * self.rows * self.cols, 2, in_channels, out_channels))
+            torch.empty(corners * self.rows * self.cols, 2, in_channels, out_channels)
+        )
         nn.init.normal_(self.weight, std=(2 * in_channels) ** -0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,8 +159,7 @@ class SpectralConv2d(nn.Module):
         weight = torch.complex(self.weight[:, 0], self.weight[:, 1])  # (kr*kc, I, O)
         weight = weight.view(kr, self.cols, self.in_channels, self.out_channels)
         mixed = torch.einsum("birc,rcio->borc", kept, weight)
-        out = torch.zeros(b, self.out_channels, h, w // 2 + 1, dtype=mixed.dtype,
-                          device=x.device)
+        out = torch.zeros(b, self.out_channels, h, w // 2 + 1, dtype=mixed.dtype, device=x.device)
         out[..., : self.cols] = out[..., : self.cols].index_copy(-2, rows, mixed)
         return torch.fft.irfft2(out, s=(h, w), norm=FFT_NORM)
 
@@ -157,8 +168,9 @@ class SpectralConv2d(nn.Module):
         c_out = self.out_channels
         kr, kc = self.corners * self.rows, self.cols
         k = kr * kc
-        row_fwd, col_fwd, col_inv, row_inv = _dft_matrices(h, w, self.rows, self.cols,
-                                                           self.corners, x.device)
+        row_fwd, col_fwd, col_inv, row_inv = _dft_matrices(
+            h, w, self.rows, self.cols, self.corners, x.device
+        )
         # Rows: (2kr, H) @ (H, W*C) per sample, on the channels-last view of x.
         x = x.permute(0, 2, 3, 1).reshape(b, h, w * c_in)
         a = torch.bmm(row_fwd.expand(b, -1, -1), x).view(b, 2, kr, w, c_in)
@@ -176,9 +188,15 @@ class SpectralConv2d(nn.Module):
         return out.view(b, h, w, c_out).permute(0, 3, 1, 2)
 
     def describe(self) -> dict:
-        return {"size": list(self.size), "in": self.in_channels, "out": self.out_channels,
-                "rows_per_corner": self.rows, "cols": self.cols, "corners": self.corners,
-                "impl": self.impl}
+        return {
+            "size": list(self.size),
+            "in": self.in_channels,
+            "out": self.out_channels,
+            "rows_per_corner": self.rows,
+            "cols": self.cols,
+            "corners": self.corners,
+            "impl": self.impl,
+        }
 
 
 def channel_schedule(width: int, levels: int, cap: int = 0) -> list[int]:
@@ -227,8 +245,9 @@ class PtychoBlock(nn.Module):
     """y = x + GELU(Spectral(x) + Conv3x3(x)), with no normalisation (the original's "pre-norm"
     documentation notwithstanding; docs/science.md, 'Blocks')."""
 
-    def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int,
-                 impl: str = "dft"):
+    def __init__(
+        self, channels: int, modes: int, size: tuple[int, int], corners: int, impl: str = "dft"
+    ):
         super().__init__()
         self.spectral = SpectralConv2d(channels, channels, modes, size, corners, impl)
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
@@ -248,8 +267,16 @@ class StablePtychoBlock(nn.Module):
     and ``layerscale`` are what the training telemetry watches.
     """
 
-    def __init__(self, channels: int, modes: int, size: tuple[int, int], corners: int,
-                 variant: str, layerscale_init: float, impl: str = "dft"):
+    def __init__(
+        self,
+        channels: int,
+        modes: int,
+        size: tuple[int, int],
+        corners: int,
+        variant: str,
+        layerscale_init: float,
+        impl: str = "dft",
+    ):
         super().__init__()
         self.spectral = SpectralConv2d(channels, channels, modes, size, corners, impl)
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)

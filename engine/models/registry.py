@@ -10,7 +10,8 @@ not passed through').
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,8 +20,14 @@ from engine.config import ModelConfig
 from engine.errors import ConfigError
 from engine.models.fno import CascadedFNO
 from engine.models.hybrid import HybridUNO
-from engine.models.layers import (FFT_NORM, SPECTRAL_INIT, SPECTRAL_MODE_CAP, SpectralConv2d,
-                                  StablePtychoBlock, use_channels_last)
+from engine.models.layers import (
+    FFT_NORM,
+    SPECTRAL_INIT,
+    SPECTRAL_MODE_CAP,
+    SpectralConv2d,
+    StablePtychoBlock,
+    use_channels_last,
+)
 from engine.models.unet import UNet
 
 
@@ -41,8 +48,11 @@ class _KnobReader:
         return value
 
     def used(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self._cfg)
-                if f.name == "architecture" or f.name in self._read]
+        return [
+            f.name
+            for f in dataclasses.fields(self._cfg)
+            if f.name == "architecture" or f.name in self._read
+        ]
 
 
 def _max_depth(n: int, min_side: int) -> int:
@@ -61,17 +71,20 @@ def _check_depth(n: int, depth: int, min_side: int, why: str) -> None:
     if side < min_side:
         raise ConfigError(
             f"fno_blocks={depth} at N={n} needs a bottleneck of N/2^{depth - 1} = {side:g} px, "
-            f"smaller than {min_side} px ({why}); allowed: {allowed}")
+            f"smaller than {min_side} px ({why}); allowed: {allowed}"
+        )
     raise ConfigError(
         f"fno_blocks={depth} needs N divisible by 2^{depth - 1} = {2 ** (depth - 1)}, "
-        f"got N={n}; allowed: {allowed}")
+        f"got N={n}; allowed: {allowed}"
+    )
 
 
 def _check_modes(modes: int, n: int) -> None:
     if modes > n // 2:
         raise ConfigError(
             f"fno_modes={modes} is too large for N={n}: the finest level keeps at most N//2 = "
-            f"{n // 2} rows per frequency corner; allowed: 1 to {n // 2}")
+            f"{n // 2} rows per frequency corner; allowed: 1 to {n // 2}"
+        )
 
 
 def _build_cnn(cfg, n: int) -> nn.Module:
@@ -81,9 +94,17 @@ def _build_cnn(cfg, n: int) -> nn.Module:
 
 def _build_fno(cfg, n: int) -> nn.Module:
     _check_modes(cfg.fno_modes, n)
-    return CascadedFNO(n, cfg.fno_width, cfg.fno_modes, cfg.fno_blocks, cfg.fno_cnn_blocks,
-                       cfg.spectral_corners, cfg.output_mode, cfg.input_transform,
-                       cfg.spectral_impl)
+    return CascadedFNO(
+        n,
+        cfg.fno_width,
+        cfg.fno_modes,
+        cfg.fno_blocks,
+        cfg.fno_cnn_blocks,
+        cfg.spectral_corners,
+        cfg.output_mode,
+        cfg.input_transform,
+        cfg.spectral_impl,
+    )
 
 
 def _build_hybrid(cfg, n: int, stable: bool) -> nn.Module:
@@ -94,12 +115,23 @@ def _build_hybrid(cfg, n: int, stable: bool) -> nn.Module:
     if 0 < cap < cfg.fno_width:
         raise ConfigError(
             f"max_hidden_channels={cap} is below fno_width={cfg.fno_width}; it caps channel "
-            f"doubling, so allowed: 0 (no cap) or at least {cfg.fno_width}")
+            f"doubling, so allowed: 0 (no cap) or at least {cfg.fno_width}"
+        )
     variant = cfg.stable_variant if stable else None
     layerscale_init = cfg.layerscale_init if variant == "layerscale" else 0.0
-    return HybridUNO(n, cfg.fno_width, cfg.fno_modes, cfg.fno_blocks, cap, cfg.spectral_corners,
-                     cfg.output_mode, cfg.input_transform, variant, layerscale_init,
-                     cfg.spectral_impl)
+    return HybridUNO(
+        n,
+        cfg.fno_width,
+        cfg.fno_modes,
+        cfg.fno_blocks,
+        cap,
+        cfg.spectral_corners,
+        cfg.output_mode,
+        cfg.input_transform,
+        variant,
+        layerscale_init,
+        cfg.spectral_impl,
+    )
 
 
 BUILDERS: dict[str, Callable[[Any, int], nn.Module]] = {

@@ -21,8 +21,10 @@ class DoubleConv(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            nn.ReLU(),
         )
 
 
@@ -48,10 +50,12 @@ class UNet(nn.Module):
         self.channels = channel_schedule(width, levels)
         self.input_transform = InputTransform(input_transform)
         self.encoder = nn.ModuleList(
-            DoubleConv(c_in, c_out) for c_in, c_out in zip([1] + self.channels[:-1], self.channels))
+            DoubleConv(c_in, c_out) for c_in, c_out in zip([1] + self.channels[:-1], self.channels)
+        )
         self.pool = nn.MaxPool2d(2)
-        self.decoder = nn.ModuleList(UpLevel(c_in, c_out)
-                                     for c_in, c_out in decoder_pairs(self.channels))
+        self.decoder = nn.ModuleList(
+            UpLevel(c_in, c_out) for c_in, c_out in decoder_pairs(self.channels)
+        )
         self.head = OutputHead(self.channels[0], output_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.studyfix import make_study
-
 from app.tui import FnotuiApp
-from engine.arms import load_study
+from engine.study.arms import load_study
+from tests.app.studyfix import make_study
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import atomic_write_json
-from engine.metrics import compute_metrics
-from engine.telemetry import encode_record
-from engine.twin import classify_branches, twin_block, twin_headline, twin_image
+from engine.runs.telemetry import encode_record
+from engine.scoring.metrics import compute_metrics
+from engine.scoring.twin import classify_branches, twin_block, twin_headline, twin_image
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 ARMS_TOML = f"""
@@ -66,27 +66,57 @@ STEPS_PER_EPOCH = 10
 
 
 def header(arm: str, epochs: int = 6) -> dict:
-    return {"type": "header", "schema": "fnotui/1", "arm": arm,
-            "config": {"name": arm, "train": {"epochs": epochs, "batch_size": 8, "lr": 1e-3,
-                                              "optimizer": "adam"},
-                       "model": {"architecture": "hybrid"}, "data": {"N": 32}},
-            "parameters": 1234, "steps_per_epoch": STEPS_PER_EPOCH, "target_amp_std": 0.12,
-            "optimizer": {"class": "Adam", "lr": 1e-3}, "clip": {"enabled": False},
-            "host": "fixture-host", "pid": 1, "start_time": T0, "t": T0}
+    return {
+        "type": "header",
+        "schema": "fnotui/1",
+        "arm": arm,
+        "config": {
+            "name": arm,
+            "train": {"epochs": epochs, "batch_size": 8, "lr": 1e-3, "optimizer": "adam"},
+            "model": {"architecture": "hybrid"},
+            "data": {"N": 32},
+        },
+        "parameters": 1234,
+        "steps_per_epoch": STEPS_PER_EPOCH,
+        "target_amp_std": 0.12,
+        "optimizer": {"class": "Adam", "lr": 1e-3},
+        "clip": {"enabled": False},
+        "host": "fixture-host",
+        "pid": 1,
+        "start_time": T0,
+        "t": T0,
+    }
 
 
 def step(i: int, loss: float, grad: float) -> dict:
-    return {"type": "step", "epoch": i // STEPS_PER_EPOCH, "step": i, "loss": loss,
-            "lr": 1e-3, "t": T0 + i, "grad_norm": grad}
+    return {
+        "type": "step",
+        "epoch": i // STEPS_PER_EPOCH,
+        "step": i,
+        "loss": loss,
+        "lr": 1e-3,
+        "t": T0 + i,
+        "grad_norm": grad,
+    }
 
 
 def epoch(e: int, val: float, pred_std: float = 0.1) -> dict:
-    return {"type": "epoch", "epoch": e, "step": (e + 1) * STEPS_PER_EPOCH,
-            "train_loss": 1.0 / (e + 1), "val_loss": val, "grad_norm": 1.0, "lr": 1e-3,
-            "pred_amp_std": pred_std, "target_amp_std": 0.12,
-            # error vs ground truth: grows as the output loses its spread
-            "val_amp_mae": 0.05 + 0.1 * val + (0.12 - min(pred_std, 0.12)), "epoch_time": 10.0,
-            "samples_per_s": 8.0, "t": T0 + (e + 1) * STEPS_PER_EPOCH}
+    return {
+        "type": "epoch",
+        "epoch": e,
+        "step": (e + 1) * STEPS_PER_EPOCH,
+        "train_loss": 1.0 / (e + 1),
+        "val_loss": val,
+        "grad_norm": 1.0,
+        "lr": 1e-3,
+        "pred_amp_std": pred_std,
+        "target_amp_std": 0.12,
+        # error vs ground truth: grows as the output loses its spread
+        "val_amp_mae": 0.05 + 0.1 * val + (0.12 - min(pred_std, 0.12)),
+        "epoch_time": 10.0,
+        "samples_per_s": 8.0,
+        "t": T0 + (e + 1) * STEPS_PER_EPOCH,
+    }
 
 
 def healthy_records(arm: str, epochs: int = 6, done: int = 6) -> list[dict]:
@@ -106,9 +136,20 @@ def write_telemetry(path: Path, records: list[dict], partial: bytes = b"") -> No
 
 def write_status(run: Path, **fields) -> None:
     run.mkdir(parents=True, exist_ok=True)
-    status = {"arm": run.name, "pid": 1, "host": "fixture-host", "started": T0,
-              "heartbeat": T0 + 100, "epoch": 0, "epochs": 6, "step": 0, "exit_code": None,
-              "error": None, "ended": None, **fields}
+    status = {
+        "arm": run.name,
+        "pid": 1,
+        "host": "fixture-host",
+        "started": T0,
+        "heartbeat": T0 + 100,
+        "epoch": 0,
+        "epochs": 6,
+        "step": 0,
+        "exit_code": None,
+        "error": None,
+        "ended": None,
+        **fields,
+    }
     (run / "status.json").write_text(json.dumps(status))
 
 
@@ -122,37 +163,62 @@ def make_study(root: Path) -> Path:
     ok_metrics = final_metrics(twin=False)
     atomic_write_json(runs / "arm_ok" / "metrics.json", ok_metrics)
     ok.append(metrics_record(ok_metrics, epoch=5, step=60))
-    ok.append({"type": "status", "state": "finished", "exit_code": 0, "epochs_done": 6,
-               "t": T0 + 71})
+    ok.append(
+        {"type": "status", "state": "finished", "exit_code": 0, "epochs_done": 6, "t": T0 + 71}
+    )
     write_telemetry(runs / "arm_ok" / "telemetry.jsonl", ok)
     write_status(runs / "arm_ok", state="finished", exit_code=0, epoch=6, step=60)
     write_recon(runs / "arm_ok" / "recon.npz")
 
     bad = healthy_records("arm_collapse", done=3)
-    bad.append({"type": "event", "rule": "output_collapse", "severity": "collapse", "epoch": 2,
-                "step": 30, "value": 0.001, "threshold": 0.012,
-                "message": "predicted amplitude std 0.001 < 0.1 x target", "t": T0 + 31})
+    bad.append(
+        {
+            "type": "event",
+            "rule": "output_collapse",
+            "severity": "collapse",
+            "epoch": 2,
+            "step": 30,
+            "value": 0.001,
+            "threshold": 0.012,
+            "message": "predicted amplitude std 0.001 < 0.1 x target",
+            "t": T0 + 31,
+        }
+    )
     for i in range(30, 40):
         loss = math.nan if i >= 35 else (math.inf if i == 33 else 5.0)
         bad.append(step(i, loss, math.nan if i >= 35 else 50.0))
-    bad.append({"type": "event", "rule": "nonfinite_loss", "severity": "fatal", "epoch": 3,
-                "step": 35, "value": math.nan, "threshold": 0.0,
-                "message": "step loss is NaN", "t": T0 + 36})
-    bad.append({"type": "status", "state": "finished", "exit_code": 0, "epochs_done": 3,
-                "t": T0 + 40})
+    bad.append(
+        {
+            "type": "event",
+            "rule": "nonfinite_loss",
+            "severity": "fatal",
+            "epoch": 3,
+            "step": 35,
+            "value": math.nan,
+            "threshold": 0.0,
+            "message": "step loss is NaN",
+            "t": T0 + 36,
+        }
+    )
+    bad.append(
+        {"type": "status", "state": "finished", "exit_code": 0, "epochs_done": 3, "t": T0 + 40}
+    )
     write_telemetry(runs / "arm_collapse" / "telemetry.jsonl", bad)
     write_status(runs / "arm_collapse", state="finished", exit_code=0, epoch=3, step=40)
 
     failed = healthy_records("arm_failed", done=2)
-    failed.append({"type": "status", "state": "failed", "error": "RuntimeError: boom",
-                   "t": T0 + 25})
+    failed.append(
+        {"type": "status", "state": "failed", "error": "RuntimeError: boom", "t": T0 + 25}
+    )
     write_telemetry(runs / "arm_failed" / "telemetry.jsonl", failed)
     write_status(runs / "arm_failed", state="failed", exit_code=1, error="RuntimeError: boom")
 
-    write_telemetry(runs / "arm_stale" / "telemetry.jsonl", healthy_records("arm_stale", done=1),
-                    partial=b'{"type":"step","epoch":1,"st')
-    write_status(runs / "arm_stale", state="running", host="elsewhere", pid=4242,
-                 heartbeat=T0 + 10)
+    write_telemetry(
+        runs / "arm_stale" / "telemetry.jsonl",
+        healthy_records("arm_stale", done=1),
+        partial=b'{"type":"step","epoch":1,"st',
+    )
+    write_status(runs / "arm_stale", state="running", host="elsewhere", pid=4242, heartbeat=T0 + 10)
 
     old = healthy_records("old_arm", 2, 2)
     old_metrics = final_metrics(twin=True)
@@ -191,10 +257,16 @@ def final_metrics(twin: bool, tile: int = 16) -> dict:
 
 
 def metrics_record(metrics: dict, epoch: int, step: int) -> dict:
-    """The telemetry record engine.train writes after the final evaluation."""
+    """The telemetry record engine.training.train writes after the final evaluation."""
     headline = {k: metrics[k] for k in ("mae", "mse", "psnr", "ssim", "frc50")}
-    return {"type": "metrics", "epoch": epoch, "step": step, "weights": "last epoch",
-            "metrics": {**headline, **twin_headline(metrics)}, "t": T0 + 70}
+    return {
+        "type": "metrics",
+        "epoch": epoch,
+        "step": step,
+        "weights": "last epoch",
+        "metrics": {**headline, **twin_headline(metrics)},
+        "t": T0 + 70,
+    }
 
 
 def write_recon(path: Path, n: int = 48) -> None:
@@ -204,5 +276,10 @@ def write_recon(path: Path, n: int = 48) -> None:
     recon_amp = gt_amp * 0.9 + 0.05
     recon_phase = gt_phase * 0.8
     recon_amp[3, 3] = np.nan  # a NaN pixel must show, not crash
-    np.savez(path, recon_amplitude=recon_amp, recon_phase=recon_phase, gt_amplitude=gt_amp,
-             gt_phase=gt_phase)
+    np.savez(
+        path,
+        recon_amplitude=recon_amp,
+        recon_phase=recon_phase,
+        gt_amplitude=gt_amp,
+        gt_phase=gt_phase,
+    )

@@ -10,8 +10,6 @@ import asyncio
 from textual.notifications import Notify
 from textual.widgets import DataTable, TabbedContent
 
-from tests.app.conftest import make_app, settle, wait_for
-
 from app.screens.compare import CompareScreen
 from app.screens.dashboard import DashboardScreen
 from app.screens.detail import ArmDetailScreen
@@ -19,6 +17,7 @@ from app.widgets.arm_table import ArmTable
 from app.widgets.cells import VERDICT_STYLES, fmt_num
 from app.widgets.image import HalfBlockImage
 from app.widgets.plot import PlotView
+from tests.app.conftest import make_app, settle, wait_for
 
 
 def cell(table: ArmTable, arm: str, column: str) -> str:
@@ -35,8 +34,14 @@ def test_table_lists_every_arm_and_discovered_run_with_state_words(study_file):
         async with app.run_test() as pilot:
             await settle(pilot)
             table = app.screen.query_one(ArmTable)
-            assert table.arm_names() == ["arm_ok", "arm_collapse", "arm_failed", "arm_stale",
-                                         "arm_idle", "old_arm"]
+            assert table.arm_names() == [
+                "arm_ok",
+                "arm_collapse",
+                "arm_failed",
+                "arm_stale",
+                "arm_idle",
+                "old_arm",
+            ]
             assert cell(table, "arm_ok", "state") == "✔ finished"
             assert cell(table, "arm_collapse", "state") == "✖ collapsed"
             assert cell(table, "arm_failed", "state") == "✘ failed"
@@ -132,8 +137,9 @@ def test_space_marks_arms_and_c_compares_them(study_file):
             await settle(pilot)
             await pilot.press("c")  # nothing marked yet
             await pilot.pause()
-            assert any(isinstance(m, Notify) and "two or more" in m.notification.message
-                       for m in notes)
+            assert any(
+                isinstance(m, Notify) and "two or more" in m.notification.message for m in notes
+            )
             await pilot.press("space", "space")
             table = app.screen.query_one(ArmTable)
             assert table.marked == {"arm_ok", "arm_collapse"}
@@ -158,8 +164,12 @@ def test_export_key_notifies_the_written_files(study_file):
             await pilot.press("x")
 
             def exported():
-                return [m.notification for m in notes if isinstance(m, Notify)
-                        and m.notification.title == "export"]
+                return [
+                    m.notification
+                    for m in notes
+                    if isinstance(m, Notify) and m.notification.title == "export"
+                ]
+
             await wait_for(pilot, exported, timeout=60, what="the export notification")
             note = exported()[0]
             assert "runs/arm_ok/stats.json" in note.message
@@ -176,8 +186,14 @@ def test_command_palette_offers_the_actions(study_file):
         async with app.run_test() as pilot:
             await settle(pilot)
             titles = [c.title for c in app.get_system_commands(app.screen)]
-            for title in ("Launch selected arms", "Stop selected arms", "Compare selected arms",
-                          "Export study", "Open arm arm_ok", "Launch arm arm_idle"):
+            for title in (
+                "Launch selected arms",
+                "Stop selected arms",
+                "Compare selected arms",
+                "Export study",
+                "Open arm arm_ok",
+                "Launch arm arm_idle",
+            ):
                 assert title in titles
             assert "Stop arm arm_ok" not in titles  # finished: nothing to stop
 
@@ -189,12 +205,13 @@ def test_live_table_follows_appended_records(study_file, tmp_path):
     import socket
     import time
 
+    from engine.runs.telemetry import encode_record
     from tests.app.studyfix import epoch, step, write_status
-    from engine.telemetry import encode_record
 
     run_dir = study_file.parent / "runs" / "arm_stale"
-    write_status(run_dir, state="running", pid=os.getpid(), host=socket.gethostname(),
-                 heartbeat=time.time())
+    write_status(
+        run_dir, state="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time()
+    )
     telemetry = run_dir / "telemetry.jsonl"
 
     async def main():
@@ -209,14 +226,16 @@ def test_live_table_follows_appended_records(study_file, tmp_path):
                 for i in range(11, 20):
                     fh.write(encode_record(step(i, 0.25, 2.0)).encode())
                 fh.write(encode_record(epoch(1, 0.125)).encode())
-            await wait_for(pilot, lambda: cell(table, "arm_stale", "epoch") == "2/6",
-                           what="the appended epoch")
+            await wait_for(
+                pilot, lambda: cell(table, "arm_stale", "epoch") == "2/6", what="the appended epoch"
+            )
             assert cell(table, "arm_stale", "val") == "0.125"
             assert app.store.snapshots()[3].n_steps == 20
             with open(telemetry, "ab") as fh:  # a NaN and an inf arrive live
                 fh.write(encode_record(step(20, float("nan"), float("inf"))).encode())
-            await wait_for(pilot, lambda: cell(table, "arm_stale", "loss") == "✖nan",
-                           what="the NaN step")
+            await wait_for(
+                pilot, lambda: cell(table, "arm_stale", "loss") == "✖nan", what="the NaN step"
+            )
             assert cell(table, "arm_stale", "grad") == "✖inf"
             assert "✖" in cell(table, "arm_stale", "spark_grad")
 
@@ -233,15 +252,18 @@ def test_stop_key_asks_then_sends_sigterm(study_file, tmp_path):
 
     marker = tmp_path / "got-sigterm"
     # A stand-in engine: "--run" in its command line, like a real one; SIGTERM writes a file.
-    code = ("import signal, sys, time\n"
-            f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), "
-            "sys.exit(0)))\n"
-            "time.sleep(60)\n")
+    code = (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), "
+        "sys.exit(0)))\n"
+        "time.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, "--run", "arm_stale"])
     try:
         run_dir = study_file.parent / "runs" / "arm_stale"
-        write_status(run_dir, state="running", pid=proc.pid, host=socket.gethostname(),
-                     heartbeat=time.time())
+        write_status(
+            run_dir, state="running", pid=proc.pid, host=socket.gethostname(), heartbeat=time.time()
+        )
         time.sleep(0.3)  # let it install the handler
 
         async def main():
@@ -295,10 +317,18 @@ def test_a_queued_arm_shows_whom_it_waits_for_and_a_failed_one_why(study_file):
 
     idle = study_file.parent / "runs" / "arm_idle"
     idle.mkdir(parents=True)
-    (idle / "status.json").write_text(json.dumps({
-        "arm": "arm_idle", "state": "queued", "pid": os.getpid(), "host": socket.gethostname(),
-        "heartbeat": time.time(), "queue": "queued for cpu (at most 1 per device); busy: "
-                                          "arm_ok on cpu"}))
+    (idle / "status.json").write_text(
+        json.dumps(
+            {
+                "arm": "arm_idle",
+                "state": "queued",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": time.time(),
+                "queue": "queued for cpu (at most 1 per device); busy: arm_ok on cpu",
+            }
+        )
+    )
 
     async def main():
         app = make_app(study_file)
@@ -373,7 +403,7 @@ def test_detail_falls_back_to_the_telemetry_record_without_metrics_json(study_fi
 
 
 def test_every_verdict_label_has_a_style_and_the_table_shows_its_glyph():
-    from engine.verdict import LABELS, SYMBOLS, Verdict
+    from engine.scoring.verdict import LABELS, SYMBOLS, Verdict
 
     assert set(VERDICT_STYLES) == set(LABELS)
     assert Verdict("mixed twin").text == f"{SYMBOLS['mixed twin']} mixed twin"

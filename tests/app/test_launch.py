@@ -9,12 +9,11 @@ import time
 
 import pytest
 
-from tests.app.conftest import make_app, settle, wait_for
-
 from app.screens.choice import ChoiceScreen
 from app.widgets.arm_table import ArmTable
-from engine.launch import LaunchError, engine_command, stop_run
-from engine.status import read_status, run_state
+from engine.control.launch import LaunchError, engine_command, stop_run
+from engine.runs.status import read_status, run_state
+from tests.app.conftest import make_app, settle, wait_for
 
 
 def select(app, arm: str) -> None:
@@ -36,8 +35,12 @@ def test_run_key_starts_a_detached_engine_that_outlives_the_tui(study_file):
             await wait_for(pilot, lambda: app._launched, what="the launch")
             pids.extend(app._launched)
             # the engine writes its own status.json as soon as it runs
-            await wait_for(pilot, lambda: (read_status(run_dir) or {}).get("pid") == pids[0],
-                           timeout=60, what="the engine's status.json")
+            await wait_for(
+                pilot,
+                lambda: (read_status(run_dir) or {}).get("pid") == pids[0],
+                timeout=60,
+                what="the engine's status.json",
+            )
 
     asyncio.run(main())
     pid = pids[0]
@@ -88,8 +91,9 @@ def test_run_key_on_an_arm_with_a_run_asks_resume_or_restart(study_file):
 
 
 def test_engine_command_passes_profile_overrides_and_mode(tmp_path):
-    cmd = engine_command(tmp_path / "arms.toml", "a", tmp_path / "out", "quick", "cpu",
-                         "resume", ["epochs=2"])
+    cmd = engine_command(
+        tmp_path / "arms.toml", "a", tmp_path / "out", "quick", "cpu", "resume", ["epochs=2"]
+    )
     assert cmd[1:3] == ["-m", "app.cli"]
     assert cmd[cmd.index("--run") + 1] == "a" and cmd[cmd.index("--profile") + 1] == "quick"
     assert cmd[cmd.index("--set") + 1] == "epochs=2" and cmd[-1] == "--resume"
@@ -105,7 +109,6 @@ def test_stop_run_refuses_arms_that_are_not_running_here(study_file, tmp_path):
         stop_run(runs / "arm_idle")
     with pytest.raises(LaunchError, match="not running"):
         stop_run(runs / "arm_ok")
-    write_status(runs / "arm_stale", state="running", host="elsewhere", pid=1,
-                 heartbeat=0)
+    write_status(runs / "arm_stale", state="running", host="elsewhere", pid=1, heartbeat=0)
     with pytest.raises(LaunchError, match="elsewhere"):
         stop_run(runs / "arm_stale")

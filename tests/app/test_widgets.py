@@ -27,11 +27,26 @@ def curve(y, x=None, **kw) -> Curve:
 
 
 @pytest.mark.parametrize("log_y", [False, True])
-@pytest.mark.parametrize("y", [
-    [], [NAN], [NAN, NAN], [INF], [-INF], [1.0, NAN, 2.0], [1.0, INF, 2.0], [1.0, -INF],
-    [3.0], [0.0, 0.0], [-1.0, 2.0], [1.0, 1.0 + 1e-15], [1e300, 1e-300], [0.0, 1e-320],
-    [1.0, 2.0, 3.0],
-])
+@pytest.mark.parametrize(
+    "y",
+    [
+        [],
+        [NAN],
+        [NAN, NAN],
+        [INF],
+        [-INF],
+        [1.0, NAN, 2.0],
+        [1.0, INF, 2.0],
+        [1.0, -INF],
+        [3.0],
+        [0.0, 0.0],
+        [-1.0, 2.0],
+        [1.0, 1.0 + 1e-15],
+        [1e300, 1e-300],
+        [0.0, 1e-320],
+        [1.0, 2.0, 3.0],
+    ],
+)
 def test_render_plot_survives_nonfinite_and_degenerate_series(y, log_y):
     text = render_plot([curve(y)], 40, 10, log_y=log_y)
     assert text.plain  # a legend line at least, and no crash
@@ -86,7 +101,7 @@ def test_area_resample_keeps_mean_and_nan():
     img[0, 0] = NAN
     assert math.isnan(area_resample(img, 2, 2)[0, 0])
     assert fit(300, 100, 20, 80) == (20, 6)
-    assert "all 1 pixels non-finite" == describe(np.array([[NAN]]))
+    assert describe(np.array([[NAN]])) == "all 1 pixels non-finite"
 
 
 def test_half_block_image_renders_nan_and_empty_images():
@@ -119,9 +134,16 @@ def test_half_block_image_renders_nan_and_empty_images():
 def test_long_sweep_point_names_stay_distinguishable_in_the_arm_column():
     from app.widgets.arm_table import NAME_WIDTH_MAX, middle_ellipsis, name_width
 
-    names = [f"{arm}.seed-{seed}" for arm in ("arm_stable_warmup", "arm_stable_warmup_unstepped",
-                                              "arm_stable_lowlr", "arm_stable")
-             for seed in (20260129, 20260130)]
+    names = [
+        f"{arm}.seed-{seed}"
+        for arm in (
+            "arm_stable_warmup",
+            "arm_stable_warmup_unstepped",
+            "arm_stable_lowlr",
+            "arm_stable",
+        )
+        for seed in (20260129, 20260130)
+    ]
     width = name_width(["arm_control", *names])
     assert width == NAME_WIDTH_MAX
     shown = [middle_ellipsis(n, width) for n in names]

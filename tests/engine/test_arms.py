@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.arms import load_study, parse_override
 from engine.errors import ConfigError
+from engine.study.arms import load_study, parse_override
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,11 +74,18 @@ def test_profile_overrides_arms_and_moves_output_dir(tmp_path):
 
 
 def test_set_overrides_win_over_everything(tmp_path):
-    study = load_study(write(tmp_path, GOOD), profile="quick",
-                       overrides=["epochs=7", "data.train_stride=32", "optimizer=sgd", "lr=5e-4"])
+    study = load_study(
+        write(tmp_path, GOOD),
+        profile="quick",
+        overrides=["epochs=7", "data.train_stride=32", "optimizer=sgd", "lr=5e-4"],
+    )
     b = study.arm("b")
-    assert (b.train.epochs, b.data.train_stride, b.train.optimizer, b.train.lr) == \
-        (7, 32, "sgd", 5e-4)
+    assert (b.train.epochs, b.data.train_stride, b.train.optimizer, b.train.lr) == (
+        7,
+        32,
+        "sgd",
+        5e-4,
+    )
 
 
 def test_explicit_out_is_used_as_given(tmp_path):
@@ -93,23 +100,46 @@ def test_int_is_accepted_where_a_float_is_expected(tmp_path):
 
 def test_repository_arms_toml_is_valid_and_faithful():
     study = load_study(REPO / "arms.toml")
-    base = {"arm_control", "arm_stable", "arm_stable_warmup", "arm_stable_lowlr",
-            "arm_stable_warmup_unstepped"}
+    base = {
+        "arm_control",
+        "arm_stable",
+        "arm_stable_warmup",
+        "arm_stable_lowlr",
+        "arm_stable_warmup_unstepped",
+    }
     seeds = {f"{arm}.seed-{seed}" for arm in base for seed in (20260129, 20260130)}
     assert set(study.arms) == base | seeds and set(study.sweep("seeds")) == seeds
     assert study.arm("arm_stable.seed-20260130").train.seed == 20260130
     assert study.arm("arm_stable.seed-20260130").train.lr == 1e-3
     assert study.warnings == ()  # the default probe is not twin-ambiguous
     w = study.arm("arm_stable_warmup")
-    assert (w.model.architecture, w.train.scheduler, w.train.lr, w.train.warmup_epochs,
-            w.train.min_lr_ratio, w.train.grad_clip, w.model.fno_blocks, w.train.epochs,
-            w.train.loss, w.train.infer_batch_size, w.train.seed) == \
-        ("stable_hybrid", "WarmupCosine", 5e-4, 5, 0.05, 0.0, 4, 20, "mae", 8, 20260128)
-    assert (w.data.N, w.data.gridsize, w.data.nimgs_train, w.data.nimgs_test, w.data.nphotons,
-            w.data.set_phi) == (64, 1, 1, 1, 1e9, True)
+    assert (
+        w.model.architecture,
+        w.train.scheduler,
+        w.train.lr,
+        w.train.warmup_epochs,
+        w.train.min_lr_ratio,
+        w.train.grad_clip,
+        w.model.fno_blocks,
+        w.train.epochs,
+        w.train.loss,
+        w.train.infer_batch_size,
+        w.train.seed,
+    ) == ("stable_hybrid", "WarmupCosine", 5e-4, 5, 0.05, 0.0, 4, 20, "mae", 8, 20260128)
+    assert (
+        w.data.N,
+        w.data.gridsize,
+        w.data.nimgs_train,
+        w.data.nimgs_test,
+        w.data.nphotons,
+        w.data.set_phi,
+    ) == (64, 1, 1, 1, 1e9, True)
     c = study.arm("arm_control")
-    assert (c.model.architecture, c.train.clip_algorithm, c.train.grad_clip) == \
-        ("hybrid", "norm", 1.0)
+    assert (c.model.architecture, c.train.clip_algorithm, c.train.grad_clip) == (
+        "hybrid",
+        "norm",
+        1.0,
+    )
     assert study.arm("arm_stable_lowlr").train.lr == 2.5e-4
     assert study.arm("arm_stable_lowlr").train.scheduler == "Default"
     unstepped = study.arm("arm_stable_warmup_unstepped").train
@@ -121,8 +151,11 @@ def test_repository_original_profile_sets_the_recorded_conditions():
     study = load_study(REPO / "arms.toml", profile="original")
     for name, cfg in study.arms.items():
         assert (cfg.model.spectral_corners, cfg.model.spectral_impl) == (1, "fft")
-        assert (cfg.train.physics_gain_mode, cfg.train.val_batch_size,
-                cfg.train.infer_batch_size) == ("batch_length", 16, 8)
+        assert (
+            cfg.train.physics_gain_mode,
+            cfg.train.val_batch_size,
+            cfg.train.infer_batch_size,
+        ) == ("batch_length", 16, 8)
         assert (cfg.data.nimgs_train, cfg.data.nimgs_test, cfg.data.set_phi) == (2, 2, False)
         expected = 50 if name.split(".")[0] == "arm_control" else 20
         assert cfg.train.epochs == expected, name
@@ -148,12 +181,15 @@ def test_parse_override_types():
     assert parse_override("probe=/tmp/p=1.npy") == (["probe"], "/tmp/p=1.npy")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("epochs", "expected KEY=VALUE"),
-    ("=3", "empty key"),
-    ("epochs=", "empty value"),
-    ("data..N=3", "empty key"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epochs", "expected KEY=VALUE"),
+        ("=3", "empty key"),
+        ("epochs=", "empty value"),
+        ("data..N=3", "empty key"),
+    ],
+)
 def test_parse_override_rejects_malformed(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_override(text)
@@ -162,44 +198,92 @@ def test_parse_override_rejects_malformed(text, message):
 # Each malformed variant: (description, file text or a (old, new) edit of GOOD, expected
 # fragments of the message). Every message must name the file, the place and what is allowed.
 MALFORMED = [
-    ("unknown arm key with suggestion", ("grad_clip = 1.0", "grad_clipp = 1.0"),
-     ["arm 'a'", "'grad_clipp'", "did you mean 'grad_clip'", "allowed keys"]),
-    ("unknown defaults key", ("epochs = 3", "epoch = 3"),
-     ["[defaults]", "'epoch'", "did you mean 'epochs'"]),
-    ("unknown data key", ("n_lines = 20", "nlines = 20"),
-     ["[data]", "'nlines'", "did you mean 'n_lines'"]),
-    ("unknown arm data key", ("set_phi = true", "setphi = true"),
-     ["arm 'b'", "arms.b.data", "'setphi'"]),
-    ("unknown top-level table", ("[study]", "[stduy]\nname='x'\n[study]"),
-     ["top level", "'stduy'", "allowed keys"]),
+    (
+        "unknown arm key with suggestion",
+        ("grad_clip = 1.0", "grad_clipp = 1.0"),
+        ["arm 'a'", "'grad_clipp'", "did you mean 'grad_clip'", "allowed keys"],
+    ),
+    (
+        "unknown defaults key",
+        ("epochs = 3", "epoch = 3"),
+        ["[defaults]", "'epoch'", "did you mean 'epochs'"],
+    ),
+    (
+        "unknown data key",
+        ("n_lines = 20", "nlines = 20"),
+        ["[data]", "'nlines'", "did you mean 'n_lines'"],
+    ),
+    (
+        "unknown arm data key",
+        ("set_phi = true", "setphi = true"),
+        ["arm 'b'", "arms.b.data", "'setphi'"],
+    ),
+    (
+        "unknown top-level table",
+        ("[study]", "[stduy]\nname='x'\n[study]"),
+        ["top level", "'stduy'", "allowed keys"],
+    ),
     ("unknown study key", ('name = "t"', 'nam = "t"'), ["[study]", "'nam'"]),
-    ("wrong type: string for int", ("epochs = 3", 'epochs = "3"'),
-     ["'epochs'", "bad value '3'", "an integer", "got str"]),
-    ("wrong type: float for int", ("epochs = 3", "epochs = 3.5"),
-     ["'epochs'", "3.5", "an integer"]),
-    ("wrong type: int for bool", ("set_phi = true", "set_phi = 1"),
-     ["'set_phi'", "true or false"]),
-    ("out of range: negative lr", ("grad_clip = 1.0", "lr = -1.0"),
-     ["arm 'a'", "'lr'", "-1.0", "a number in (0, 10]"]),
-    ("out of range: zero epochs", ("epochs = 3", "epochs = 0"), ["'epochs'", "an integer in [1, 100000]"]),
-    ("bad choice: architecture", ('architecture = "hybrid"', 'architecture = "unet"'),
-     ["arm 'a'", "'unet'", "'cnn', 'fno', 'hybrid', 'stable_hybrid'"]),
-    ("bad choice: scheduler", ('scheduler = "WarmupCosine"', 'scheduler = "cosine"'),
-     ["arm 'b'", "'cosine'", "'WarmupCosine'"]),
-    ("bad choice: clip algorithm", ("grad_clip = 1.0", 'clip_algorithm = "l2"'),
-     ["'clip_algorithm'", "'norm', 'value', 'agc'"]),
-    ("arm name with a slash", ("[arms.a]", '[arms."a/../b"]'),
-     ["arm name 'a/../b'", "letters, digits"]),
+    (
+        "wrong type: string for int",
+        ("epochs = 3", 'epochs = "3"'),
+        ["'epochs'", "bad value '3'", "an integer", "got str"],
+    ),
+    (
+        "wrong type: float for int",
+        ("epochs = 3", "epochs = 3.5"),
+        ["'epochs'", "3.5", "an integer"],
+    ),
+    ("wrong type: int for bool", ("set_phi = true", "set_phi = 1"), ["'set_phi'", "true or false"]),
+    (
+        "out of range: negative lr",
+        ("grad_clip = 1.0", "lr = -1.0"),
+        ["arm 'a'", "'lr'", "-1.0", "a number in (0, 10]"],
+    ),
+    (
+        "out of range: zero epochs",
+        ("epochs = 3", "epochs = 0"),
+        ["'epochs'", "an integer in [1, 100000]"],
+    ),
+    (
+        "bad choice: architecture",
+        ('architecture = "hybrid"', 'architecture = "unet"'),
+        ["arm 'a'", "'unet'", "'cnn', 'fno', 'hybrid', 'stable_hybrid'"],
+    ),
+    (
+        "bad choice: scheduler",
+        ('scheduler = "WarmupCosine"', 'scheduler = "cosine"'),
+        ["arm 'b'", "'cosine'", "'WarmupCosine'"],
+    ),
+    (
+        "bad choice: clip algorithm",
+        ("grad_clip = 1.0", 'clip_algorithm = "l2"'),
+        ["'clip_algorithm'", "'norm', 'value', 'agc'"],
+    ),
+    (
+        "arm name with a slash",
+        ("[arms.a]", '[arms."a/../b"]'),
+        ["arm name 'a/../b'", "letters, digits"],
+    ),
     ("arm name with a space", ("[arms.a]", '[arms."my arm"]'), ["arm name 'my arm'"]),
     ("not TOML", ("[arms.a]", "[arms.a"), ["not valid TOML"]),
     ("gridsize other than 1", ("N = 32", "N = 32\ngridsize = 2"), ["'gridsize'", "one of 1"]),
     ("non-finite value", ("grad_clip = 1.0", "lr = nan"), ["'lr'", "finite"]),
-    ("unknown profile key", ("epochs = 1\n\n[profiles.quick.data]", "epoks = 1\n\n[profiles.quick.data]"),
-     ["[profiles.quick]", "'epoks'"]),
-    ("geometry: N not divisible for the hybrid depth", ("fno_blocks = 2", "fno_blocks = 7"),
-     ["arm 'a'", "fno_blocks"]),
-    ("geometry: modes too large for N", ("fno_blocks = 2", "fno_blocks = 2\nfno_modes = 40"),
-     ["arm 'a'", "fno_modes"]),
+    (
+        "unknown profile key",
+        ("epochs = 1\n\n[profiles.quick.data]", "epoks = 1\n\n[profiles.quick.data]"),
+        ["[profiles.quick]", "'epoks'"],
+    ),
+    (
+        "geometry: N not divisible for the hybrid depth",
+        ("fno_blocks = 2", "fno_blocks = 7"),
+        ["arm 'a'", "fno_blocks"],
+    ),
+    (
+        "geometry: modes too large for N",
+        ("fno_blocks = 2", "fno_blocks = 2\nfno_modes = 40"),
+        ["arm 'a'", "fno_modes"],
+    ),
 ]
 
 
@@ -245,13 +329,16 @@ def test_unknown_profile_lists_the_profiles(tmp_path):
         load_study(write(tmp_path, GOOD), profile="slow")
 
 
-@pytest.mark.parametrize("override, fragments", [
-    ("epochz=3", ["--set 'epochz=3'", "did you mean 'epochs'"]),
-    ("data.NN=3", ["'NN'"]),
-    ("optimizer=adamax", ["'optimizer'", "'adam', 'adamw', 'sgd'"]),
-    ("model.fno_width=3", ["not a knob"]),
-    ("lr=fast", ["'lr'", "a number", "got str"]),
-])
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("epochz=3", ["--set 'epochz=3'", "did you mean 'epochs'"]),
+        ("data.NN=3", ["'NN'"]),
+        ("optimizer=adamax", ["'optimizer'", "'adam', 'adamw', 'sgd'"]),
+        ("model.fno_width=3", ["not a knob"]),
+        ("lr=fast", ["'lr'", "a number", "got str"]),
+    ],
+)
 def test_bad_set_override_names_key_and_allowed(tmp_path, override, fragments):
     with pytest.raises(ConfigError) as info:
         load_study(write(tmp_path, GOOD), overrides=[override])

@@ -10,21 +10,32 @@ import numpy as np
 import pytest
 import torch
 
-from engine import simulate
 from engine.config import DATA_KNOBS, DataConfig
-from engine.data import (
+from engine.errors import ConfigError, DatasetError
+from engine.sim import simulate
+from engine.sim.data import (
     build_dataset,
     load_or_build_dataset,
     recipe_identity,
     validate_data_config,
 )
-from engine.datacache import read_cache, write_cache
-from engine.errors import ConfigError, DatasetError
-from engine.physics import ForwardModel
-from engine.stitch import check_scan_order, count_patches_per_axis, gt_crop_bounds, stitch_patches
+from engine.sim.datacache import read_cache, write_cache
+from engine.sim.physics import ForwardModel
+from engine.sim.stitch import (
+    check_scan_order,
+    count_patches_per_axis,
+    gt_crop_bounds,
+    stitch_patches,
+)
 
 SMALL = DataConfig(
-    N=32, object_size=96, n_lines=40, nimgs_train=2, nimgs_test=1, train_stride=4, test_stride=8,
+    N=32,
+    object_size=96,
+    n_lines=40,
+    nimgs_train=2,
+    nimgs_test=1,
+    train_stride=4,
+    test_stride=8,
 )
 
 
@@ -74,7 +85,7 @@ def test_extracted_patches_are_the_windows_at_their_scan_positions():
     positions = simulate.scan_positions(20, 8, 4)
     for index in (0, 5, 16, 31):
         image, (row, col) = divmod(index, 16)[0], positions[index % 16]
-        np.testing.assert_array_equal(patches[index], images[image, row:row + 8, col:col + 8])
+        np.testing.assert_array_equal(patches[index], images[image, row : row + 8, col : col + 8])
 
 
 # ---------------------------------------------------------------------------- objects
@@ -217,8 +228,15 @@ def test_meta_is_strict_json_and_names_the_recipe(small):
 
 
 def test_patch_size_128_builds():
-    cfg = DataConfig(N=128, object_size=160, n_lines=30, nimgs_train=1, nimgs_test=1,
-                     train_stride=16, test_stride=10)
+    cfg = DataConfig(
+        N=128,
+        object_size=160,
+        n_lines=30,
+        nimgs_train=1,
+        nimgs_test=1,
+        train_stride=16,
+        test_stride=10,
+    )
     ds = build_dataset(cfg)
     assert ds.train.diffraction.shape == (9, 128, 128)
     assert ds.test.diffraction.shape == (16, 128, 128)
@@ -280,8 +298,10 @@ def test_concurrent_builds_of_one_recipe_build_once(tmp_path):
     import threading
 
     logs = [LogCapture() for _ in range(3)]
-    threads = [threading.Thread(target=load_or_build_dataset, args=(SMALL, tmp_path),
-                                kwargs={"log": log}) for log in logs]
+    threads = [
+        threading.Thread(target=load_or_build_dataset, args=(SMALL, tmp_path), kwargs={"log": log})
+        for log in logs
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -298,7 +318,7 @@ def _truncate(path):
 def _flip_bytes_in_the_middle(path):
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     path.write_bytes(bytes(data))
 
 

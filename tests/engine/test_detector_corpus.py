@@ -1,6 +1,6 @@
 """Detector quality on the labelled trace corpus (tests/fixtures/traces, docs/detectors.md).
 
-The corpus is replayed through engine.detectors with the default thresholds. The acceptance
+The corpus is replayed through engine.scoring.detectors with the default thresholds. The acceptance
 targets of issue 5 are asserted here; docs/detectors.md is generated from the same code and must
 be current.
 """
@@ -41,8 +41,10 @@ def test_corpus_is_small_labelled_and_covers_every_kind():
     assert sum(p.stat().st_size for p in CORPUS.iterdir()) < 2 * 1024 * 1024
     kinds = {t["kind"] for t in manifest["traces"]}
     assert kinds == {"healthy", "spike", "collapse", "divergence", "nan"}
-    assert {t["source"] for t in manifest["traces"] if t["kind"] == "collapse"} == \
-        {"real", "synthetic"}
+    assert {t["source"] for t in manifest["traces"] if t["kind"] == "collapse"} == {
+        "real",
+        "synthetic",
+    }
     for t in manifest["traces"]:
         assert t["kind"] == "healthy" or t["expect"], t["file"]
 
@@ -64,5 +66,6 @@ def test_no_alarm_on_any_healthy_trace(results):
 
 def test_detector_quality_doc_is_current(results):
     expected = quality.render(results)
-    assert (REPO / "docs" / "detectors.md").read_text() == expected, \
+    assert (REPO / "docs" / "detectors.md").read_text() == expected, (
         "docs/detectors.md is stale: run python scripts/detector_quality.py"
+    )

@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from engine.config import DetectConfig
-from engine.detectors import EpochDetectors, StepDetectors, detect_run
-from engine.verdict import classify_run
+from engine.scoring.detectors import EpochDetectors, StepDetectors, detect_run
+from engine.scoring.verdict import classify_run
 
 CFG = DetectConfig()
 
@@ -90,8 +90,12 @@ def test_output_collapse_fires_after_patience_with_onset():
 
 
 def test_output_collapse_respects_warmup_epochs():
-    events = feed_epochs([1.0, 0.9, 0.8], [0.0, 0.5, 0.5], target=1.0,
-                         cfg=DetectConfig(collapse_patience=1, warmup_epochs=1))
+    events = feed_epochs(
+        [1.0, 0.9, 0.8],
+        [0.0, 0.5, 0.5],
+        target=1.0,
+        cfg=DetectConfig(collapse_patience=1, warmup_epochs=1),
+    )
     assert [e for e in events if e.rule == "output_collapse"] == []
 
 
@@ -120,16 +124,38 @@ def test_nan_val_loss_is_fatal():
 
 
 def trace(val, stds, losses_per_epoch=5):
-    records = [{"type": "header", "start_time": 100.0, "target_amp_std": 1.0,
-                "config": {"train": {"epochs": len(val)}}}]
+    records = [
+        {
+            "type": "header",
+            "start_time": 100.0,
+            "target_amp_std": 1.0,
+            "config": {"train": {"epochs": len(val)}},
+        }
+    ]
     step = 0
     for e, (v, s) in enumerate(zip(val, stds)):
         for _ in range(losses_per_epoch):
-            records.append({"type": "step", "epoch": e, "step": step, "loss": v,
-                            "grad_norm": 1.0, "t": 100.0 + step})
+            records.append(
+                {
+                    "type": "step",
+                    "epoch": e,
+                    "step": step,
+                    "loss": v,
+                    "grad_norm": 1.0,
+                    "t": 100.0 + step,
+                }
+            )
             step += 1
-        records.append({"type": "epoch", "epoch": e, "step": step, "val_loss": v,
-                        "pred_amp_std": s, "t": 100.0 + step})
+        records.append(
+            {
+                "type": "epoch",
+                "epoch": e,
+                "step": step,
+                "val_loss": v,
+                "pred_amp_std": s,
+                "t": 100.0 + step,
+            }
+        )
     return records
 
 
@@ -139,8 +165,12 @@ def test_replay_equals_live_and_feeds_the_verdict():
     assert [e.rule for e in events] == ["output_collapse"]
     with_events = records + [e.to_record(t=110.0) for e in events]
     verdict = classify_run(with_events, "finished")
-    assert (verdict.label, verdict.rule, verdict.onset_epoch, verdict.epoch) == \
-        ("collapsed", "output_collapse", 3, 4)
+    assert (verdict.label, verdict.rule, verdict.onset_epoch, verdict.epoch) == (
+        "collapsed",
+        "output_collapse",
+        3,
+        4,
+    )
     assert verdict.t_since_start == 10.0 and "collapsed" in verdict.text
 
 

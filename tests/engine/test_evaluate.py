@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.evaluate import (
+from engine.scoring.evaluate import (
     Evaluation,
     evaluate,
     predict,
     reference_metrics,
     twin_reference_metrics,
 )
-from engine.metrics import compute_metrics
-from engine.stitch import count_patches_per_axis, gt_crop_bounds
-from engine.twin import twin_headline, twin_image, twin_patches
+from engine.scoring.metrics import compute_metrics
+from engine.scoring.twin import twin_headline, twin_image, twin_patches
+from engine.sim.stitch import count_patches_per_axis, gt_crop_bounds
 
 N, STRIDE, P = 16, 4, 30
 OBJECT_SIZE = N + (P - 1) * STRIDE  # 132 px -> 120 px stitched -> 116 px trimmed
@@ -43,7 +43,7 @@ def cut_patches(obj: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FakeSplit:
-    """Duck-typed stand-in for engine.data's test Split: two objects, patch index as input."""
+    """Duck-typed stand-in for engine.sim.data's test Split: two objects, patch index as input."""
 
     diffraction: np.ndarray
     positions: np.ndarray
@@ -219,28 +219,39 @@ PAIR_KEYS = ("mae", "mse", "ssim", "ms_ssim", "frc50", "frc1over7")
 def test_a_model_that_outputs_the_twin_is_all_twin_and_perfect_against_the_twin(scene, tmp_path):
     split, patches, ground_truth = scene
     probe = np.ones((N, N), np.complex64)
-    perfect = evaluate(LookupModel(patches), split, ground_truth, 64, "cpu",
-                       phase_vacuous=False, probe=probe)
-    twin = evaluate(LookupModel(twin_patches(patches)), split, ground_truth, 64, "cpu",
-                    phase_vacuous=False, probe=probe)
+    perfect = evaluate(
+        LookupModel(patches), split, ground_truth, 64, "cpu", phase_vacuous=False, probe=probe
+    )
+    twin = evaluate(
+        LookupModel(twin_patches(patches)),
+        split,
+        ground_truth,
+        64,
+        "cpu",
+        phase_vacuous=False,
+        probe=probe,
+    )
     block = twin.metrics["twin"]
     assert block["fraction"] == 1.0 and block["undecidable_fraction"] == 0.0
     assert block["patches"] == P * P and block["d_twin"] < 1e-6 < block["d_true"]
     assert "|P|^2" in block["decision"] and block["weights"] == "probe |P|^2"
     assert "frc" not in block["metrics"]  # the curves stay in the main metrics only
     for key in PAIR_KEYS:  # scored against the twin it is the perfect reconstruction
-        assert block["metrics"][key] == pytest.approx(perfect.metrics[key], rel=1e-5, abs=1e-6,
-                                                      nan_ok=True), key
+        assert block["metrics"][key] == pytest.approx(
+            perfect.metrics[key], rel=1e-5, abs=1e-6, nan_ok=True
+        ), key
     assert min(block["metrics"]["psnr"]) > 100
     # ... and against the ground truth it scores exactly what an all-twin image scores
     reference = twin_reference_metrics(ground_truth, STRIDE)
     for key in PAIR_KEYS:
-        assert twin.metrics[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6,
-                                                  nan_ok=True), key
+        assert twin.metrics[key] == pytest.approx(
+            reference[key], rel=1e-4, abs=1e-6, nan_ok=True
+        ), key
     assert twin.metrics["ssim"][0] < 0.9
     assert perfect.metrics["twin"]["fraction"] == 0.0
     assert perfect.metrics["twin"]["metrics"]["ssim"][0] == pytest.approx(
-        reference["ssim"][0], abs=0.05)  # the twin scored against the object, roughly
+        reference["ssim"][0], abs=0.05
+    )  # the twin scored against the object, roughly
     np.testing.assert_allclose(twin.stitched, twin.twin_gt, rtol=1e-6, atol=1e-6)
     twin.save_npz(tmp_path / "recon.npz")
     with np.load(tmp_path / "recon.npz") as saved:
@@ -257,13 +268,14 @@ def test_without_a_probe_the_twin_decision_is_uniform_and_says_so(scene):
     block = result.metrics["twin"]
     assert block["weights"] == "uniform (no probe given)" and "uniformly" in block["decision"]
     assert block["fraction"] == pytest.approx(0.5, abs=1 / (P * P))
-    assert result.twin_branch[: P // 2].all() and not result.twin_branch[P // 2 + 1:].any()
+    assert result.twin_branch[: P // 2].all() and not result.twin_branch[P // 2 + 1 :].any()
 
 
 def test_twin_headline_carries_what_the_verdict_reads(scene):
     split, patches, ground_truth = scene
-    result = evaluate(LookupModel(twin_patches(patches)), split, ground_truth, 64, "cpu",
-                      phase_vacuous=False)
+    result = evaluate(
+        LookupModel(twin_patches(patches)), split, ground_truth, 64, "cpu", phase_vacuous=False
+    )
     headline = twin_headline(result.metrics)
     assert headline["twin_fraction"] == 1.0 and headline["twin_undecidable_fraction"] == 0.0
     assert headline["ssim_vs_twin"] == result.metrics["twin"]["metrics"]["ssim"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from engine.arms import load_study
-from engine.export import METRICS_FILE, export_study
+from engine.reporting.export import METRICS_FILE, export_study
+from engine.study.arms import load_study
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,9 +62,22 @@ def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("export_study")
     (root / "arms.toml").write_text(textwrap.dedent(STUDY))
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "--arms", str(root / "arms.toml"), "--run",
-         "healthy", "collapsed"], cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--arms",
+            str(root / "arms.toml"),
+            "--run",
+            "healthy",
+            "collapsed",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root
 
@@ -90,9 +103,15 @@ def report_of(study) -> Path:
 def test_export_writes_stats_metrics_summary_and_figures(exported):
     study, result, _ = exported
     report = report_of(study)
-    for rel in ("summary.md", "stats.json", METRICS_FILE, "figures/loss.png",
-                "figures/grad_norm.png", "figures/recon_healthy.png",
-                "figures/recon_collapsed.png"):
+    for rel in (
+        "summary.md",
+        "stats.json",
+        METRICS_FILE,
+        "figures/loss.png",
+        "figures/grad_norm.png",
+        "figures/recon_healthy.png",
+        "figures/recon_collapsed.png",
+    ):
         assert (report / rel).is_file(), rel
         assert report / rel in result.files
     for arm in ("healthy", "collapsed"):
@@ -107,10 +126,24 @@ def test_stats_json_carries_the_original_keys_and_the_verdict(exported):
     assert list(combined) == ["healthy", "collapsed", "never_ran"]
     s = json.loads((study.run_dir("collapsed") / "stats.json").read_text())
     assert s == combined["collapsed"]
-    for key in ("val_loss_best", "val_loss_final", "train_loss_final", "has_nan", "n_epochs",
-                "grad_norm_mean", "grad_norm_max", "grad_norm_min", "amp_mae", "phase_mae",
-                "amp_ssim", "phase_ssim", "amp_psnr", "phase_psnr", "norm_weights",
-                "norm_weight_near_zero"):
+    for key in (
+        "val_loss_best",
+        "val_loss_final",
+        "train_loss_final",
+        "has_nan",
+        "n_epochs",
+        "grad_norm_mean",
+        "grad_norm_max",
+        "grad_norm_min",
+        "amp_mae",
+        "phase_mae",
+        "amp_ssim",
+        "phase_ssim",
+        "amp_psnr",
+        "phase_psnr",
+        "norm_weights",
+        "norm_weight_near_zero",
+    ):
         assert key in s, key
     assert s["verdict"]["label"] == "collapsed" and s["collapse_epoch"] is not None
     assert s["collapse_time_s"] > 0 and s["phase_vacuous"] is True
@@ -133,8 +166,12 @@ def test_exporting_twice_adds_no_duplicate_row(exported):
     rows = pl.read_ndjson(report_of(study) / METRICS_FILE, infer_schema_length=None)
     assert rows.height == 2
     assert sorted(rows["arm"].to_list()) == ["collapsed", "healthy"]
-    assert {"twin_fraction", "twin_undecidable_fraction", "amp_ssim_vs_twin",
-            "all_twin_amp_ssim"} <= set(rows.columns)
+    assert {
+        "twin_fraction",
+        "twin_undecidable_fraction",
+        "amp_ssim_vs_twin",
+        "all_twin_amp_ssim",
+    } <= set(rows.columns)
     assert rows["amp_ssim_vs_twin"].null_count() == 0
     assert rows["run_id"].n_unique() == 2
     assert all(rid.startswith(arm + "-") for rid, arm in zip(rows["run_id"], rows["arm"]))
@@ -164,8 +201,11 @@ def test_summary_compares_arms_and_tells_the_collapse_story(exported):
     assert "a perfect reconstruction of the twin of every patch scores amplitude SSIM" in text
     assert "## Failure curves" in text and "**`collapsed`: ✖ collapsed**" in text
     assert "(vacuous)" in text and "Phase metrics vacuous" in text
-    flat_line = next(line for line in text.splitlines()
-                     if line.startswith("- **At the flat-reconstruction level:**"))
+    flat_line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("- **At the flat-reconstruction level:**")
+    )
     assert "`collapsed`" in flat_line
     assert "`train.lr`" in text and "`train.epochs`" in text  # what differs between the arms
     for rel in ("figures/loss.png", "figures/grad_norm.png", "figures/recon_collapsed.png"):
@@ -177,12 +217,21 @@ def test_bundle_archives_report_and_every_arms_evidence(runs, tmp_path):
     study = load_study(root / "arms.toml")
     bundle = tmp_path / "archive" / "2026-01-01"
     result = export_study(study, out_dir=tmp_path / "report", bundle=bundle)
-    for name in ("config.json", "history.json", "metrics.json", "stats.json", "model.pt",
-                 "telemetry.jsonl", "run.log", "grad_norm.csv"):
+    for name in (
+        "config.json",
+        "history.json",
+        "metrics.json",
+        "stats.json",
+        "model.pt",
+        "telemetry.jsonl",
+        "run.log",
+        "grad_norm.csv",
+    ):
         for arm in ("healthy", "collapsed"):
             assert (bundle / "arms" / arm / name).is_file(), (arm, name)
-    assert (bundle / "arms" / "collapsed" / "telemetry.jsonl").read_bytes() == \
-        (study.run_dir("collapsed") / "telemetry.jsonl").read_bytes()
+    assert (bundle / "arms" / "collapsed" / "telemetry.jsonl").read_bytes() == (
+        study.run_dir("collapsed") / "telemetry.jsonl"
+    ).read_bytes()
     grad = pl.read_csv(bundle / "arms" / "healthy" / "grad_norm.csv")
     assert grad["grad_norm"].null_count() == 0 and grad.height > 0
     for rel in ("summary.md", "stats.json", METRICS_FILE, "figures/loss.png"):
@@ -205,8 +254,14 @@ def test_damaged_and_live_runs_still_export_and_are_named(runs, tmp_path):
     # healthy: still running, owned by this very process, heartbeat fresh
     status = study.run_dir("healthy") / "status.json"
     st = json.loads(status.read_text())
-    st.update(state="running", pid=os.getpid(), host=socket.gethostname(),
-              heartbeat=time.time(), exit_code=None, ended=None)
+    st.update(
+        state="running",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        heartbeat=time.time(),
+        exit_code=None,
+        ended=None,
+    )
     status.write_text(json.dumps(st))
     # never_ran: a directory with nothing usable in it
     (study.run_dir("never_ran")).mkdir()
@@ -260,8 +315,11 @@ def test_without_the_dataset_cache_the_all_twin_level_comes_from_recon_npz(expor
 
 
 def test_importing_the_exporter_stays_light():
-    code = ("import sys, engine.export\n"
-            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, engine.reporting.export\n"
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from engine.metrics import (
+from engine.scoring.metrics import (
     FRC50,
     FRC_ONE_SEVENTH,
     PHASE_PSNR_RANGE,

@@ -138,8 +138,13 @@ def test_knobs_not_listed_as_used_leave_the_model_unchanged(arch):
 
 def test_knobs_used_per_architecture():
     used = {a: describe_model(on_meta(small(a)))["knobs_used"] for a in ARCHITECTURES}
-    assert used["cnn"] == ["architecture", "fno_width", "fno_blocks", "output_mode",
-                           "input_transform"]
+    assert used["cnn"] == [
+        "architecture",
+        "fno_width",
+        "fno_blocks",
+        "output_mode",
+        "input_transform",
+    ]
     assert "fno_cnn_blocks" in used["fno"] and "max_hidden_channels" not in used["fno"]
     assert "max_hidden_channels" in used["hybrid"] and "stable_variant" not in used["hybrid"]
     assert {"stable_variant", "layerscale_init"} <= set(used["stable_hybrid"])
@@ -148,6 +153,7 @@ def test_knobs_used_per_architecture():
 
 
 # --- channel cap and corners --------------------------------------------------------------------
+
 
 def test_max_hidden_channels_caps_the_schedule_and_the_parameter_count():
     uncapped = describe_model(on_meta(ModelConfig(fno_blocks=6)))
@@ -171,8 +177,10 @@ def test_spectral_corners_changes_the_parameter_count():
     assert {m["corners"] for m in one["spectral_modes"]} == {1}
     # Each spectral weight holds corners x rows x cols complex modes of (in x out), 2 reals each.
     for d in (one, two):
-        spectral = sum(m["corners"] * m["rows_per_corner"] * m["cols"] * m["in"] * m["out"]
-                       for m in d["spectral_modes"])
+        spectral = sum(
+            m["corners"] * m["rows_per_corner"] * m["cols"] * m["in"] * m["out"]
+            for m in d["spectral_modes"]
+        )
         assert d["parameters"] - d["parameters_complex_as_one"] == spectral
 
 
@@ -186,6 +194,7 @@ def test_one_corner_keeps_the_original_rows_per_level():
 
 
 # --- stable blocks ------------------------------------------------------------------------------
+
 
 def stable_block(variant: str, layerscale_init: float = 1e-3) -> StablePtychoBlock:
     torch.manual_seed(0)
@@ -230,20 +239,37 @@ def test_stable_state_dict_exposes_norm_weight_and_layerscale():
 
 # --- geometry errors ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, n, words", [
-    (dict(architecture="unet"), 64, ["architecture", "'unet'", "cnn, fno, hybrid, stable_hybrid"]),
-    (dict(architecture="hybrid", fno_modes=33), 64, ["fno_modes=33", "N=64", "1 to 32"]),
-    (dict(architecture="fno", fno_modes=17), 32, ["fno_modes=17", "N=32", "1 to 16"]),
-    (dict(architecture="hybrid", fno_blocks=6), 80,
-     ["fno_blocks=6", "divisible by 2^5 = 32", "N=80", "at most 5"]),
-    (dict(architecture="hybrid", fno_blocks=6), 48, ["fno_blocks=6", "1.5 px", "at most 5"]),
-    (dict(architecture="hybrid", fno_blocks=7), 64, ["fno_blocks=7", "1 px", "at most 6"]),
-    (dict(architecture="stable_hybrid", fno_blocks=8), 64,
-     ["fno_blocks=8", "0.5 px", "at most 6"]),
-    (dict(architecture="cnn", fno_blocks=8), 64, ["fno_blocks=8", "0.5 px", "at most 7"]),
-    (dict(architecture="hybrid", max_hidden_channels=16), 64,
-     ["max_hidden_channels=16", "fno_width=32", "0 (no cap)"]),
-])
+
+@pytest.mark.parametrize(
+    "overrides, n, words",
+    [
+        (
+            dict(architecture="unet"),
+            64,
+            ["architecture", "'unet'", "cnn, fno, hybrid, stable_hybrid"],
+        ),
+        (dict(architecture="hybrid", fno_modes=33), 64, ["fno_modes=33", "N=64", "1 to 32"]),
+        (dict(architecture="fno", fno_modes=17), 32, ["fno_modes=17", "N=32", "1 to 16"]),
+        (
+            dict(architecture="hybrid", fno_blocks=6),
+            80,
+            ["fno_blocks=6", "divisible by 2^5 = 32", "N=80", "at most 5"],
+        ),
+        (dict(architecture="hybrid", fno_blocks=6), 48, ["fno_blocks=6", "1.5 px", "at most 5"]),
+        (dict(architecture="hybrid", fno_blocks=7), 64, ["fno_blocks=7", "1 px", "at most 6"]),
+        (
+            dict(architecture="stable_hybrid", fno_blocks=8),
+            64,
+            ["fno_blocks=8", "0.5 px", "at most 6"],
+        ),
+        (dict(architecture="cnn", fno_blocks=8), 64, ["fno_blocks=8", "0.5 px", "at most 7"]),
+        (
+            dict(architecture="hybrid", max_hidden_channels=16),
+            64,
+            ["max_hidden_channels=16", "fno_width=32", "0 (no cap)"],
+        ),
+    ],
+)
 def test_impossible_geometry_raises_config_error_naming_the_knob(overrides, n, words):
     with pytest.raises(ConfigError) as err:
         on_meta(ModelConfig(**overrides), n)
@@ -252,11 +278,14 @@ def test_impossible_geometry_raises_config_error_naming_the_knob(overrides, n, w
 
 
 def test_cnn_accepts_a_one_pixel_bottleneck():
-    assert describe_model(on_meta(ModelConfig(architecture="cnn", fno_blocks=7)))["channels"][-1] \
+    assert (
+        describe_model(on_meta(ModelConfig(architecture="cnn", fno_blocks=7)))["channels"][-1]
         == 32 * 2**6
+    )
 
 
 # --- parameter counts ---------------------------------------------------------------------------
+
 
 def original_layout_count(model: torch.nn.Module) -> int:
     """Complex-as-one count the original would report: one corner, full 12 x 12 weights at every
@@ -272,16 +301,24 @@ def test_capped_two_corner_hybrid_matches_the_engineering_notes():
     d = describe_model(on_meta(ModelConfig()))
     assert d["parameters"] == 20_462_818  # real numbers, columns <= W/2 + 1
     assert d["parameters_complex_as_one"] == 11_386_082
-    assert [(m["rows_per_corner"], m["cols"]) for m in d["spectral_modes"]] == \
-        [(12, 12), (12, 12), (8, 9), (4, 5), (4, 5)]
+    assert [(m["rows_per_corner"], m["cols"]) for m in d["spectral_modes"]] == [
+        (12, 12),
+        (12, 12),
+        (8, 9),
+        (4, 5),
+        (4, 5),
+    ]
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (dict(), 17_202_402),
-    (dict(architecture="stable_hybrid"), 17_204_610),
-    (dict(fno_blocks=6), 276_075_746),
-    (dict(fno_blocks=6, max_hidden_channels=512), 118_263_522),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (dict(), 17_202_402),
+        (dict(architecture="stable_hybrid"), 17_204_610),
+        (dict(fno_blocks=6), 276_075_746),
+        (dict(fno_blocks=6, max_hidden_channels=512), 118_263_522),
+    ],
+)
 def test_non_spectral_layers_cross_check_domain_table(overrides, expected):
     assert original_layout_count(on_meta(ModelConfig(**overrides))) == expected
 
@@ -297,16 +334,31 @@ def test_cascaded_fno_matches_0_66_million_in_the_original_convention():
 
 # --- description --------------------------------------------------------------------------------
 
+
 def test_describe_model_reads_back_the_live_modules_as_json():
-    d = describe_model(on_meta(ModelConfig(architecture="stable_hybrid", fno_blocks=3,
-                                           max_hidden_channels=64, output_mode="amp_phase",
-                                           input_transform="log1p")))
+    d = describe_model(
+        on_meta(
+            ModelConfig(
+                architecture="stable_hybrid",
+                fno_blocks=3,
+                max_hidden_channels=64,
+                output_mode="amp_phase",
+                input_transform="log1p",
+            )
+        )
+    )
     json.dumps(d)
     assert d["architecture"] == "stable_hybrid"
     assert d["channels"] == [32, 64, 64]
-    assert d["bottleneck_modes"] == {"size": [16, 16], "in": 64, "out": 64,
-                                     "rows_per_corner": 6, "cols": 6, "corners": 2,
-                                     "impl": "dft"}
+    assert d["bottleneck_modes"] == {
+        "size": [16, 16],
+        "in": 64,
+        "out": 64,
+        "rows_per_corner": 6,
+        "cols": 6,
+        "corners": 2,
+        "impl": "dft",
+    }
     assert d["stable_variant"] == "layerscale" and d["layerscale_init"] == 1e-3
     assert d["output_mode"] == "amp_phase" and d["input_transform"] == "log1p"
     assert d["fft_norm"] == "backward" and "1/in_channels" in d["spectral_init"]
@@ -322,8 +374,11 @@ def test_describe_cnn_has_no_spectral_fields():
 
 def test_param_counts_doc_is_current():
     repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("param_counts", repo / "scripts" / "param_counts.py")
+    spec = importlib.util.spec_from_file_location(
+        "param_counts", repo / "scripts" / "param_counts.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert (repo / "docs" / "param_counts.md").read_text() == script.render(), \
+    assert (repo / "docs" / "param_counts.md").read_text() == script.render(), (
         "docs/param_counts.md is stale: run python scripts/param_counts.py"
+    )

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.config import TrainConfig
-from engine.optim import (
+from engine.training.optim import (
     GradClipper,
     LRSchedule,
     build_optimizer,
@@ -26,8 +26,9 @@ def closed_form_warmup_cosine(e, lr, w, total, r):
 
 
 def test_warmup_cosine_matches_domain_formula_every_epoch():
-    cfg = TrainConfig(scheduler="WarmupCosine", lr=5e-4, warmup_epochs=5, min_lr_ratio=0.05,
-                      epochs=20)
+    cfg = TrainConfig(
+        scheduler="WarmupCosine", lr=5e-4, warmup_epochs=5, min_lr_ratio=0.05, epochs=20
+    )
     sched = LRSchedule(cfg)
     lrs = [sched.lr_for_epoch(e) for e in range(20)]
     expected = [closed_form_warmup_cosine(e, 5e-4, 5, 20, 0.05) for e in range(20)]
@@ -52,14 +53,22 @@ def test_warmup_longer_than_run_does_not_divide_by_zero():
 def test_exponential_and_default():
     exp = LRSchedule(TrainConfig(scheduler="Exponential", lr=1e-3, exp_gamma=0.95))
     assert [exp.lr_for_epoch(e) for e in range(4)] == pytest.approx(
-        [1e-3 * 0.95**e for e in range(4)])
+        [1e-3 * 0.95**e for e in range(4)]
+    )
     const = LRSchedule(TrainConfig(scheduler="Default", lr=2.5e-4))
     assert {const.lr_for_epoch(e) for e in range(10)} == {2.5e-4}
 
 
 def test_plateau_halves_after_patience_and_respects_floor():
-    sched = LRSchedule(TrainConfig(scheduler="ReduceLROnPlateau", lr=1e-3, plateau_factor=0.5,
-                                   plateau_patience=2, plateau_min_lr=3e-4))
+    sched = LRSchedule(
+        TrainConfig(
+            scheduler="ReduceLROnPlateau",
+            lr=1e-3,
+            plateau_factor=0.5,
+            plateau_patience=2,
+            plateau_min_lr=3e-4,
+        )
+    )
     seen = []
     for val in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95]:
         sched.observe(val)
@@ -69,8 +78,9 @@ def test_plateau_halves_after_patience_and_respects_floor():
 
 
 def test_plateau_treats_nan_as_no_improvement():
-    sched = LRSchedule(TrainConfig(scheduler="ReduceLROnPlateau", lr=1.0, plateau_patience=0,
-                                   plateau_min_lr=0.0))
+    sched = LRSchedule(
+        TrainConfig(scheduler="ReduceLROnPlateau", lr=1.0, plateau_patience=0, plateau_min_lr=0.0)
+    )
     sched.observe(1.0)
     sched.observe(math.nan)
     assert sched.lr_for_epoch(0) == 0.5
@@ -97,11 +107,16 @@ def test_sgd_uses_nesterov_when_momentum_is_set_and_read_back_shows_it():
 
 def test_adamw_weight_decay_and_betas_reach_the_optimizer():
     p = [torch.nn.Parameter(torch.ones(3))]
-    opt = build_optimizer(p, TrainConfig(optimizer="adamw", weight_decay=0.01, beta1=0.8,
-                                         beta2=0.99, lr=3e-4))
+    opt = build_optimizer(
+        p, TrainConfig(optimizer="adamw", weight_decay=0.01, beta1=0.8, beta2=0.99, lr=3e-4)
+    )
     d = describe_optimizer(opt)
-    assert (d["class"], d["weight_decay"], d["betas"], d["lr"]) == \
-        ("AdamW", 0.01, [0.8, 0.99], 3e-4)
+    assert (d["class"], d["weight_decay"], d["betas"], d["lr"]) == (
+        "AdamW",
+        0.01,
+        [0.8, 0.99],
+        3e-4,
+    )
 
 
 def params_with_grads(grads):

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from engine import simulate
 from engine.config import DataConfig
-from engine.data import build_dataset
-from engine.physics import ForwardModel, mae_loss, poisson_loss
+from engine.sim import simulate
+from engine.sim.data import build_dataset
+from engine.sim.physics import ForwardModel, mae_loss, poisson_loss
 
 RECIPE = DataConfig(
-    N=32, object_size=96, n_lines=40, nimgs_train=1, nimgs_test=1, train_stride=8, test_stride=8,
+    N=32,
+    object_size=96,
+    n_lines=40,
+    nimgs_train=1,
+    nimgs_test=1,
+    train_stride=8,
+    test_stride=8,
     set_phi=True,
 )
 

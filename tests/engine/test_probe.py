@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import DataConfig
 from engine.errors import ConfigError
-from engine.probe import (
+from engine.sim.probe import (
     build_probe,
     centre_distance,
     ideal_disk_probe,
@@ -162,7 +162,9 @@ def test_missing_or_unknown_probe_source_raises_config_error(tmp_path, name):
     path = tmp_path / name
     if name.endswith(".txt"):
         path.write_text("not a probe")
-    with pytest.raises(ConfigError, match=r"^probe = .*allowed: 'defocused_aperture', 'ideal_disk'"):
+    with pytest.raises(
+        ConfigError, match=r"^probe = .*allowed: 'defocused_aperture', 'ideal_disk'"
+    ):
         build_probe(DataConfig(N=32, probe=str(path)))
 
 

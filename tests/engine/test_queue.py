@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.queue import DeviceQueue, device_key
+from engine.runs.queue import DeviceQueue, device_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +37,9 @@ class Background:
         self.thread.start()
 
     def _run(self):
-        self.slot = self.queue.wait(should_stop=lambda: self.stop,
-                                    on_wait=self.messages.append, poll_s=0.02)
+        self.slot = self.queue.wait(
+            should_stop=lambda: self.stop, on_wait=self.messages.append, poll_s=0.02
+        )
 
     def wait_queued(self, timeout=5.0):
         deadline = time.time() + timeout
@@ -130,10 +131,15 @@ def test_stopping_a_waiter_returns_none_and_leaves_the_queue(tmp_path):
 def test_a_killed_waiter_never_blocks_the_queue(tmp_path):
     holder = take(tmp_path, "holder")
     child = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from pathlib import Path; from engine.queue import DeviceQueue; "
-         "DeviceQueue(['cpu'], 1, 'doomed', root=Path(sys.argv[1])).wait(poll_s=0.02)",
-         str(tmp_path)], cwd=REPO)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from engine.runs.queue import DeviceQueue; "
+            "DeviceQueue(['cpu'], 1, 'doomed', root=Path(sys.argv[1])).wait(poll_s=0.02)",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+    )
     assert eventually(lambda: any(p.stat().st_size for p in (tmp_path / "tickets").glob("*")))
     later = Background(tmp_path, "later")
     later.wait_queued()
@@ -146,11 +152,18 @@ def test_a_killed_waiter_never_blocks_the_queue(tmp_path):
 
 def test_a_dead_slot_holder_frees_its_slot(tmp_path):
     child = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from engine.queue import DeviceQueue; "
-         "s = DeviceQueue(['cpu'], 1, 'crasher', root=Path(sys.argv[1])).wait(); "
-         "print('slot', flush=True); time.sleep(60)", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from engine.runs.queue import DeviceQueue; "
+            "s = DeviceQueue(['cpu'], 1, 'crasher', root=Path(sys.argv[1])).wait(); "
+            "print('slot', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "slot"
     w = Background(tmp_path, "next")
     w.wait_queued()

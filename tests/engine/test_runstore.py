@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from engine import runstore
-from engine.runstore import (
+from engine.live import runstore
+from engine.live.runstore import (
     ArmSeries,
     RunStore,
     bucket_peaks,
@@ -20,10 +20,17 @@ from engine.runstore import (
     minmax_downsample,
     nonfinite_points,
 )
-from engine.telemetry import encode_record
+from engine.runs.telemetry import encode_record
 
-HEADER = {"type": "header", "schema": "fnotui/1", "arm": "a", "steps_per_epoch": 10,
-          "config": {"train": {"epochs": 4, "batch_size": 8}}, "start_time": 100.0, "t": 100.0}
+HEADER = {
+    "type": "header",
+    "schema": "fnotui/1",
+    "arm": "a",
+    "steps_per_epoch": 10,
+    "config": {"train": {"epochs": 4, "batch_size": 8}},
+    "start_time": 100.0,
+    "t": 100.0,
+}
 
 
 def line(record: dict) -> bytes:
@@ -31,8 +38,15 @@ def line(record: dict) -> bytes:
 
 
 def step(i: int, loss: float = 1.0, **extra) -> dict:
-    return {"type": "step", "epoch": i // 10, "step": i, "loss": loss, "lr": 1e-3,
-            "t": 100.0 + i, **extra}
+    return {
+        "type": "step",
+        "epoch": i // 10,
+        "step": i,
+        "loss": loss,
+        "lr": 1e-3,
+        "t": 100.0 + i,
+        **extra,
+    }
 
 
 def blob(lines: list[bytes]) -> bytes:
@@ -45,10 +59,21 @@ def telemetry(n_steps: int, nan_at=(), inf_at=()) -> list[bytes]:
         loss = math.nan if i in nan_at else math.inf if i in inf_at else 1.0 / (i + 1)
         lines.append(line(step(i, loss, grad_norm=float(i % 7))))
         if i % 10 == 9:
-            lines.append(line({"type": "epoch", "epoch": i // 10, "step": i + 1,
-                               "train_loss": 0.5, "val_loss": 1.0 / (i + 2),
-                               "epoch_time": 10.0, "samples_per_s": 8.0, "lr": 1e-3,
-                               "t": 110.0 + i}))
+            lines.append(
+                line(
+                    {
+                        "type": "epoch",
+                        "epoch": i // 10,
+                        "step": i + 1,
+                        "train_loss": 0.5,
+                        "val_loss": 1.0 / (i + 2),
+                        "epoch_time": 10.0,
+                        "samples_per_s": 8.0,
+                        "lr": 1e-3,
+                        "t": 110.0 + i,
+                    }
+                )
+            )
     return lines
 
 
@@ -140,9 +165,21 @@ def write_run(root, name, lines, status=None):
 
 def test_store_snapshots_study_arms_discovered_runs_and_collapse(tmp_path):
     lines = telemetry(40)
-    lines.append(line({"type": "event", "rule": "output_collapse", "severity": "collapse",
-                       "epoch": 2, "step": 30, "value": 0.0, "threshold": 0.1,
-                       "message": "flat", "t": 150.0}))
+    lines.append(
+        line(
+            {
+                "type": "event",
+                "rule": "output_collapse",
+                "severity": "collapse",
+                "epoch": 2,
+                "step": 30,
+                "value": 0.0,
+                "threshold": 0.1,
+                "message": "flat",
+                "t": 150.0,
+            }
+        )
+    )
     lines.append(line({"type": "status", "state": "finished", "exit_code": 0, "t": 160.0}))
     write_run(tmp_path, "a", lines, {"state": "finished", "pid": 1, "host": "h"})
     write_run(tmp_path, "extra", telemetry(5))
@@ -164,9 +201,12 @@ def test_store_snapshots_study_arms_discovered_runs_and_collapse(tmp_path):
 
 def test_store_follows_appends_and_estimates_eta_of_a_running_arm(tmp_path):
     now = time.time()
-    run = write_run(tmp_path, "a", telemetry(10),
-                    {"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                     "heartbeat": now})
+    run = write_run(
+        tmp_path,
+        "a",
+        telemetry(10),
+        {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": now},
+    )
     store = RunStore(tmp_path, {"a": 4}, discover=False)
     store.poll(now=now)
     first = store.snapshots()[0]
@@ -198,8 +238,9 @@ def test_series_resumed_segment_supersedes_the_interrupted_tail(monkeypatch, bul
     monkeypatch.setattr(runstore, "BULK_MIN_LINES", bulk_min)
     lines = telemetry(25)  # epochs 0 and 1 complete, 5 steps into epoch 2
     lines.append(line({"type": "status", "state": "killed", "t": 1.0}))
-    lines.append(line({"type": "segment", "segment": 1, "resume_epoch": 2, "resume_step": 20,
-                       "t": 2.0}))
+    lines.append(
+        line({"type": "segment", "segment": 1, "resume_epoch": 2, "resume_step": 20, "t": 2.0})
+    )
     lines += [line(step(i, 0.125)) for i in range(20, 30)]
     s = ArmSeries()
     s.ingest(blob(lines))

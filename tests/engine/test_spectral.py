@@ -35,8 +35,9 @@ def fft_reference(layer: SpectralConv2d, x: torch.Tensor) -> torch.Tensor:
     spectrum = torch.fft.rfft2(x)
     out = torch.zeros(x.shape[0], layer.out_channels, h, w // 2 + 1, dtype=torch.complex64)
     rows = kept_rows(layer)
-    out[:, :, rows, :layer.cols] = torch.einsum(
-        "bixy,xyio->boxy", spectrum[:, :, rows, :layer.cols], complex_weight(layer))
+    out[:, :, rows, : layer.cols] = torch.einsum(
+        "bixy,xyio->boxy", spectrum[:, :, rows, : layer.cols], complex_weight(layer)
+    )
     return torch.fft.irfft2(out, s=(h, w))
 
 
@@ -63,7 +64,7 @@ def test_spectral_conv_equals_circular_conv2d_when_all_modes_are_kept():
             g[:, :, (1 - dy) % h, (1 - dx) % w] = kernel[:, :, dy, dx]
     g_hat = torch.fft.rfft2(g)  # (out, in, H, W//2 + 1)
     rows = kept_rows(layer)
-    set_complex_weight(layer, g_hat[:, :, rows, :layer.cols].permute(2, 3, 1, 0))
+    set_complex_weight(layer, g_hat[:, :, rows, : layer.cols].permute(2, 3, 1, 0))
 
     x = torch.randn(4, c_in, h, w)
     expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), kernel)
@@ -90,11 +91,11 @@ def test_output_is_the_real_part_of_a_complex_inverse_dft():
     h = w = 8
     layer = SpectralConv2d(2, 2, 12, (h, w), corners=2)
     x = torch.randn(3, 2, h, w)
-    spectrum = torch.fft.fft2(x)[:, :, kept_rows(layer), :layer.cols]
+    spectrum = torch.fft.fft2(x)[:, :, kept_rows(layer), : layer.cols]
     mixed = torch.einsum("bixy,xyio->boxy", spectrum, complex_weight(layer))
     full = torch.zeros(3, 2, h, w, dtype=torch.complex64)
-    full[:, :, kept_rows(layer), :layer.cols] = mixed
-    full[:, :, :, 1:w // 2] *= 2
+    full[:, :, kept_rows(layer), : layer.cols] = mixed
+    full[:, :, :, 1 : w // 2] *= 2
     torch.testing.assert_close(layer(x), torch.fft.ifft2(full).real, atol=1e-5, rtol=1e-4)
 
 

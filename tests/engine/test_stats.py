@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from engine.stats import (
+from engine.reporting.stats import (
     arm_stats,
     constant_output_val_loss,
     epoch_frame,
@@ -21,43 +21,98 @@ from engine.stats import (
     read_run,
     run_id,
 )
-from engine.telemetry import encode_record
+from engine.runs.telemetry import encode_record
 
-ORIGINAL_KEYS = ("val_loss_best", "val_loss_final", "train_loss_final", "has_nan", "n_epochs",
-                 "grad_norm_mean", "grad_norm_max", "grad_norm_min", "amp_mae", "phase_mae",
-                 "amp_ssim", "phase_ssim", "amp_psnr", "phase_psnr", "norm_weights",
-                 "norm_weight_near_zero")
+ORIGINAL_KEYS = (
+    "val_loss_best",
+    "val_loss_final",
+    "train_loss_final",
+    "has_nan",
+    "n_epochs",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "grad_norm_min",
+    "amp_mae",
+    "phase_mae",
+    "amp_ssim",
+    "phase_ssim",
+    "amp_psnr",
+    "phase_psnr",
+    "norm_weights",
+    "norm_weight_near_zero",
+)
 
 
 def header(epochs=4, start=1.7e9, pid=4242):
-    return {"type": "header", "schema": "fnotui/1", "arm": "a", "pid": pid, "start_time": start,
-            "config": {"data": {"N": 8}, "model": {"architecture": "cnn"},
-                       "train": {"epochs": epochs, "loss": "mae", "infer_batch_size": 2}},
-            "target_amp_std": 0.2, "steps_per_epoch": 2, "t": start}
+    return {
+        "type": "header",
+        "schema": "fnotui/1",
+        "arm": "a",
+        "pid": pid,
+        "start_time": start,
+        "config": {
+            "data": {"N": 8},
+            "model": {"architecture": "cnn"},
+            "train": {"epochs": epochs, "loss": "mae", "infer_batch_size": 2},
+        },
+        "target_amp_std": 0.2,
+        "steps_per_epoch": 2,
+        "t": start,
+    }
 
 
 def epoch_rec(e, val, pred_std=0.15, train=None, grad=1.0):
-    return {"type": "epoch", "epoch": e, "step": 2 * (e + 1), "train_loss": train or val * 1.1,
-            "val_loss": val, "grad_norm": grad, "lr": 1e-3, "pred_amp_std": pred_std,
-            "t": 1.7e9 + e + 1}
+    return {
+        "type": "epoch",
+        "epoch": e,
+        "step": 2 * (e + 1),
+        "train_loss": train or val * 1.1,
+        "val_loss": val,
+        "grad_norm": grad,
+        "lr": 1e-3,
+        "pred_amp_std": pred_std,
+        "t": 1.7e9 + e + 1,
+    }
 
 
 def step_rec(e, i, loss=0.3, grad=1.0):
-    return {"type": "step", "epoch": e, "step": 2 * e + i, "loss": loss, "grad_norm": grad,
-            "lr": 1e-3, "t": 1.7e9 + e + i / 2}
+    return {
+        "type": "step",
+        "epoch": e,
+        "step": 2 * e + i,
+        "loss": loss,
+        "grad_norm": grad,
+        "lr": 1e-3,
+        "t": 1.7e9 + e + i / 2,
+    }
 
 
 def write_run(root, records, status="finished", metrics=True, history=None, tail=b""):
     root.mkdir(parents=True, exist_ok=True)
     data = "".join(encode_record(r) for r in records).encode() + tail
     (root / "telemetry.jsonl").write_bytes(data)
-    st = {"state": status, "pid": os.getpid(), "host": socket.gethostname(),
-          "started": 1.7e9, "heartbeat": time.time()}
+    st = {
+        "state": status,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": 1.7e9,
+        "heartbeat": time.time(),
+    }
     (root / "status.json").write_text(json.dumps(st))
     if metrics:
-        (root / "metrics.json").write_text(json.dumps({
-            "mae": [0.1, 0.2], "mse": [0.01, 0.04], "psnr": [20.0, 15.0], "ssim": [0.8, 0.7],
-            "ms_ssim": [None, None], "frc50": [0.3, None], "phase_vacuous": True}))
+        (root / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "mae": [0.1, 0.2],
+                    "mse": [0.01, 0.04],
+                    "psnr": [20.0, 15.0],
+                    "ssim": [0.8, 0.7],
+                    "ms_ssim": [None, None],
+                    "frc50": [0.3, None],
+                    "phase_vacuous": True,
+                }
+            )
+        )
     if history is not None:
         (root / "history.json").write_text(json.dumps(history))
     return root
@@ -88,9 +143,21 @@ def test_stats_have_every_original_stats_dump_key(tmp_path):
 
 def test_collapse_epoch_and_time_come_from_the_recorded_event(tmp_path):
     recs = healthy_records(6)[:-1]
-    recs.insert(-2, {"type": "event", "rule": "output_collapse", "severity": "collapse",
-                     "epoch": 4, "step": 10, "value": 0.0, "threshold": 0.01,
-                     "message": "constant", "onset_epoch": 3, "t": 1.7e9 + 5.5})
+    recs.insert(
+        -2,
+        {
+            "type": "event",
+            "rule": "output_collapse",
+            "severity": "collapse",
+            "epoch": 4,
+            "step": 10,
+            "value": 0.0,
+            "threshold": 0.01,
+            "message": "constant",
+            "onset_epoch": 3,
+            "t": 1.7e9 + 5.5,
+        },
+    )
     s = arm_stats(read_run("a", write_run(tmp_path / "a", recs)))
     assert s["verdict"]["label"] == "collapsed"
     assert (s["collapse_epoch"], s["collapse_onset_epoch"]) == (4, 3)
@@ -113,10 +180,14 @@ def test_norm_weight_keys_and_near_zero_rule():
     assert is_norm_weight("encoder.1.groupnorm.weight")
     assert not is_norm_weight("blocks.0.norm.bias")
     assert not is_norm_weight("blocks.0.conv.weight")
-    summary = norm_weight_summary({"b.norm.weight": np.array([0.01, -0.03]),
-                                   "c.norm.weight": np.array([0.05, 0.05])})
-    assert summary["b.norm.weight"] == {"mean": pytest.approx(-0.01), "std": pytest.approx(0.02),
-                                        "abs_max": pytest.approx(0.03)}
+    summary = norm_weight_summary(
+        {"b.norm.weight": np.array([0.01, -0.03]), "c.norm.weight": np.array([0.05, 0.05])}
+    )
+    assert summary["b.norm.weight"] == {
+        "mean": pytest.approx(-0.01),
+        "std": pytest.approx(0.02),
+        "abs_max": pytest.approx(0.03),
+    }
     assert norm_weight_near_zero(summary) is True
     summary["d.norm.weight"] = {"mean": 1.0, "std": 0.0, "abs_max": 1.0}
     assert norm_weight_near_zero(summary) is False
@@ -126,8 +197,9 @@ def test_norm_weight_keys_and_near_zero_rule():
 def test_norm_weights_are_read_from_the_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     root = write_run(tmp_path / "a", healthy_records())
-    torch.save({"blk.norm.weight": torch.zeros(4), "blk.conv.weight": torch.ones(2, 2)},
-               root / "model.pt")
+    torch.save(
+        {"blk.norm.weight": torch.zeros(4), "blk.conv.weight": torch.ones(2, 2)}, root / "model.pt"
+    )
     s = arm_stats(read_run("a", root))
     assert list(s["norm_weights"]) == ["blk.norm.weight"]
     assert s["norm_weight_near_zero"] is True and s["norm_weights_source"] == "model.pt"
@@ -142,8 +214,9 @@ def test_missing_run_directory_is_not_started(tmp_path):
 
 def test_truncated_telemetry_is_used_up_to_its_last_complete_line(tmp_path):
     recs = healthy_records()[:-1]  # no final status record
-    root = write_run(tmp_path / "a", recs, status="finished", metrics=False,
-                     tail=b'{"type":"step","epoch":4,"st')
+    root = write_run(
+        tmp_path / "a", recs, status="finished", metrics=False, tail=b'{"type":"step","epoch":4,"st'
+    )
     ev = read_run("a", root)
     assert any("unterminated" in p for p in ev.problems)
     assert any("metrics.json" in p for p in ev.problems)
@@ -162,8 +235,13 @@ def test_garbage_lines_are_counted_not_fatal(tmp_path):
 
 def test_history_fills_in_when_telemetry_is_short(tmp_path):
     recs = healthy_records()[:4]  # header and epoch 0 only
-    history = {"train_loss": [1.0, 0.8, 0.7], "val_loss": [0.9, 0.7, 0.6],
-               "grad_norm": [1, 1, 1], "lr": [1e-3] * 3, "pred_amp_std": [0.1] * 3}
+    history = {
+        "train_loss": [1.0, 0.8, 0.7],
+        "val_loss": [0.9, 0.7, 0.6],
+        "grad_norm": [1, 1, 1],
+        "lr": [1e-3] * 3,
+        "pred_amp_std": [0.1] * 3,
+    }
     root = write_run(tmp_path / "a", recs, history=history)
     frame = epoch_frame(read_run("a", root).records, history)
     assert frame["val_loss"].to_list() == [0.9, 0.7, 0.6]
@@ -173,8 +251,13 @@ def test_nan_epochs_known_only_from_history_end_the_run_as_nan(tmp_path):
     # A reader that cannot decode the NaN epoch records still has history.json, where the
     # engine's strict JSON wrote each non-finite value as null.
     recs = healthy_records()[:4]
-    history = {"train_loss": [1.0, None, None], "val_loss": [0.9, None, None],
-               "grad_norm": [1, None, None], "lr": [1e-3] * 3, "pred_amp_std": [0.1, None, None]}
+    history = {
+        "train_loss": [1.0, None, None],
+        "val_loss": [0.9, None, None],
+        "grad_norm": [1, None, None],
+        "lr": [1e-3] * 3,
+        "pred_amp_std": [0.1, None, None],
+    }
     s = arm_stats(read_run("a", write_run(tmp_path / "a", recs, history=history)))
     assert s["n_epochs"] == 3 and s["has_nan"] is True
     assert s["val_loss_final"] is None and s["val_loss_best"] == 0.9
@@ -195,7 +278,7 @@ def test_run_id_is_stable_and_names_arm_start_and_pid():
 
 def test_constant_output_loss_is_the_minimum_over_constants():
     torch = pytest.importorskip("torch")
-    from engine.physics import ForwardModel, mae_loss
+    from engine.sim.physics import ForwardModel, mae_loss
 
     rng = np.random.default_rng(0)
     probe = (rng.normal(size=(8, 8)) + 1j * rng.normal(size=(8, 8))).astype(np.complex64)
@@ -206,8 +289,9 @@ def test_constant_output_loss_is_the_minimum_over_constants():
     def loss_at(const):
         pred = physics(torch.full((5, 8, 8), const, dtype=torch.complex64))
         yt = torch.from_numpy(y)
-        return float(torch.stack([mae_loss(pred[s:s + 2], yt[s:s + 2])
-                                  for s in range(0, 5, 2)]).mean())
+        return float(
+            torch.stack([mae_loss(pred[s : s + 2], yt[s : s + 2]) for s in range(0, 5, 2)]).mean()
+        )
 
     grid = np.exp(np.linspace(np.log(c) - 2, np.log(c) + 2, 101))
     assert best == pytest.approx(loss_at(c), rel=1e-6)
@@ -217,9 +301,14 @@ def test_constant_output_loss_is_the_minimum_over_constants():
 def test_epoch_frame_pads_a_newer_history_key_of_a_resumed_run_at_the_front():
     # Resumed from a checkpoint written before val_amp_mae existed: only the last two epochs
     # have it; the other series must not be cut to two epochs.
-    history = {"train_loss": [0.5, 0.4, 0.3, 0.2], "val_loss": [0.6, 0.5, 0.4, 0.3],
-               "grad_norm": [1.0] * 4, "lr": [1e-3] * 4, "pred_amp_std": [0.1] * 4,
-               "val_amp_mae": [0.2, 0.15]}
+    history = {
+        "train_loss": [0.5, 0.4, 0.3, 0.2],
+        "val_loss": [0.6, 0.5, 0.4, 0.3],
+        "grad_norm": [1.0] * 4,
+        "lr": [1e-3] * 4,
+        "pred_amp_std": [0.1] * 4,
+        "val_amp_mae": [0.2, 0.15],
+    }
     frame = epoch_frame([], history)
     assert frame["val_loss"].to_list() == [0.6, 0.5, 0.4, 0.3]
     mae = frame["val_amp_mae"].to_list()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from engine.stitch import (
+from engine.sim.stitch import (
     check_scan_order,
     count_patches_per_axis,
     gt_crop_bounds,
@@ -53,9 +53,7 @@ def test_only_the_first_image_is_stitched():
     patches = np.concatenate([cut_patches(first, 16, 4), cut_patches(second, 16, 4)])
     start, stop = gt_crop_bounds(50, 16, 4)
     P = count_patches_per_axis(50, 16, 4)
-    np.testing.assert_array_equal(
-        stitch_patches(patches, P, 4, 16), first[start:stop, start:stop]
-    )
+    np.testing.assert_array_equal(stitch_patches(patches, P, 4, 16), first[start:stop, start:stop])
 
 
 def test_odd_border_is_rejected():

@@ -1,4 +1,4 @@
-"""engine/stream.py without ssh: resume checks of an append-only file, and ticks that keep
+"""engine/live/stream.py without ssh: resume checks of an append-only file, and ticks that keep
 coming while the study is busy (the observed run states depend on them)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from engine.arms import load_study
-from engine.stream import HEAD_BYTES, AppendFollower, run_stream
+from engine.live.stream import HEAD_BYTES, AppendFollower, run_stream
+from engine.study.arms import load_study
 
 ARMS = """
 [study]

@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from engine.arms import load_study
 from engine.errors import ConfigError
+from engine.study.arms import load_study
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 BASE = f"""
@@ -53,7 +53,9 @@ def test_the_grid_is_the_cartesian_product_for_every_arm(tmp_path):
     assert "a.data_train_stride-4.lr-0.0005.seed-2" in points
     cfg = st.arm("a.data_train_stride-4.lr-0.0005.seed-2")
     assert (cfg.train.seed, cfg.data.train_stride, cfg.train.lr) == (2, 4, 5e-4)
-    assert cfg.model.architecture == "hybrid" and cfg.name == "a.data_train_stride-4.lr-0.0005.seed-2"
+    assert (
+        cfg.model.architecture == "hybrid" and cfg.name == "a.data_train_stride-4.lr-0.0005.seed-2"
+    )
     assert st.points[cfg.name].arm == "a" and st.points[cfg.name].sweep == "s"
     assert {"a", "b"} <= set(st.arms)  # the arms themselves stay runs
 
@@ -70,62 +72,88 @@ def test_names_do_not_depend_on_the_order_of_the_grid(tmp_path):
     """
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    assert set(study(tmp_path / "one", GRID).points) == set(study(tmp_path / "two", reordered).points)
+    assert set(study(tmp_path / "one", GRID).points) == set(
+        study(tmp_path / "two", reordered).points
+    )
 
 
 def test_a_training_seed_and_a_data_seed_never_share_a_name(tmp_path):
-    st = study(tmp_path, """
+    st = study(
+        tmp_path,
+        """
     [sweeps.s]
     arms = ["a"]
     [sweeps.s.grid]
     seed = [3]
     data.seed = [3]
-    """)
+    """,
+    )
     assert st.sweep("s") == ["a.data_seed-3.seed-3"]
 
 
 def test_values_that_are_equal_after_validation_are_refused_as_one_point(tmp_path):
     with pytest.raises(ConfigError, match=r"\[sweeps\.s\.grid\]: key 'lr' lists 0\.001 twice"):
-        study(tmp_path, """
+        study(
+            tmp_path,
+            """
         [sweeps.s]
         arms = ["a"]
         [sweeps.s.grid]
         lr = [0.001, 1e-3]
-        """)
+        """,
+        )
 
 
-@pytest.mark.parametrize("sweeps, message", [
-    ("""
+@pytest.mark.parametrize(
+    "sweeps, message",
+    [
+        (
+            """
      [sweeps.s]
      arms = ["nope"]
      [sweeps.s.grid]
      seed = [1]
-     """, r"\[sweeps\.s\]: no arm named 'nope'; arms in this file: a, b"),
-    ("""
+     """,
+            r"\[sweeps\.s\]: no arm named 'nope'; arms in this file: a, b",
+        ),
+        (
+            """
      [sweeps.s]
      arms = ["a"]
      [sweeps.s.grid]
      sed = [1]
-     """, r"\[sweeps\.s\.grid\]: unknown key 'sed' \(did you mean 'seed'\?\)"),
-    ("""
+     """,
+            r"\[sweeps\.s\.grid\]: unknown key 'sed' \(did you mean 'seed'\?\)",
+        ),
+        (
+            """
      [sweeps.s]
      arms = ["a"]
      [sweeps.s.grid]
      optimizer = ["adam", "rmsprop"]
-     """, r"\[sweeps\.s\.grid\]: key 'optimizer' has bad value 'rmsprop': expected one of"),
-    ("""
+     """,
+            r"\[sweeps\.s\.grid\]: key 'optimizer' has bad value 'rmsprop': expected one of",
+        ),
+        (
+            """
      [sweeps.s]
      arms = ["a"]
      [sweeps.s.grid]
      seed = []
-     """, r"key 'seed' must be a non-empty list"),
-    ("""
+     """,
+            r"key 'seed' must be a non-empty list",
+        ),
+        (
+            """
      [sweeps.s]
      arms = ["a"]
      grid = {seed = [1]}
      extra = 1
-     """, r"\[sweeps\.s\]: unknown key 'extra'; allowed keys: arms, grid"),
-])
+     """,
+            r"\[sweeps\.s\]: unknown key 'extra'; allowed keys: arms, grid",
+        ),
+    ],
+)
 def test_bad_sweeps_are_refused_naming_the_sweep_and_the_key(tmp_path, sweeps, message):
     with pytest.raises(ConfigError, match=message):
         study(tmp_path, sweeps)
@@ -134,12 +162,15 @@ def test_bad_sweeps_are_refused_naming_the_sweep_and_the_key(tmp_path, sweeps, m
 
 def test_a_point_the_generator_cannot_build_is_refused_naming_the_point(tmp_path):
     with pytest.raises(ConfigError) as err:
-        study(tmp_path, """
+        study(
+            tmp_path,
+            """
         [sweeps.deep]
         arms = ["a"]
         [sweeps.deep.grid]
         fno_blocks = [2, 9]
-        """)
+        """,
+        )
     text = str(err.value)
     assert "fno_blocks=9" in text and "sweep 'deep'" in text and "point 'a.fno_blocks-9'" in text
 

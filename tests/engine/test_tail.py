@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 
-from engine.tail import Tailer
-from engine.telemetry import ReadStats, decode_lines, encode_record
+from engine.live.tail import Tailer
+from engine.runs.telemetry import ReadStats, decode_lines, encode_record
 
 
 def append(path, data: bytes) -> None:
@@ -122,8 +122,13 @@ def test_tailer_reads_a_large_backlog_over_several_polls(tmp_path):
 
 def test_decode_lines_restores_nonfinite_and_counts_bad_lines():
     stats = ReadStats()
-    lines = [encode_record({"type": "step", "loss": math.nan, "g": math.inf}).strip().encode(),
-             b"{not json", b"", b'{"type":"mystery"}', b"[1,2]"]
+    lines = [
+        encode_record({"type": "step", "loss": math.nan, "g": math.inf}).strip().encode(),
+        b"{not json",
+        b"",
+        b'{"type":"mystery"}',
+        b"[1,2]",
+    ]
     records = decode_lines(lines, stats)
     assert math.isnan(records[0]["loss"]) and records[0]["g"] == math.inf
     assert stats.bad_lines == 2

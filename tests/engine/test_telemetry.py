@@ -8,16 +8,34 @@ import math
 import polars as pl
 
 from engine.atomic import atomic_write_json
-from engine.telemetry import ReadStats, TelemetryWriter, decode_record, encode_record, iter_records
+from engine.runs.telemetry import (
+    ReadStats,
+    TelemetryWriter,
+    decode_record,
+    encode_record,
+    iter_records,
+)
 
 
 def test_nonfinite_values_become_null_and_are_named():
-    line = encode_record({"type": "step", "loss": math.nan, "grad_norm": math.inf,
-                          "lr": 1e-3, "ls": {"a": {"mean": -math.inf}}, "v": [1.0, math.nan]})
+    line = encode_record(
+        {
+            "type": "step",
+            "loss": math.nan,
+            "grad_norm": math.inf,
+            "lr": 1e-3,
+            "ls": {"a": {"mean": -math.inf}},
+            "v": [1.0, math.nan],
+        }
+    )
     strict = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert strict["loss"] is None and strict["grad_norm"] is None
-    assert strict["nonfinite"] == {"/loss": "nan", "/grad_norm": "inf", "/ls/a/mean": "-inf",
-                                   "/v/1": "nan"}
+    assert strict["nonfinite"] == {
+        "/loss": "nan",
+        "/grad_norm": "inf",
+        "/ls/a/mean": "-inf",
+        "/v/1": "nan",
+    }
     back = decode_record(line)
     assert math.isnan(back["loss"]) and back["grad_norm"] == math.inf
     assert back["ls"]["a"]["mean"] == -math.inf and math.isnan(back["v"][1])
@@ -71,8 +89,11 @@ def test_atomic_json_is_strict_and_leaves_no_temp_files(tmp_path):
 
 
 def test_nonfinite_inside_dotted_and_slashed_keys_round_trips():
-    record = {"type": "epoch", "layerscale": {"encoder.0.layerscale": {"mean": math.nan}},
-              "odd": {"a/b~c": math.inf}}
+    record = {
+        "type": "epoch",
+        "layerscale": {"encoder.0.layerscale": {"mean": math.nan}},
+        "odd": {"a/b~c": math.inf},
+    }
     back = decode_record(encode_record(record))
     assert math.isnan(back["layerscale"]["encoder.0.layerscale"]["mean"])
     assert back["odd"]["a/b~c"] == math.inf

@@ -1,4 +1,4 @@
-"""The twin ambiguity (engine/twin.py): the twin itself, its stitched image, the exact far-field
+"""The twin ambiguity (engine/scoring/twin.py): the twin itself, its stitched image, the exact far-field
 equality under the ideal-disk probe, and the per-patch branch decision."""
 
 from __future__ import annotations
@@ -10,18 +10,23 @@ import pytest
 import torch
 
 from engine.config import DataConfig
-from engine.physics import far_field_amplitude
-from engine.probe import build_probe
-from engine.simulate import make_lines_object, object_phase
-from engine.stitch import count_patches_per_axis, gt_crop_bounds, stitch_patches
-from engine.twin import BRANCH_MARGIN, classify_branches, twin_image, twin_patches
+from engine.scoring.twin import BRANCH_MARGIN, classify_branches, twin_image, twin_patches
+from engine.sim.physics import far_field_amplitude
+from engine.sim.probe import build_probe
+from engine.sim.simulate import make_lines_object, object_phase
+from engine.sim.stitch import count_patches_per_axis, gt_crop_bounds, stitch_patches
 
 
 def cut_patches(obj: np.ndarray, N: int, stride: int) -> np.ndarray:
     """Valid extraction in scan order (row-major), as the dataset does it."""
     P = count_patches_per_axis(obj.shape[-1], N, stride)
-    return np.stack([obj[i * stride: i * stride + N, j * stride: j * stride + N]
-                     for i in range(P) for j in range(P)])
+    return np.stack(
+        [
+            obj[i * stride : i * stride + N, j * stride : j * stride + N]
+            for i in range(P)
+            for j in range(P)
+        ]
+    )
 
 
 def random_complex(shape, seed: int = 0) -> np.ndarray:
@@ -76,15 +81,16 @@ def test_ideal_disk_probe_cannot_tell_a_grid_lines_patch_from_its_twin():
     N = 64
     probe = ideal_disk(N)
     assert np.allclose(probe.imag, 0) and np.array_equal(probe, probe[::-1, ::-1])
-    patch = grid_lines_object(128)[20:20 + N, 30:30 + N]
+    patch = grid_lines_object(128)[20 : 20 + N, 30 : 30 + N]
     assert not np.allclose(np.abs(twin_patches(patch)), np.abs(patch))  # a different object
 
     def diffraction(obj: np.ndarray, illumination: np.ndarray) -> np.ndarray:
         return far_field_amplitude(torch.from_numpy(obj * illumination)).numpy()
 
     same = diffraction(patch, probe)
-    np.testing.assert_allclose(diffraction(twin_patches(patch), probe), same,
-                               rtol=0, atol=1e-5 * same.max())
+    np.testing.assert_allclose(
+        diffraction(twin_patches(patch), probe), same, rtol=0, atol=1e-5 * same.max()
+    )
     # The equality is the probe's symmetry, not the FFT's: an off-centre probe breaks it.
     shifted = np.roll(probe, 3, axis=1)
     other = diffraction(patch, shifted)
@@ -174,8 +180,15 @@ def test_a_patch_must_be_near_a_branch_to_be_on_it(truth):
     probe = ideal_disk(32)
     amp, twin_amp = np.abs(truth), np.abs(twin_patches(truth))
     assert BRANCH_MARGIN == 0.5
-    for t, expected in ((0.0, 0.0), (0.2, 0.0), (0.3, None), (0.5, None), (0.7, None),
-                        (0.8, 1.0), (1.0, 1.0)):
+    for t, expected in (
+        (0.0, 0.0),
+        (0.2, 0.0),
+        (0.3, None),
+        (0.5, None),
+        (0.7, None),
+        (0.8, 1.0),
+        (1.0, 1.0),
+    ):
         branches = classify_branches((1 - t) * amp + t * twin_amp, truth, probe)
         if expected is None:
             assert not branches.decidable.any(), t

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.arms import load_study
 from engine.config import DataConfig
 from engine.errors import ConfigError
-from engine.physics import ForwardModel, far_field_amplitude
-from engine.probe import TWIN_SYMMETRY_WARN, build_probe, twin_symmetry
-from engine.simulate import extract_patches, make_lines_object, object_phase
+from engine.sim.physics import ForwardModel, far_field_amplitude
+from engine.sim.probe import TWIN_SYMMETRY_WARN, build_probe, twin_symmetry
+from engine.sim.simulate import extract_patches, make_lines_object, object_phase
+from engine.study.arms import load_study
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 N = 64
@@ -36,8 +36,10 @@ def gridlines_patches() -> dict[str, np.ndarray]:
     amplitude = make_lines_object(392, 400, np.random.default_rng(7))[None]
     amp = extract_patches(amplitude, N, 10)
     phase = extract_patches(object_phase(amplitude), N, 10)
-    return {"no phase": amp.astype(np.complex64),
-            "phase": (amp * np.exp(1j * phase)).astype(np.complex64)}
+    return {
+        "no phase": amp.astype(np.complex64),
+        "phase": (amp * np.exp(1j * phase)).astype(np.complex64),
+    }
 
 
 def diffraction(objects: np.ndarray, probe: np.ndarray) -> np.ndarray:
@@ -97,15 +99,23 @@ def test_probe_meta_records_the_recipe_and_its_twin_symmetry():
     meta = build_probe(DataConfig(probe_aperture="square")).meta
     assert meta["source"]["kind"] == "defocused_aperture"
     assert meta["source"]["aperture"] == "square"
-    assert meta["source"]["waves_at_pupil_edge"] == {"defocus": 1.0, "astigmatism": 0.2,
-                                                      "coma": 0.3}
+    assert meta["source"]["waves_at_pupil_edge"] == {
+        "defocus": 1.0,
+        "astigmatism": 0.2,
+        "coma": 0.3,
+    }
     assert 0 < meta["twin_symmetry"] < 1
 
 
 def test_every_probe_knob_changes_the_probe():
     base = build_probe(DataConfig()).array
-    for change in ({"probe_aperture": "square"}, {"probe_aperture_radius": 9.0},
-                   {"probe_defocus": -1.0}, {"probe_astigmatism": 0.0}, {"probe_coma": 0.0}):
+    for change in (
+        {"probe_aperture": "square"},
+        {"probe_aperture_radius": 9.0},
+        {"probe_defocus": -1.0},
+        {"probe_astigmatism": 0.0},
+        {"probe_coma": 0.0},
+    ):
         other = build_probe(DataConfig(**change)).array
         assert not np.allclose(other, base), change
 
@@ -134,13 +144,19 @@ def write_study(tmp_path, extra: str = ""):
     return path
 
 
-@pytest.mark.parametrize("override, knob", [
-    ("data.probe_aperture_radius=15", "probe_aperture_radius"),  # pupil larger than the grid
-    ("data.probe_defocus=4", "probe_defocus"),  # beam wraps around the 32 px patch
-    ("data.probe_coma=1.5", "probe_defocus"),  # the spread check names the defocus with the rest
-    ("data.probe_astigmatism=50", "probe_astigmatism"),  # absurd: outside the knob's range
-    ("data.probe_aperture=hexagon", "probe_aperture"),
-])
+@pytest.mark.parametrize(
+    "override, knob",
+    [
+        ("data.probe_aperture_radius=15", "probe_aperture_radius"),  # pupil larger than the grid
+        ("data.probe_defocus=4", "probe_defocus"),  # beam wraps around the 32 px patch
+        (
+            "data.probe_coma=1.5",
+            "probe_defocus",
+        ),  # the spread check names the defocus with the rest
+        ("data.probe_astigmatism=50", "probe_astigmatism"),  # absurd: outside the knob's range
+        ("data.probe_aperture=hexagon", "probe_aperture"),
+    ],
+)
 def test_out_of_range_probe_knobs_are_refused_naming_the_knob(tmp_path, override, knob):
     with pytest.raises(ConfigError, match=knob) as err:
         load_study(write_study(tmp_path), overrides=[override])
@@ -157,18 +173,25 @@ def test_a_twin_ambiguous_probe_loads_with_a_warning_naming_the_knob(tmp_path, c
 
 
 def test_a_warmup_as_long_as_the_run_is_a_warning(tmp_path):
-    study = load_study(write_study(tmp_path, """
+    study = load_study(
+        write_study(
+            tmp_path,
+            """
         [arms.w]
         architecture = "hybrid"
         scheduler = "WarmupCosine"
         warmup_epochs = 3
-        """))
+        """,
+        )
+    )
     (warning,) = study.warnings
     assert "'w'" in warning and "warmup_epochs = 3 >= epochs = 3" in warning
 
 
 def test_profiles_can_set_values_for_one_arm(tmp_path):
-    path = write_study(tmp_path, """
+    path = write_study(
+        tmp_path,
+        """
         [arms.b]
         architecture = "stable_hybrid"
 
@@ -180,7 +203,8 @@ def test_profiles_can_set_values_for_one_arm(tmp_path):
 
         [profiles.original.arms.a.data]
         set_phi = true
-        """)
+        """,
+    )
     study = load_study(path, profile="original")
     assert study.arms["a"].train.epochs == 50 and study.arms["b"].train.epochs == 20
     assert study.arms["a"].data.set_phi and not study.arms["b"].data.set_phi
@@ -188,15 +212,19 @@ def test_profiles_can_set_values_for_one_arm(tmp_path):
 
 
 def test_a_profile_for_an_unknown_arm_is_refused(tmp_path):
-    path = write_study(tmp_path, """
+    path = write_study(
+        tmp_path,
+        """
         [profiles.p.arms.nope]
         epochs = 2
-        """)
+        """,
+    )
     with pytest.raises(ConfigError, match=r"\[profiles\.p\.arms\.nope\]: no arm named 'nope'"):
         load_study(path)
 
 
 # --- the original's accidental x batch-length gain, as a knob --------------------------------
+
 
 def test_batch_length_gain_multiplies_each_sample_by_its_batch_length():
     torch.manual_seed(0)
@@ -222,21 +250,24 @@ def test_loss_reference_levels_follow_the_physics_gain():
     as without one; under the batch-length gain only the short last batch costs extra."""
     import dataclasses
 
-    from engine.data import build_dataset
-    from engine.stats import constant_output_val_loss, true_object_val_loss
+    from engine.reporting.stats import constant_output_val_loss, true_object_val_loss
+    from engine.sim.data import build_dataset
 
-    cfg = DataConfig(N=32, object_size=96, n_lines=40, nimgs_train=1, nimgs_test=1,
-                     train_stride=8, test_stride=8)
+    cfg = DataConfig(
+        N=32, object_size=96, n_lines=40, nimgs_train=1, nimgs_test=1, train_stride=8, test_stride=8
+    )
     ds = build_dataset(dataclasses.replace(cfg))
     t = ds.test
     args = (t.diffraction, ds.probe, "mae", 16)
     floor = true_object_val_loss(t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16)
     const, _ = constant_output_val_loss(*args)
-    assert true_object_val_loss(t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16,
-                                17.45) == pytest.approx(floor, rel=1e-4)
+    assert true_object_val_loss(
+        t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16, 17.45
+    ) == pytest.approx(floor, rel=1e-4)
     assert constant_output_val_loss(*args, 17.45)[0] == pytest.approx(const, rel=1e-4)
     n = len(t.diffraction)
     assert n % 16  # a short last batch exists
-    batch_floor = true_object_val_loss(t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16,
-                                       1.0, "batch_length")
+    batch_floor = true_object_val_loss(
+        t.diffraction, t.amplitude, t.phase, ds.probe, "mae", 16, 1.0, "batch_length"
+    )
     assert batch_floor > floor  # the last batch sees gain n % 16 instead of 16

@@ -1,4 +1,4 @@
-"""The per-epoch validation numbers of engine/train.py, on a stand-in generator that returns
+"""The per-epoch validation numbers of engine/training/train.py, on a stand-in generator that returns
 chosen objects: the amplitude error sees what the loss cannot."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from engine.train import validate
+from engine.training.train import validate
 
 N, n = 16, 12
 
@@ -52,8 +52,7 @@ def test_a_perfect_object_up_to_scale_has_no_amplitude_error():
 def test_a_flipped_object_with_the_same_diffraction_is_caught():
     amp = truth()
     flipped = torch.flip(amp, dims=(-2, -1))  # |FFT| of a real flipped image is unchanged
-    v = validate(Lookup(flipped.to(torch.complex64)), physics, loss_fn, inputs(), 5,
-                 amp, border=4)
+    v = validate(Lookup(flipped.to(torch.complex64)), physics, loss_fn, inputs(), 5, amp, border=4)
     assert v.amp_mae > 0.2
     # ... and named for what it is: the twin of every patch.
     assert v.amp_mae_twin < 1e-6 and v.twin_fraction == 1.0
@@ -63,8 +62,7 @@ def test_amplitude_errors_are_in_object_units():
     amp = truth()
     flipped = torch.flip(amp, dims=(-2, -1)).to(torch.complex64)
     base = validate(Lookup(flipped), physics, loss_fn, inputs(), 5, amp, border=4)
-    scaled = validate(Lookup(flipped), physics, loss_fn, inputs(), 5, amp, border=4,
-                      norm_Y_I=4.3)
+    scaled = validate(Lookup(flipped), physics, loss_fn, inputs(), 5, amp, border=4, norm_Y_I=4.3)
     assert math.isclose(scaled.amp_mae, 4.3 * base.amp_mae, rel_tol=1e-6)
 
 
@@ -80,8 +78,7 @@ def test_only_the_region_stitching_keeps_counts():
     amp = truth()
     spoiled = amp.clone()
     spoiled[:, :4, :] = 0  # the dropped border
-    v = validate(Lookup(spoiled.to(torch.complex64)), physics, loss_fn, inputs(), 5,
-                 amp, border=4)
+    v = validate(Lookup(spoiled.to(torch.complex64)), physics, loss_fn, inputs(), 5, amp, border=4)
     assert v.amp_mae < 1e-6
 
 

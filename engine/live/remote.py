@@ -1,0 +1,491 @@
+"""``fnotui --remote [user@]host[:study_dir]``: follow a study on another machine through ssh.
+
+The local half of engine/live/stream.py. A background thread runs the system ``ssh`` (so keys,
+agents, ~/.ssh/config, jump hosts and ControlMaster all work as the user set them up; no port is
+opened anywhere) with ``fnotui stream`` as the remote command, and applies its messages to a
+*mirror*: a local directory laid out like the remote study (``arms.toml`` and one run directory
+per arm), which the ordinary dashboard then follows as if the study were local.
+
+When the link drops (ssh exits, or no message for ``silence_s``), the thread reconnects with
+growing pauses, telling the remote side how much of each file it already has, so nothing is
+sent twice and nothing is lost. The run state the remote side sees (it can check the engine's
+pid; we cannot) is written next to each mirrored status.json as ``.observed_state.json``,
+which engine.runs.status.run_state trusts while it is fresh: a crashed remote run shows as crashed,
+and a silent link turns into ``stale``, never into a live-looking run.
+
+``RemoteControl`` runs ``fnotui launch|stop|export`` on the remote host through the same ssh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ConfigError, FnotuiError
+from engine.live.stream import (
+    APPEND_FILES,
+    HEAD_BYTES,
+    PROTOCOL,
+    SAFE_NAME,
+    SNAPSHOT_FILES,
+    b64,
+    digest,
+    unb64,
+)
+from engine.runs.status import OBSERVED_STATE_FILE
+
+SSH_OPTIONS = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ServerAliveInterval=5",
+    "-o",
+    "ServerAliveCountMax=3",
+    "-o",
+    "ConnectTimeout=15",
+)
+BACKOFF_S = (1, 2, 4, 8, 15)
+MIRROR_MARK = ".fnotui-mirror"
+
+
+class RemoteError(FnotuiError):
+    """The remote study cannot be reached or does not answer as ``fnotui stream``."""
+
+
+@dataclass(frozen=True)
+class Target:
+    destination: str  # what ssh gets: host or user@host
+    study_dir: str  # on the remote host; "" = the login directory
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``[user@]host[:study_dir]``. A port or key belongs in ~/.ssh/config or ``--ssh``.
+        ``~/x`` means x in the remote home (where ssh starts), as scp reads it."""
+        dest, _, path = text.partition(":")
+        if not dest or dest.startswith("-") or any(c.isspace() for c in dest):
+            raise ConfigError(f"--remote {text!r}: expected [user@]host[:study_dir]")
+        if path == "~":
+            path = ""
+        elif path.startswith("~/"):
+            path = path[2:]
+        return cls(dest, path)
+
+    @property
+    def label(self) -> str:
+        return f"{self.destination}:{self.study_dir}" if self.study_dir else self.destination
+
+
+def remote_shell_command(target: Target, fnotui: str, args: list[str]) -> str:
+    """The command line the remote login shell runs: cd to the study, then fnotui."""
+    cd = f"cd -- {shlex.quote(target.study_dir)} && " if target.study_dir else ""
+    return cd + "exec " + fnotui + " " + " ".join(shlex.quote(a) for a in args)
+
+
+def default_mirror_root(target: Target, study_args: list[str] = ()) -> Path:
+    """One mirror per remote study: host, directory and the arguments that pick the runs."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fnotui" / "remote"
+    key = hashlib.sha256("\0".join([target.label, *study_args]).encode()).hexdigest()[:12]
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", target.destination)
+    return base / f"{safe}-{key}"
+
+
+class RemoteMirror:
+    """Keeps ``root`` a mirror of the remote study; ``start`` returns once the first hello
+    arrived (or raises RemoteError with what ssh said)."""
+
+    def __init__(
+        self,
+        target: Target,
+        root: Path,
+        *,
+        ssh: list[str] | None = None,
+        fnotui: str = "fnotui",
+        stream_args: list[str] | None = None,
+        silence_s: float = 20.0,
+    ):
+        self.target = target
+        self.root = Path(root)
+        self.ssh = list(ssh or ["ssh"])
+        self.fnotui = fnotui
+        self.stream_args = list(stream_args or [])
+        self.silence_s = silence_s
+        self.hello: dict | None = None
+        self.link = "connecting"
+        self.connects = 0  # successful (hello received) connections
+        self.messages = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._hello_event = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._root_lock = None
+
+    # -- paths -------------------------------------------------------------------------------
+
+    @property
+    def arms_file(self) -> Path:
+        return self.root / "arms.toml"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def _arm_dir(self, arm: str) -> Path:
+        if not SAFE_NAME.match(arm) or arm in (".", ".."):
+            raise RemoteError(f"the remote side named an arm {arm!r}: refused")
+        return self.runs_dir / arm
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> dict:
+        self._claim_root()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="fnotui-remote", daemon=True)
+        self._thread.start()
+        if not self._hello_event.wait(timeout):
+            self.close()
+            raise RemoteError(
+                f"no answer from {self.target.label} within {timeout:.0f} s"
+                + (f": {self.last_error}" if self.last_error else "")
+            )
+        if self.hello is None:  # the first attempt failed for good
+            self.close()
+            raise RemoteError(f"cannot follow {self.target.label}: {self.last_error}")
+        return self.hello
+
+    def _claim_root(self) -> None:
+        """The mirror directory is ours alone: made by us (a marker file, so that --mirror can
+        never wipe a folder of real runs) and locked while we run (two dashboards appending to
+        one mirror would corrupt it)."""
+        import fcntl
+
+        root, mark = self.root, self.root / MIRROR_MARK
+        if root.is_dir() and any(root.iterdir()) and not mark.exists():
+            raise RemoteError(
+                f"{root} is not empty and not an fnotui mirror: refusing to use "
+                f"it (give --mirror an empty or new directory)"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+        fh = open(mark, "a")  # noqa: SIM115 (held for the mirror's lifetime: the lock)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RemoteError(
+                f"{root} is in use by another fnotui --remote dashboard; close it "
+                f"or give this one another --mirror"
+            ) from None
+        self._root_lock = fh
+
+    def close(self) -> None:
+        self._stop.set()
+        self._kill()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._root_lock is not None:
+            self._root_lock.close()
+            self._root_lock = None
+
+    def drop_link(self) -> None:
+        """End the current ssh (the thread reconnects): for tests and a manual 'reconnect'."""
+        self._kill()
+
+    def _kill(self) -> None:
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    def ssh_command(self, fnotui_args: list[str]) -> list[str]:
+        """The local command line that runs ``fnotui ARGS`` in the study dir on the host."""
+        return [
+            *self.ssh,
+            *SSH_OPTIONS,
+            self.target.destination,
+            remote_shell_command(self.target, self.fnotui, fnotui_args),
+        ]
+
+    def command(self) -> list[str]:
+        # What we hold goes on stdin, not the command line: one argument may not exceed
+        # 128 KiB on Linux, and a large study's holdings would.
+        return self.ssh_command(["stream", *self.stream_args, "--from-stdin"])
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                got_hello = self._session()
+            except Exception as exc:  # a bug or a full disk: say it, do not die silently
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                got_hello = False
+            if self._stop.is_set():
+                break
+            if self.hello is None and not got_hello:
+                # Never connected: a wrong host, key or path will not fix itself.
+                self.link = f"failed: {self.last_error}"
+                self._hello_event.set()
+                return
+            attempt = 0 if got_hello else attempt + 1
+            pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            self.link = f"reconnecting in {pause} s: {self.last_error}"
+            self._stop.wait(pause)
+        self.link = "closed"
+
+    def _session(self) -> bool:
+        """One ssh connection; True if it delivered a hello."""
+        self.link = "connecting"
+        self.last_error = ""
+        try:
+            proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.last_error = f"cannot run {self.ssh[0]}: {exc}"
+            return False
+        with self._lock:
+            self._proc = proc
+        if self._stop.is_set():  # close() ran before we could be killed by it
+            proc.kill()
+        try:
+            proc.stdin.write(json.dumps(self._holdings()).encode() + b"\n")
+            proc.stdin.close()
+        except OSError:
+            pass  # ssh already exited: its stderr says why
+        stderr_tail: list[str] = []
+        threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True).start()
+        watchdog = _Watchdog(self.silence_s, proc)
+        got_hello = False
+        try:
+            for raw in proc.stdout:
+                watchdog.feed()
+                try:
+                    message = json.loads(raw)
+                except json.JSONDecodeError:
+                    self.last_error = f"not a stream message: {raw[:120]!r}"
+                    if got_hello:
+                        break
+                    continue  # before the hello: a login banner or an rc file's echo
+                if message.get("t") == "hello":
+                    self._on_hello(message)
+                    got_hello = True
+                    self.connects += 1
+                    self.link = "connected"
+                    self._hello_event.set()
+                elif got_hello:
+                    self._apply(message)
+                self.messages += 1
+        except (RemoteError, OSError, ValueError) as exc:
+            self.last_error = str(exc)
+        finally:
+            watchdog.stop()
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+            with self._lock:
+                self._proc = None
+        tail = " ".join(line.strip() for line in stderr_tail[-3:] if line.strip())
+        if watchdog.fired:
+            self.last_error = f"no message for {self.silence_s:.0f} s; link presumed dead"
+        elif not self._stop.is_set() and (tail or code):
+            self.last_error = tail or f"ssh exited with code {code}"
+        elif not self.last_error:
+            self.last_error = "the stream ended"
+        return got_hello
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _on_hello(self, message: dict) -> None:
+        if message.get("protocol") != PROTOCOL:
+            raise RemoteError(
+                f"remote fnotui speaks stream protocol {message.get('protocol')},"
+                f" this one {PROTOCOL}: update one of them"
+            )
+        _replace(self.arms_file, message["arms_text"].encode("utf-8"))
+        runs = set(message.get("runs") or [])
+        for old in self.runs_dir.iterdir():  # mirrored runs that no longer exist over there
+            if old.is_dir() and old.name not in runs:
+                shutil.rmtree(old, ignore_errors=True)
+        self.hello = message
+
+    def _apply(self, m: dict) -> None:
+        kind = m.get("t")
+        if kind == "tick":
+            self._observe_all(m.get("states") or {}, m.get("time"))
+            return
+        run = self._arm_dir(m["arm"])
+        run.mkdir(parents=True, exist_ok=True)
+        if kind == "state":
+            self._observe(run, m["state"], m.get("time"))
+            return
+        name = m["name"]
+        if name not in APPEND_FILES + SNAPSHOT_FILES:
+            raise RemoteError(f"the remote side sent a file {name!r}: refused")
+        path = run / name
+        if kind == "append":
+            size = path.stat().st_size if path.exists() else 0
+            if m["offset"] != size:
+                raise RemoteError(
+                    f"{m['arm']}/{name}: remote offset {m['offset']} but the "
+                    f"mirror holds {size} bytes; resynchronising"
+                )
+            with open(path, "ab") as fh:
+                fh.write(unb64(m["data"]))
+        elif kind == "reset":
+            path.unlink(missing_ok=True)  # a new inode: the dashboard's tailer starts over
+        elif kind == "file":
+            _replace(path, unb64(m["data"]))
+        elif kind == "gone":
+            path.unlink(missing_ok=True)
+
+    def _observe(self, run: Path, state: str, at: float | None) -> None:
+        _replace(
+            run / OBSERVED_STATE_FILE,
+            json.dumps(
+                {
+                    "state": state,
+                    "observed_by": self.target.label,
+                    "at": time.time(),
+                    "remote_time": at,
+                }
+            ).encode(),
+        )
+
+    def _observe_all(self, states: dict, at: float | None) -> None:
+        for arm, state in states.items():
+            if state:
+                run = self._arm_dir(arm)
+                if run.is_dir():
+                    self._observe(run, state, at)
+
+    def _holdings(self) -> dict:
+        """What the mirror already has, per arm and file (sent as --from on reconnect)."""
+        have: dict[str, dict] = {}
+        if not self.runs_dir.is_dir():
+            return have
+        for run in sorted(p for p in self.runs_dir.iterdir() if p.is_dir()):
+            files = {}
+            for name in APPEND_FILES:
+                path = run / name
+                if path.is_file():
+                    with open(path, "rb") as fh:
+                        head = fh.read(HEAD_BYTES)
+                        size = fh.seek(0, os.SEEK_END)
+                        fh.seek(max(0, size - HEAD_BYTES))
+                        tail = fh.read(HEAD_BYTES)
+                    files[name] = {"size": size, "head": b64(head), "tail": b64(tail)}
+            for name in SNAPSHOT_FILES:
+                path = run / name
+                if path.is_file():
+                    files[name] = {"digest": digest(path.read_bytes())}
+            have[run.name] = files
+        return have
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write a mirror file so that readers see the old or the new content, never half. No
+    fsync: the mirror is a cache of files that live (durably) on the remote host."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class _Watchdog:
+    """Kills the ssh process when no line arrived for ``silence_s`` (the remote side sends a
+    tick every 2 s, so silence means a dead link that TCP has not noticed yet)."""
+
+    def __init__(self, silence_s: float, proc: subprocess.Popen):
+        self.silence_s = silence_s
+        self.proc = proc
+        self.fired = False
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def feed(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            if time.monotonic() - self._last > self.silence_s:
+                self.fired = True
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                return
+
+
+def _drain(stream, tail: list[str]) -> None:
+    for raw in stream:
+        tail.append(raw.decode("utf-8", "replace"))
+        del tail[:-20]
+
+
+class RemoteControl:
+    """``fnotui launch|stop|export`` on the remote host, through ssh; returns their output."""
+
+    def __init__(self, mirror: RemoteMirror, study_args: list[str], overrides: list[str] = ()):
+        self.mirror = mirror
+        self.study_args = list(study_args)  # --arms/--profile/--out as given to --remote
+        self.overrides = list(overrides)  # --set, for launches only
+
+    def run(self, subcommand: str, args: list[str], timeout: float = 120) -> str:
+        m = self.mirror
+        try:
+            proc = subprocess.run(
+                m.ssh_command([subcommand, *args]),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RemoteError(f"{subcommand} on {m.target.label}: {exc}") from None
+        if proc.returncode != 0:
+            raise RemoteError(
+                f"{subcommand} on {m.target.label} failed "
+                f"(exit {proc.returncode}): {proc.stderr.strip() or proc.stdout}"
+            )
+        return proc.stdout.strip()
+
+    def launch(self, arm: str, mode: str | None, max_parallel: int, device: str) -> str:
+        args = [
+            arm,
+            *self.study_args,
+            *[a for o in self.overrides for a in ("--set", o)],
+            "--max-parallel",
+            str(max_parallel),
+            "--device",
+            device,
+        ]
+        if mode:
+            args.append(f"--{mode}")
+        return self.run("launch", args)
+
+    def stop(self, arm: str) -> str:
+        return self.run("stop", [arm, *self.study_args])
+
+    def export(self) -> str:
+        args = []
+        for flag, value in zip(self.study_args[::2], self.study_args[1::2]):
+            if flag in ("--arms", "--profile"):
+                args += [flag, value]
+            elif flag == "--out":
+                args += ["--runs", value]
+        return self.run("export", args, timeout=600)

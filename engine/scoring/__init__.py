@@ -1,0 +1,5 @@
+"""How a run is judged: reconstruction metrics (SSIM, PSNR, FRC), the twin-image decision,
+the evaluation of a trained model, the collapse detectors and the verdict built on them.
+
+May import: the foundation modules and engine.sim (stitching the patches it scores).
+"""
