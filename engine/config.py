@@ -1,8 +1,11 @@
-"""Frozen configuration of one arm: data recipe, generator, and training knobs.
+"""Frozen configuration of one arm: data recipe, generator, training knobs and detector thresholds.
 
-Every knob is declared once, in a ``Knob`` table, with its type, default, allowed values and a
-one-line meaning. ``arms.py`` validates raw TOML against these tables and builds the frozen
-dataclasses below; nothing downstream ever sees a dictionary of strings. A knob listed here must
+Every knob is a field of a plain frozen dataclass below, declared once with its type, default,
+allowed values and a one-line meaning (``knob(...)``, kept in the field's metadata). Constructing a
+config validates and coerces every field through ``Knob.check``, the one validator: a config that
+exists is valid, however it was made (arms.toml, ``--set``, ``dataclasses.replace`` in a script).
+``engine.study.arms`` checks raw TOML with the same ``Knob.check`` first, only to name the file,
+arm and key in its message. docs/arms.md is generated from these fields. A knob listed here must
 change behaviour somewhere: a knob that silently does nothing is the worst bug this tool can have
 (docs/science.md, 'Pitfalls of the original tooling').
 """
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from engine.errors import ConfigError
 
 ARCHITECTURES = ("cnn", "fno", "hybrid", "stable_hybrid")
 OUTPUT_MODES = ("real_imag", "amp_phase")
@@ -87,436 +91,346 @@ class Knob:
         return value
 
 
+KNOB = "knob"  # the key of a field's metadata that holds its Knob
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def knob(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+):
+    """A dataclass field that is a knob; its name and kind come from the annotation."""
+    spec = dict(
+        default=default,
+        help=help,
+        choices=choices,
+        minimum=minimum,
+        maximum=maximum,
+        exclusive_minimum=exclusive_minimum,
+    )
+    return field(default=default, metadata={KNOB: spec})
+
+
+def knobs_of(cls) -> tuple[Knob, ...]:
+    """The Knob of every field of a config dataclass, in declaration order."""
+    return tuple(
+        Knob(name=f.name, kind=_KINDS[f.type], **f.metadata[KNOB]) for f in dataclasses.fields(cls)
+    )
+
+
+class _Validated:
+    """Validates and coerces every knob field on construction (and on ``dataclasses.replace``)."""
+
+    SECTION = ""
+
+    def __post_init__(self) -> None:
+        for k in type(self).KNOBS:
+            value = getattr(self, k.name)
+            try:
+                checked = k.check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{self.SECTION}.{k.name} = {value!r}: {exc}") from None
+            if checked is not value:
+                object.__setattr__(self, k.name, checked)  # an int where a float belongs
+
+
 # --------------------------------------------------------------------------------------------
 # Data recipe (docs/science.md, 'The grid-lines dataset'). Every field here is part of the
 # dataset cache key.
 
-DATA_KNOBS = (
-    Knob("N", int, 64, "patch size in pixels (64 or 128 in the study)", minimum=8, maximum=512),
-    Knob("gridsize", int, 1, "patches per sample group; only 1 is implemented", choices=(1,)),
-    Knob("object_size", int, 392, "side of the full object image (px)", minimum=16, maximum=4096),
-    Knob("n_lines", int, 400, "line segments drawn per object", minimum=1, maximum=100_000),
-    Knob("nimgs_train", int, 2, "object images in the training split", minimum=1, maximum=64),
-    Knob("nimgs_test", int, 2, "object images in the test split", minimum=1, maximum=64),
-    Knob(
-        "nphotons",
-        float,
-        1e9,
+
+@dataclass(frozen=True)
+class DataConfig(_Validated):
+    """Grid-lines data recipe."""
+
+    SECTION = "data"
+
+    N: int = knob(64, "patch size in pixels (64 or 128 in the study)", minimum=8, maximum=512)
+    object_size: int = knob(392, "side of the full object image (px)", minimum=16, maximum=4096)
+    n_lines: int = knob(400, "line segments drawn per object", minimum=1, maximum=100000)
+    nimgs_train: int = knob(2, "object images in the training split", minimum=1, maximum=64)
+    nimgs_test: int = knob(2, "object images in the test split", minimum=1, maximum=64)
+    nphotons: float = knob(
+        1000000000.0,
         "mean photons per diffraction pattern",
         minimum=0.0,
+        maximum=1000000000000000.0,
         exclusive_minimum=True,
-        maximum=1e15,
-    ),
-    Knob("set_phi", bool, False, "give the object a phase derived from its amplitude"),
-    Knob("train_stride", int, 4, "scan stride of the training split (px)", minimum=1, maximum=4096),
-    Knob("test_stride", int, 10, "scan stride of the test split (px)", minimum=1, maximum=4096),
-    Knob(
-        "probe",
-        str,
+    )
+    set_phi: bool = knob(False, "give the object a phase derived from its amplitude")
+    train_stride: int = knob(4, "scan stride of the training split (px)", minimum=1, maximum=4096)
+    test_stride: int = knob(10, "scan stride of the test split (px)", minimum=1, maximum=4096)
+    probe: str = knob(
         "defocused_aperture",
-        "'defocused_aperture' (complex, breaks the twin "
-        "ambiguity), 'ideal_disk' (real and centrosymmetric: every patch is ambiguous with its "
-        "twin) or a path to a complex N x N probe (.npy/.npz)",
-    ),
-    Knob(
-        "probe_aperture",
-        str,
+        "'defocused_aperture' (complex, breaks the twin ambiguity), 'ideal_disk' (real and centrosymmetric: every patch is ambiguous with its twin) or a path to a complex N x N probe (.npy/.npz)",
+    )
+    probe_aperture: str = knob(
         "circle",
-        "defocused_aperture: pupil shape ('square' is the "
-        "aperture of crossed Kirkpatrick-Baez mirrors)",
+        "defocused_aperture: pupil shape ('square' is the aperture of crossed Kirkpatrick-Baez mirrors)",
         choices=("circle", "square"),
-    ),
-    Knob(
-        "probe_aperture_radius",
-        float,
+    )
+    probe_aperture_radius: float = knob(
         10.0,
-        "defocused_aperture: pupil radius (half-width "
-        "for a square) in frequency pixels of the N-point DFT; the focus is ~N/(2*radius) px",
+        "defocused_aperture: pupil radius (half-width for a square) in frequency pixels of the N-point DFT; the focus is ~N/(2*radius) px",
         minimum=1.0,
         maximum=256.0,
-    ),
-    Knob(
-        "probe_defocus",
-        float,
+    )
+    probe_defocus: float = knob(
         1.0,
-        "defocused_aperture: defocus in waves at the pupil edge "
-        "(W = lambda * dz * radius^2 / (2 N^2 dx^2); the sign picks the side of the focus)",
+        "defocused_aperture: defocus in waves at the pupil edge (W = lambda * dz * radius^2 / (2 N^2 dx^2); the sign picks the side of the focus)",
         minimum=-20.0,
         maximum=20.0,
-    ),
-    Knob(
-        "probe_astigmatism",
-        float,
+    )
+    probe_astigmatism: float = knob(
         0.2,
         "defocused_aperture: astigmatism in waves at the pupil edge (rho^2 cos 2 theta)",
         minimum=-2.0,
         maximum=2.0,
-    ),
-    Knob(
-        "probe_coma",
-        float,
+    )
+    probe_coma: float = knob(
         0.3,
-        "defocused_aperture: coma in waves at the pupil edge "
-        "((3 rho^3 - 2 rho) cos theta; makes |probe| asymmetric)",
+        "defocused_aperture: coma in waves at the pupil edge ((3 rho^3 - 2 rho) cos theta; makes |probe| asymmetric)",
         minimum=-2.0,
         maximum=2.0,
-    ),
-    Knob(
-        "probe_smoothing_sigma",
-        float,
+    )
+    probe_smoothing_sigma: float = knob(
         0.5,
         "Gaussian sigma applied to probe amplitude and unwrapped phase (0 = off)",
         minimum=0.0,
         maximum=64.0,
-    ),
-    Knob(
-        "probe_mask_diameter",
-        float,
-        0.0,
-        "centred disk mask on the probe, in px (0 = off)",
-        minimum=0.0,
-        maximum=4096.0,
-    ),
-    Knob(
-        "probe_scale",
-        float,
+    )
+    probe_mask_diameter: float = knob(
+        0.0, "centred disk mask on the probe, in px (0 = off)", minimum=0.0, maximum=4096.0
+    )
+    probe_scale: float = knob(
         4.0,
         "simulation probe normalisation divisor",
         minimum=0.0,
+        maximum=1000000.0,
         exclusive_minimum=True,
-        maximum=1e6,
-    ),
-    Knob(
-        "seed",
-        int,
+    )
+    seed: int = knob(
         7,
         "data seed: objects and Poisson noise (the training seed is separate)",
         minimum=0,
-        maximum=2**32 - 1,
-    ),
-)
+        maximum=4294967295,
+    )
+
 
 # --------------------------------------------------------------------------------------------
 # Generator (docs/science.md, 'Generators').
 
-MODEL_KNOBS = (
-    Knob("architecture", str, "hybrid", "generator", choices=ARCHITECTURES),
-    Knob("fno_width", int, 32, "hidden width of lifter and first level", minimum=1, maximum=1024),
-    Knob(
-        "fno_modes",
-        int,
-        12,
-        "Fourier modes per corner (capped per level, logged)",
-        minimum=1,
-        maximum=512,
-    ),
-    Knob("fno_blocks", int, 4, "spectral blocks = U-NO levels (depth)", minimum=1, maximum=12),
-    Knob(
-        "fno_cnn_blocks", int, 2, "CNN refiner blocks after the cascaded FNO", minimum=0, maximum=32
-    ),
-    Knob(
-        "max_hidden_channels",
-        int,
-        0,
-        "cap on hybrid channel doubling (0 = no cap)",
-        minimum=0,
-        maximum=65536,
-    ),
-    Knob("output_mode", str, "real_imag", "output head", choices=OUTPUT_MODES),
-    Knob(
-        "input_transform",
-        str,
-        "none",
-        "transform applied to the diffraction input",
-        choices=INPUT_TRANSFORMS,
-    ),
-    Knob(
-        "stable_variant",
-        str,
-        "layerscale",
-        "stable block flavour (stable_hybrid only)",
-        choices=STABLE_VARIANTS,
-    ),
-    Knob(
-        "layerscale_init",
-        float,
-        1e-3,
-        "initial LayerScale gamma (layerscale variant)",
-        minimum=0.0,
-        maximum=10.0,
-    ),
-    Knob(
-        "spectral_corners",
-        int,
+
+@dataclass(frozen=True)
+class ModelConfig(_Validated):
+    """Generator selection and shape."""
+
+    SECTION = "model"
+
+    architecture: str = knob("hybrid", "generator", choices=ARCHITECTURES)
+    fno_width: int = knob(32, "hidden width of lifter and first level", minimum=1, maximum=1024)
+    fno_modes: int = knob(
+        12, "Fourier modes per corner (capped per level, logged)", minimum=1, maximum=512
+    )
+    fno_blocks: int = knob(4, "spectral blocks = U-NO levels (depth)", minimum=1, maximum=12)
+    fno_cnn_blocks: int = knob(
+        2, "CNN refiner blocks after the cascaded FNO", minimum=0, maximum=32
+    )
+    max_hidden_channels: int = knob(
+        0, "cap on hybrid channel doubling (0 = no cap)", minimum=0, maximum=65536
+    )
+    output_mode: str = knob("real_imag", "output head", choices=OUTPUT_MODES)
+    input_transform: str = knob(
+        "none", "transform applied to the diffraction input", choices=INPUT_TRANSFORMS
+    )
+    stable_variant: str = knob(
+        "layerscale", "stable block flavour (stable_hybrid only)", choices=STABLE_VARIANTS
+    )
+    layerscale_init: float = knob(
+        0.001, "initial LayerScale gamma (layerscale variant)", minimum=0.0, maximum=10.0
+    )
+    spectral_corners: int = knob(
         2,
-        "frequency corners kept by the spectral conv: 2 keeps "
-        "rows [:m] and [-m:] with m <= H//2; 1 keeps rows [:m] with m <= H, the original's "
-        "accidental one-corner layer (rows 12, 12, 12, 8 and 6 in the bottleneck at N=64)",
+        "frequency corners kept by the spectral conv: 2 keeps rows [:m] and [-m:] with m <= H//2; 1 keeps rows [:m] with m <= H, the original's accidental one-corner layer (rows 12, 12, 12, 8 and 6 in the bottleneck at N=64)",
         choices=(1, 2),
-    ),
-    Knob(
-        "spectral_impl",
-        str,
+    )
+    spectral_impl: str = knob(
         "dft",
-        "spectral transform: 'dft' (truncated DFT as real "
-        "matmuls, same numerics on CPU and CUDA) or 'fft' (torch.fft.rfft2/irfft2 on a "
-        "zero-filled spectrum, as the original; cuFFT treats the non-Hermitian kx = 0 column "
-        "differently from the CPU)",
+        "spectral transform: 'dft' (truncated DFT as real matmuls, same numerics on CPU and CUDA) or 'fft' (torch.fft.rfft2/irfft2 on a zero-filled spectrum, as the original; cuFFT treats the non-Hermitian kx = 0 column differently from the CPU)",
         choices=("dft", "fft"),
-    ),
-)
+    )
+
 
 # --------------------------------------------------------------------------------------------
 # Training (docs/science.md, 'Training loop').
 
-TRAIN_KNOBS = (
-    Knob("epochs", int, 50, "training epochs", minimum=1, maximum=100_000),
-    Knob("batch_size", int, 16, "training batch", minimum=1, maximum=65536),
-    Knob("infer_batch_size", int, 128, "batch for the final prediction", minimum=1, maximum=65536),
-    Knob(
-        "val_batch_size",
-        int,
+
+@dataclass(frozen=True)
+class TrainConfig(_Validated):
+    """Optimisation knobs."""
+
+    SECTION = "train"
+
+    epochs: int = knob(50, "training epochs", minimum=1, maximum=100000)
+    batch_size: int = knob(16, "training batch", minimum=1, maximum=65536)
+    infer_batch_size: int = knob(128, "batch for the final prediction", minimum=1, maximum=65536)
+    val_batch_size: int = knob(
         16,
-        "batch for the per-epoch validation pass (each batch's loss "
-        "is normalised by its own mean observation, and batch_length gain scales with it)",
+        "batch for the per-epoch validation pass (each batch's loss is normalised by its own mean observation, and batch_length gain scales with it)",
         minimum=1,
         maximum=65536,
-    ),
-    Knob(
-        "physics_gain",
-        float,
+    )
+    physics_gain: float = knob(
         1.0,
         "factor on the predicted diffraction amplitude",
         minimum=0.0,
+        maximum=1000000.0,
         exclusive_minimum=True,
-        maximum=1e6,
-    ),
-    Knob(
-        "physics_gain_mode",
-        str,
+    )
+    physics_gain_mode: str = knob(
         "constant",
-        "'constant': gain = physics_gain; "
-        "'batch_length': gain = physics_gain x samples in the batch, in training and "
-        "validation (the original's accidental x16 / x2-on-the-last-batch gain)",
+        "'constant': gain = physics_gain; 'batch_length': gain = physics_gain x samples in the batch, in training and validation (the original's accidental x16 / x2-on-the-last-batch gain)",
         choices=("constant", "batch_length"),
-    ),
-    Knob(
-        "lr", float, 1e-3, "base learning rate", minimum=0.0, exclusive_minimum=True, maximum=10.0
-    ),
-    Knob("optimizer", str, "adam", "optimizer", choices=OPTIMIZERS),
-    Knob("weight_decay", float, 0.0, "weight decay", minimum=0.0, maximum=10.0),
-    Knob("momentum", float, 0.9, "SGD momentum (Nesterov when > 0)", minimum=0.0, maximum=1.0),
-    Knob("beta1", float, 0.9, "Adam beta1", minimum=0.0, maximum=1.0),
-    Knob("beta2", float, 0.999, "Adam beta2", minimum=0.0, maximum=1.0),
-    Knob("scheduler", str, "Default", "per-epoch learning-rate schedule", choices=SCHEDULERS),
-    Knob("warmup_epochs", int, 0, "WarmupCosine warmup epochs", minimum=0, maximum=100_000),
-    Knob(
-        "min_lr_ratio",
-        float,
-        0.1,
-        "WarmupCosine floor as a fraction of lr",
-        minimum=0.0,
-        maximum=1.0,
-    ),
-    Knob(
-        "exp_gamma",
-        float,
-        0.95,
-        "Exponential decay per epoch",
-        minimum=0.0,
-        exclusive_minimum=True,
-        maximum=1.0,
-    ),
-    Knob(
-        "plateau_factor",
-        float,
-        0.5,
-        "ReduceLROnPlateau cut",
-        minimum=0.0,
-        exclusive_minimum=True,
-        maximum=1.0,
-    ),
-    Knob(
-        "plateau_patience",
-        int,
-        2,
-        "ReduceLROnPlateau patience (epochs)",
-        minimum=0,
-        maximum=100_000,
-    ),
-    Knob("plateau_min_lr", float, 5e-5, "ReduceLROnPlateau floor", minimum=0.0, maximum=10.0),
-    Knob(
-        "plateau_threshold",
-        float,
-        0.0,
-        "ReduceLROnPlateau relative improvement threshold",
-        minimum=0.0,
-        maximum=1.0,
-    ),
-    Knob("grad_clip", float, 0.0, "clip value; 0 disables clipping", minimum=0.0, maximum=1e6),
-    Knob("clip_algorithm", str, "norm", "clipping algorithm", choices=CLIP_ALGORITHMS),
-    Knob(
-        "grad_norm_log_freq",
-        int,
-        1,
-        "measure the global grad norm every k steps",
-        minimum=1,
-        maximum=1_000_000,
-    ),
-    Knob("loss", str, "mae", "physics loss", choices=LOSS_MODES),
-    Knob(
-        "seed", int, 20260128, "training seed: weights and shuffling", minimum=0, maximum=2**32 - 1
-    ),
-    Knob("deterministic", bool, True, "request deterministic kernels (slower on GPU)"),
-    Knob(
-        "on_collapse",
-        str,
+    )
+    lr: float = knob(0.001, "base learning rate", minimum=0.0, maximum=10.0, exclusive_minimum=True)
+    optimizer: str = knob("adam", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = knob(0.0, "weight decay", minimum=0.0, maximum=10.0)
+    momentum: float = knob(0.9, "SGD momentum (Nesterov when > 0)", minimum=0.0, maximum=1.0)
+    beta1: float = knob(0.9, "Adam beta1", minimum=0.0, maximum=1.0)
+    beta2: float = knob(0.999, "Adam beta2", minimum=0.0, maximum=1.0)
+    scheduler: str = knob("Default", "per-epoch learning-rate schedule", choices=SCHEDULERS)
+    warmup_epochs: int = knob(0, "WarmupCosine warmup epochs", minimum=0, maximum=100000)
+    min_lr_ratio: float = knob(
+        0.1, "WarmupCosine floor as a fraction of lr", minimum=0.0, maximum=1.0
+    )
+    exp_gamma: float = knob(
+        0.95, "Exponential decay per epoch", minimum=0.0, maximum=1.0, exclusive_minimum=True
+    )
+    plateau_factor: float = knob(
+        0.5, "ReduceLROnPlateau cut", minimum=0.0, maximum=1.0, exclusive_minimum=True
+    )
+    plateau_patience: int = knob(
+        2, "ReduceLROnPlateau patience (epochs)", minimum=0, maximum=100000
+    )
+    plateau_min_lr: float = knob(5e-05, "ReduceLROnPlateau floor", minimum=0.0, maximum=10.0)
+    plateau_threshold: float = knob(
+        0.0, "ReduceLROnPlateau relative improvement threshold", minimum=0.0, maximum=1.0
+    )
+    grad_clip: float = knob(0.0, "clip value; 0 disables clipping", minimum=0.0, maximum=1000000.0)
+    clip_algorithm: str = knob("norm", "clipping algorithm", choices=CLIP_ALGORITHMS)
+    grad_norm_log_freq: int = knob(
+        1, "measure the global grad norm every k steps", minimum=1, maximum=1000000
+    )
+    loss: str = knob("mae", "physics loss", choices=LOSS_MODES)
+    seed: int = knob(
+        20260128, "training seed: weights and shuffling", minimum=0, maximum=4294967295
+    )
+    deterministic: bool = knob(True, "request deterministic kernels (slower on GPU)")
+    on_collapse: str = knob(
         "continue",
-        "what the engine does when a collapse, divergence or "
-        "non-finite rule fires: keep training (the curve after collapse is evidence) or stop",
+        "what the engine does when a collapse, divergence or non-finite rule fires: keep training (the curve after collapse is evidence) or stop",
         choices=ON_COLLAPSE,
-    ),
-)
+    )
+
 
 # --------------------------------------------------------------------------------------------
 # Collapse and instability detectors (engine/scoring/detectors.py; docs/detectors.md).
 # [detect] applies to every arm, [arms.<name>.detect] overrides it per arm.
 
-DETECT_KNOBS = (
-    Knob(
-        "loss_spike_window",
-        int,
-        128,
-        "steps in the rolling window of the loss-spike z-score",
-        minimum=8,
-        maximum=100_000,
-    ),
-    Knob(
-        "loss_spike_warmup",
-        int,
-        64,
-        "steps before the loss-spike rule may fire",
-        minimum=2,
-        maximum=1_000_000,
-    ),
-    Knob(
-        "loss_spike_z",
-        float,
+
+@dataclass(frozen=True)
+class DetectConfig(_Validated):
+    """Thresholds of the collapse and instability detectors."""
+
+    SECTION = "detect"
+
+    loss_spike_window: int = knob(
+        128, "steps in the rolling window of the loss-spike z-score", minimum=8, maximum=100000
+    )
+    loss_spike_warmup: int = knob(
+        64, "steps before the loss-spike rule may fire", minimum=2, maximum=1000000
+    )
+    loss_spike_z: float = knob(
         6.0,
         "rolling z-score above which a step loss is a spike",
         minimum=0.0,
+        maximum=1000000.0,
         exclusive_minimum=True,
-        maximum=1e6,
-    ),
-    Knob(
-        "grad_spike_alpha",
-        float,
+    )
+    grad_spike_alpha: float = knob(
         0.97,
         "EMA decay of the grad-norm mean and variance",
         minimum=0.0,
-        exclusive_minimum=True,
         maximum=1.0,
-    ),
-    Knob(
-        "grad_spike_warmup",
-        int,
-        25,
-        "steps before the grad-spike rule may fire",
-        minimum=1,
-        maximum=1_000_000,
-    ),
-    Knob(
-        "grad_spike_z",
-        float,
+        exclusive_minimum=True,
+    )
+    grad_spike_warmup: int = knob(
+        25, "steps before the grad-spike rule may fire", minimum=1, maximum=1000000
+    )
+    grad_spike_z: float = knob(
         6.0,
         "EMA z-score above which a grad norm is a spike",
         minimum=0.0,
+        maximum=1000000.0,
         exclusive_minimum=True,
-        maximum=1e6,
-    ),
-    Knob(
-        "spike_rearm_z",
-        float,
+    )
+    spike_rearm_z: float = knob(
         2.0,
         "hysteresis: a spike rule re-arms once z falls below this",
         minimum=0.0,
-        maximum=1e6,
-    ),
-    Knob(
-        "divergence_factor",
-        float,
+        maximum=1000000.0,
+    )
+    divergence_factor: float = knob(
         3.0,
         "val loss above this x its best counts as diverging",
         minimum=1.0,
+        maximum=1000000.0,
         exclusive_minimum=True,
-        maximum=1e6,
-    ),
-    Knob(
-        "divergence_patience",
-        int,
-        2,
-        "epochs in a row above the factor before firing",
-        minimum=1,
-        maximum=100_000,
-    ),
-    Knob(
-        "collapse_std_ratio",
-        float,
+    )
+    divergence_patience: int = knob(
+        2, "epochs in a row above the factor before firing", minimum=1, maximum=100000
+    )
+    collapse_std_ratio: float = knob(
         0.01,
         "predicted-amplitude std below this fraction of the target's std counts as constant output",
         minimum=0.0,
-        exclusive_minimum=True,
         maximum=1.0,
-    ),
-    Knob(
-        "collapse_patience",
-        int,
-        2,
-        "epochs in a row below the ratio before firing",
-        minimum=1,
-        maximum=100_000,
-    ),
-    Knob(
-        "plateau_patience",
-        int,
+        exclusive_minimum=True,
+    )
+    collapse_patience: int = knob(
+        2, "epochs in a row below the ratio before firing", minimum=1, maximum=100000
+    )
+    plateau_patience: int = knob(
         10,
         "epochs without relative val improvement before the plateau note",
         minimum=1,
-        maximum=100_000,
-    ),
-    Knob(
-        "plateau_min_delta",
-        float,
-        1e-4,
-        "relative val improvement that resets the plateau count",
-        minimum=0.0,
-        maximum=1.0,
-    ),
-    Knob(
-        "warmup_epochs",
-        int,
-        1,
-        "epochs before the divergence and collapse rules may fire",
-        minimum=0,
-        maximum=100_000,
-    ),
-)
+        maximum=100000,
+    )
+    plateau_min_delta: float = knob(
+        0.0001, "relative val improvement that resets the plateau count", minimum=0.0, maximum=1.0
+    )
+    warmup_epochs: int = knob(
+        1, "epochs before the divergence and collapse rules may fire", minimum=0, maximum=100000
+    )
 
 
-def _dataclass_from_knobs(cls_name: str, knobs: tuple[Knob, ...], doc: str):
-    fields = [(k.name, k.kind, dataclasses.field(default=k.default)) for k in knobs]
-    cls = dataclasses.make_dataclass(cls_name, fields, frozen=True)
-    cls.__doc__ = doc
-    cls.__module__ = __name__
-    return cls
+for _cls in (DataConfig, ModelConfig, TrainConfig, DetectConfig):
+    _cls.KNOBS = knobs_of(_cls)
 
+DATA_KNOBS = DataConfig.KNOBS
+MODEL_KNOBS = ModelConfig.KNOBS
+TRAIN_KNOBS = TrainConfig.KNOBS
+DETECT_KNOBS = DetectConfig.KNOBS
 
-DataConfig = _dataclass_from_knobs("DataConfig", DATA_KNOBS, "Grid-lines data recipe.")
-ModelConfig = _dataclass_from_knobs("ModelConfig", MODEL_KNOBS, "Generator selection and shape.")
-TrainConfig = _dataclass_from_knobs("TrainConfig", TRAIN_KNOBS, "Optimisation knobs.")
-DetectConfig = _dataclass_from_knobs(
-    "DetectConfig", DETECT_KNOBS, "Thresholds of the collapse and instability detectors."
-)
+# Knobs that were removed, with the only value they ever had: a config.json written before the
+# removal still loads when it holds that value. (gridsize: patches per sample group; only 1 was
+# ever implemented, so it changed nothing.)
+RETIRED = {"data": {"gridsize": 1}}
 
 
 @dataclass(frozen=True)
@@ -524,10 +438,10 @@ class ArmConfig:
     """Everything one arm needs: resolved, validated, immutable."""
 
     name: str
-    data: DataConfig  # type: ignore[valid-type]
-    model: ModelConfig  # type: ignore[valid-type]
-    train: TrainConfig  # type: ignore[valid-type]
-    detect: DetectConfig = DetectConfig()  # type: ignore[valid-type]
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
     def to_dict(self) -> dict:
         return {
@@ -540,12 +454,21 @@ class ArmConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ArmConfig:
+        """Rebuild a run's config.json; retired knobs at their only value are dropped."""
+
+        def section(name: str, kind):
+            values = dict(d.get(name) or {})
+            for key, only in RETIRED.get(name, {}).items():
+                if key in values and values[key] == only:
+                    del values[key]
+            return kind(**values)
+
         return cls(
             name=d["name"],
-            data=DataConfig(**d["data"]),
-            model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
-            detect=DetectConfig(**d.get("detect", {})),
+            data=section("data", DataConfig),
+            model=section("model", ModelConfig),
+            train=section("train", TrainConfig),
+            detect=section("detect", DetectConfig),
         )
 
 
@@ -555,19 +478,3 @@ KNOB_TABLES: dict[str, tuple[Knob, ...]] = {
     "train": TRAIN_KNOBS,
     "detect": DETECT_KNOBS,
 }
-
-
-def knob_map(section: str) -> dict[str, Knob]:
-    return {k.name: k for k in KNOB_TABLES[section]}
-
-
-def check_all(section: str, values: dict[str, Any], on_error: Callable[[str, Any, str], None]):
-    """Validate every value of a section; ``on_error(key, value, reason)`` must raise."""
-    knobs = knob_map(section)
-    out = {}
-    for key, value in values.items():
-        try:
-            out[key] = knobs[key].check(value)
-        except ValueError as exc:
-            on_error(key, value, str(exc))
-    return out

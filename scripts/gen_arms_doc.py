@@ -44,6 +44,9 @@ Two set-ups load with a warning (printed to stderr, and listed in the export) be
 legal but rarely meant: a twin-symmetric probe (`ideal_disk`, or any real, centrosymmetric
 probe: every patch is then ambiguous with its twin, see [twin.md](twin.md)), and a
 WarmupCosine arm whose `warmup_epochs` is at least its `epochs`.
+
+Retired keys load at the only value they ever had and are refused otherwise: `[data] gridsize = 1`
+(patches per sample group; nothing but 1 was ever implemented).
 """
 
 

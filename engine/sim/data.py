@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import DataConfig, check_all
+from engine.config import RETIRED, DataConfig
 from engine.errors import ConfigError, DatasetError
 from engine.sim.datacache import read_cache, recipe_digest, write_cache
 from engine.sim.probe import (
@@ -118,8 +118,8 @@ def _reject(key: str, value, reason: str):
 
 
 def _canonical_recipe(cfg: DataConfig) -> dict:
-    """Every knob checked against its declaration and coerced (an int nphotons becomes a float)."""
-    return check_all("data", dataclasses.asdict(cfg), _reject)
+    """Every knob, already checked and coerced when the DataConfig was built."""
+    return dataclasses.asdict(cfg)
 
 
 def validate_data_config(cfg: DataConfig) -> None:
@@ -193,7 +193,10 @@ def recipe_identity(cfg: DataConfig) -> tuple[dict, str]:
     recipe = _canonical_recipe(cfg)
     if cfg.probe not in BUILT_IN_PROBES:
         recipe["probe"] = "sha256:" + probe_file_digest(probe_path(cfg.probe))
-    digest = recipe_digest({"data_format_version": DATA_FORMAT_VERSION, "recipe": recipe})
+    # Retired knobs enter the key at their only value, so caches and runs made before a knob was
+    # retired keep their keys.
+    keyed = {**recipe, **RETIRED["data"]}
+    digest = recipe_digest({"data_format_version": DATA_FORMAT_VERSION, "recipe": keyed})
     return recipe, digest
 
 

@@ -30,6 +30,7 @@ from engine.config import (
     DATA_KNOBS,
     DETECT_KNOBS,
     MODEL_KNOBS,
+    RETIRED,
     TRAIN_KNOBS,
     ArmConfig,
     DataConfig,
@@ -128,6 +129,15 @@ def _check_table(where: str, table: Any, knobs: dict, sub_tables: tuple[str, ...
         if key in sub_tables:
             continue
         if key not in knobs:
+            retired = RETIRED["data"] if knobs is _DATA else {}
+            if key in retired:
+                # Old files keep loading; a value the knob never had is refused as before.
+                if value == retired[key]:
+                    continue
+                raise ConfigError(
+                    f"{where}: key {key!r} has bad value {value!r}: {key} is retired; only "
+                    f"{retired[key]!r} was ever implemented (remove the key)"
+                )
             raise _unknown_key(where, key, list(knobs) + list(sub_tables))
         out[key] = _check_value(where, knobs[key], key, value)
     return out

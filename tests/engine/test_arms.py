@@ -128,12 +128,11 @@ def test_repository_arms_toml_is_valid_and_faithful():
     ) == ("stable_hybrid", "WarmupCosine", 5e-4, 5, 0.05, 0.0, 4, 20, "mae", 8, 20260128)
     assert (
         w.data.N,
-        w.data.gridsize,
         w.data.nimgs_train,
         w.data.nimgs_test,
         w.data.nphotons,
         w.data.set_phi,
-    ) == (64, 1, 1, 1, 1e9, True)
+    ) == (64, 1, 1, 1e9, True)
     c = study.arm("arm_control")
     assert (c.model.architecture, c.train.clip_algorithm, c.train.grad_clip) == (
         "hybrid",
@@ -267,7 +266,11 @@ MALFORMED = [
     ),
     ("arm name with a space", ("[arms.a]", '[arms."my arm"]'), ["arm name 'my arm'"]),
     ("not TOML", ("[arms.a]", "[arms.a"), ["not valid TOML"]),
-    ("gridsize other than 1", ("N = 32", "N = 32\ngridsize = 2"), ["'gridsize'", "one of 1"]),
+    (
+        "retired gridsize other than 1",
+        ("N = 32", "N = 32\ngridsize = 2"),
+        ["'gridsize'", "retired"],
+    ),
     ("non-finite value", ("grad_clip = 1.0", "lr = nan"), ["'lr'", "finite"]),
     (
         "unknown profile key",
@@ -357,3 +360,40 @@ def test_relative_probe_file_is_relative_to_the_arms_file(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # elsewhere: the file must still be found
     study = load_study(path)
     assert study.arm("a").data.probe == str((sub / "probe.npy").resolve())
+
+
+# ------------------------------------------------------------------ config dataclasses
+
+
+def test_a_config_validates_itself_however_it_is_made():
+    import dataclasses
+
+    from engine.config import DataConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^data\.N = 3: expected an integer in \[8, 512\]"):
+        DataConfig(N=3)
+    with pytest.raises(ConfigError, match=r"^train\.optimizer = 'lion'"):
+        dataclasses.replace(TrainConfig(), optimizer="lion")
+    # An int where a float belongs is coerced once, at construction.
+    assert isinstance(TrainConfig(lr=1).lr, float)
+
+
+def test_knob_metadata_lives_on_the_fields():
+    import dataclasses
+
+    from engine.config import KNOB, TRAIN_KNOBS, TrainConfig
+
+    fields = dataclasses.fields(TrainConfig)
+    assert [f.name for f in fields] == [k.name for k in TRAIN_KNOBS]
+    lr = next(f for f in fields if f.name == "lr")
+    assert lr.default == 1e-3 and lr.metadata[KNOB]["help"] == "base learning rate"
+
+
+def test_a_retired_knob_at_its_only_value_still_loads(tmp_path):
+    from engine.config import ArmConfig
+
+    p = write(tmp_path, GOOD.replace("N = 32", "N = 32\ngridsize = 1"))
+    assert "gridsize" not in load_study(p).arms["a"].data.__dataclass_fields__
+    old = load_study(write(tmp_path, GOOD)).arms["a"].to_dict()
+    old["data"]["gridsize"] = 1  # a config.json written before the knob was retired
+    assert ArmConfig.from_dict(old) == ArmConfig.from_dict(load_study(p).arms["a"].to_dict())

@@ -254,7 +254,6 @@ def test_patch_size_128_builds():
         ({"test_stride": 7}, "test_stride"),
         ({"test_stride": 34}, "test_stride"),
         ({"train_stride": 40}, "train_stride"),
-        ({"gridsize": 2}, "gridsize"),
         ({"nphotons": 1e18}, "nphotons"),
         ({"probe": "nowhere.npy"}, "probe"),
     ],
