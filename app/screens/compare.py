@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header
 
 from app.screens.detail import object_error
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
-from engine.live.runstore import PlotData
+from engine.live.snapshot import PlotData
 
 # Each arm gets its own marker character as well as a colour: nothing said by colour alone.
 STYLES = (

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from app.widgets.arm_table import ArmTable
 from app.widgets.cells import VERDICT_STYLES, fmt_duration, fmt_num, state_text
-from engine.live.runstore import ArmSnapshot
+from engine.live.snapshot import ArmSnapshot
 
 
 def info_text(s: ArmSnapshot | None) -> Text:

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from app.widgets.cells import fmt_num, severity_text
 from app.widgets.image import HalfBlockImage, describe, display_range
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
-from engine.live.runstore import PlotData
+from engine.live.snapshot import PlotData
 
 # Plots are rebuilt at most this often while an engine writes (plotext is not free).
 REDRAW_MIN_S = 1.0

@@ -20,7 +20,7 @@ from app.widgets.cells import (
     sparkline_text,
     state_text,
 )
-from engine.live.runstore import SPARK_BUCKETS, ArmSnapshot
+from engine.live.snapshot import SPARK_BUCKETS, ArmSnapshot
 
 MARK = "●"
 # The arm column grows with the study's longest name up to this width (sweep points are long:

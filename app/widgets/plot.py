@@ -25,7 +25,7 @@ import numpy as np
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.live.runstore import ema, minmax_downsample, nonfinite_points
+from engine.live.plotmath import ema, minmax_downsample, nonfinite_points
 
 _PLOTEXT_LOCK = threading.Lock()
 # Keep far from float overflow inside plotext's own arithmetic.

@@ -11,15 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from engine.live import runstore
-from engine.live.runstore import (
-    ArmSeries,
-    RunStore,
-    bucket_peaks,
-    ema,
-    minmax_downsample,
-    nonfinite_points,
-)
+from engine.live import series as runstore  # where the bulk-path threshold lives
+from engine.live.plotmath import bucket_peaks, ema, minmax_downsample, nonfinite_points
+from engine.live.runstore import RunStore
+from engine.live.series import ArmSeries
 from engine.runs.telemetry import encode_record
 
 HEADER = {
