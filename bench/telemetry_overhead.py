@@ -29,7 +29,8 @@ from engine.runs.telemetry import TelemetryWriter  # noqa: E402
 from engine.scoring.detectors import StepDetectors  # noqa: E402
 from engine.sim.physics import ForwardModel, get_loss  # noqa: E402
 from engine.training.optim import GradClipper, build_optimizer  # noqa: E402
-from engine.training.train import STEP_FLUSH_EVERY, _flush_steps  # noqa: E402
+from engine.training.progress import STEP_FLUSH_EVERY  # noqa: E402
+from engine.training.progress import flush_steps as _flush_steps  # noqa: E402
 
 STEPS_PER_EPOCH = 862  # the faithful recipe (13,778 patterns at batch 16), for the fsync share
 

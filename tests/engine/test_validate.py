@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from engine.training.train import validate
+from engine.training.validation import validate
 
 N, n = 16, 12
 

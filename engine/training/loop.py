@@ -1,0 +1,511 @@
+"""The training loop of one arm, in plain PyTorch, readable top to bottom (docs/science.md,
+'Training loop').
+
+``run_training(job)``: seed -> dataset -> model -> physics -> optimizer, schedule, clipper
+(``prepare``) -> header record (``header_record``) -> per epoch: set the epoch's LR, training steps
+(``train_epoch``: step records), validation, schedule update, epoch record, history, checkpoint,
+status (``end_epoch``) -> final evaluation on the last weights -> artifacts (``finish``).
+
+Everything the loop does to the optimisation is read back from the live objects and written to
+the telemetry header, so a knob that did not arrive is visible (docs/science.md, 'Knobs not
+passed through'). The process around the loop (run lock, signals, device slot, status.json, the
+final status record) is engine/training/train.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.atomic import atomic_write_bytes, atomic_write_json
+from engine.config import ArmConfig
+from engine.models import build_model, describe_model
+from engine.runs.rundir import RunDir
+from engine.runs.status import StatusFile
+from engine.runs.telemetry import SCHEMA, TelemetryWriter
+from engine.scoring.detectors import EpochDetectors, StepDetectors
+from engine.scoring.evaluate import evaluate, headline_metrics
+from engine.sim.data import GridLinesDataset, load_or_build_dataset
+from engine.sim.physics import ForwardModel, get_loss
+from engine.sim.stitch import stitch_border
+from engine.training.checkpoint import LoopState, load_checkpoint, restore_rng, save_checkpoint
+from engine.training.devices import device_info, resolve_device, seed_everything
+from engine.training.optim import (
+    GradClipper,
+    LRSchedule,
+    build_optimizer,
+    current_lr,
+    describe_optimizer,
+    set_lr,
+)
+from engine.training.progress import (
+    STEP_FLUSH_EVERY,
+    EpochSummary,
+    flush_steps,
+    fmt_duration,
+    format_epoch_line,
+    react,
+)
+from engine.training.validation import PROBE_BATCH, validate
+
+
+@dataclass
+class RunResult:
+    state: str  # finished | killed
+    run_dir: Path
+    history: dict
+    metrics: dict | None = None
+    epochs_done: int = 0
+    wall_time: float = 0.0
+    stopped_early: str | None = None  # the detector rule that stopped training (on_collapse)
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGINT: the loop finishes the current step, saves, and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+
+    def __call__(self, signum, _frame) -> None:
+        if self.requested:  # a second Ctrl-C means "now": no more waiting for the step to end
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def install(self):
+        previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+
+@dataclass
+class Job:
+    """What one training process is given (built by engine.training.train.train_arm)."""
+
+    cfg: ArmConfig
+    run: RunDir
+    cache_dir: Path
+    device: str  # one concrete device, the one whose queue slot the process holds
+    log: Callable[[str], None]
+    stop: StopRequest
+    status: StatusFile
+    telemetry: TelemetryWriter
+    resume: bool
+    queue_info: dict | None = None  # the header's ``queue`` record (None when not queued)
+
+
+@dataclass
+class Setup:
+    """Everything ``prepare`` builds and the epochs use."""
+
+    dev: torch.device
+    seeding: dict
+    dataset: GridLinesDataset
+    model: torch.nn.Module
+    physics: ForwardModel
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    clipper: GradClipper
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    amp_test: torch.Tensor
+    border: int  # pixels per side that stitching drops
+    target_amp_std: float
+    shuffle: torch.Generator
+    step_rules: StepDetectors
+    epoch_rules: EpochDetectors
+    loop: LoopState
+    t_start: float
+    epoch_times: list[float] = field(default_factory=list)  # this process's epochs, for the ETA
+
+    @property
+    def n_train(self) -> int:
+        return self.x_train.shape[0]
+
+
+def run_training(job: Job) -> RunResult:
+    """Train ``job.cfg`` to the end, a stop request or a stopping detector; return the result."""
+    s = prepare(job)
+    start_telemetry(job, s)
+    stop_reason: str | None = None
+    s.model.train()
+    for epoch in range(s.loop.epochs_done, job.cfg.train.epochs):
+        done = train_epoch(job, s, epoch)
+        if job.stop.requested:
+            job.log(
+                f"[{job.cfg.name}] {job.stop.signal_name} received: stopping after step "
+                f"{s.loop.global_step}"
+            )
+            break
+        if done.stop_reason:  # a fatal step rule under on_collapse = "stop": no validation of NaNs
+            stop_reason = done.stop_reason
+            break
+        stop_reason = end_epoch(job, s, epoch, done)
+        if stop_reason:
+            break
+    return finish(job, s, stop_reason)
+
+
+def prepare(job: Job) -> Setup:
+    """Seed, data, model, physics and optimisation, restored from the checkpoint on resume."""
+    cfg, tc = job.cfg, job.cfg.train
+    t_start = time.time()
+    dev = resolve_device(job.device)
+    seeding = seed_everything(tc.seed, tc.deterministic, dev)
+    atomic_write_json(job.run.config, cfg.to_dict())
+
+    dataset = load_or_build_dataset(cfg.data, job.cache_dir, log=job.log)
+    torch.manual_seed(tc.seed)  # weights depend on the training seed only, not on data timing
+    model = build_model(cfg.model, cfg.data.N).to(dev)
+    physics = ForwardModel(
+        torch.from_numpy(dataset.probe), tc.physics_gain, tc.physics_gain_mode
+    ).to(dev)
+    amp_test = torch.from_numpy(dataset.test.amplitude).to(dev)
+    # The output spread a healthy generator reaches: the truth's, divided by the physics gain of
+    # a full batch (under a gain g the generator must output object / g), so the collapse rule
+    # keeps its margin whatever the gain.
+    target_amp_std = float(
+        amp_test[:PROBE_BATCH].flatten(1).std(dim=1, unbiased=False).mean()
+        / physics.gain_for(tc.batch_size)
+    )
+    s = Setup(
+        dev=dev,
+        seeding=seeding,
+        dataset=dataset,
+        model=model,
+        physics=physics,
+        loss_fn=get_loss(tc.loss),
+        optimizer=build_optimizer(model.parameters(), tc),
+        schedule=LRSchedule(tc),
+        clipper=GradClipper(model.parameters(), tc),
+        x_train=torch.from_numpy(dataset.train.diffraction).unsqueeze(1).to(dev),
+        x_test=torch.from_numpy(dataset.test.diffraction).unsqueeze(1).to(dev),
+        amp_test=amp_test,
+        border=stitch_border(cfg.data.N, cfg.data.test_stride),
+        target_amp_std=target_amp_std,
+        # A CPU generator: the same order on any device.
+        shuffle=torch.Generator().manual_seed(tc.seed),
+        step_rules=StepDetectors(cfg.detect),
+        epoch_rules=EpochDetectors(cfg.detect, target_amp_std),
+        loop=LoopState(),
+        t_start=t_start,
+    )
+    if job.resume:
+        ckpt = load_checkpoint(job.run.checkpoint, cfg.to_dict())
+        s.model.load_state_dict(ckpt["model"])
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+        s.schedule.load_state_dict(ckpt["schedule"])
+        restore_rng(ckpt, s.shuffle)
+        s.step_rules, s.epoch_rules = ckpt["detectors"]["step"], ckpt["detectors"]["epoch"]
+        s.loop = ckpt["loop"]
+        s.loop.segment += 1
+    return s
+
+
+def header_record(job: Job, s: Setup) -> dict:
+    """The run's first record: the config, and every knob read back from the live objects."""
+    cfg, tc = job.cfg, job.cfg.train
+    model_info = describe_model(s.model)
+    return {
+        "type": "header",
+        "schema": SCHEMA,
+        "arm": cfg.name,
+        "config": cfg.to_dict(),
+        "model": model_info,
+        "parameters": model_info["parameters"],
+        "channel_schedule": model_info.get("channels"),
+        "optimizer": describe_optimizer(s.optimizer),
+        "scheduler": s.schedule.describe(),
+        "clip": s.clipper.describe(),
+        # Not named "loss": a field keeps one type across record types so that
+        # polars.read_ndjson can read the whole file into one frame.
+        "physics": {
+            "loss_mode": tc.loss,
+            **s.physics.describe(),
+            "loss_normalisation": "divided by the batch-mean observed amplitude (detached)",
+            "val_batch_size": tc.val_batch_size,
+            "probe_twin_symmetry": s.dataset.meta.get("probe", {}).get("twin_symmetry"),
+        },
+        "dataset": s.dataset.meta,
+        "n_train": s.n_train,
+        "n_test": int(s.x_test.shape[0]),
+        "steps_per_epoch": math.ceil(s.n_train / tc.batch_size),
+        "target_amp_std": s.target_amp_std,
+        "seeding": s.seeding,
+        "device": device_info(s.dev),
+        "queue": job.queue_info,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start_time": s.t_start,
+        "t": s.t_start,
+    }
+
+
+def start_telemetry(job: Job, s: Setup) -> None:
+    """Write the header (a new run) or a segment record (a resume), and say what trains."""
+    cfg, loop = job.cfg, s.loop
+    header = header_record(job, s)
+    if job.resume:
+        # Records of the interrupted process from this epoch on are superseded by what follows
+        # (engine.runs.telemetry.resolve_segments); the first header stays the run's header.
+        job.telemetry.write(
+            {
+                "type": "segment",
+                "segment": loop.segment,
+                "resume_epoch": loop.epochs_done,
+                "resume_step": loop.global_step,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "device": header["device"],
+                "start_time": s.t_start,
+                "t": s.t_start,
+            }
+        )
+        job.log(
+            f"[{cfg.name}] resuming after epoch {loop.epochs_done} (step {loop.global_step}), "
+            f"segment {loop.segment}"
+        )
+    else:
+        job.telemetry.write(header)
+    job.telemetry.fsync()
+    model_info = header["model"]
+    job.log(
+        f"[{cfg.name}] {model_info['architecture']}: {model_info['parameters']:,} parameters, "
+        f"channels {model_info.get('channels')}, optimizer {header['optimizer']['class']}, "
+        f"scheduler {cfg.train.scheduler}, clip {header['clip']['algorithm'] or 'off'}, "
+        f"device {s.dev}, {s.n_train} train / {s.x_test.shape[0]} test patterns"
+    )
+
+
+@dataclass
+class EpochSteps:
+    """What the training steps of one epoch leave for its end."""
+
+    lr: float
+    train_loss: float
+    grad_norm: float
+    t_start: float
+    stop_reason: str | None  # a step rule that stops training (on_collapse = "stop")
+
+
+def train_epoch(job: Job, s: Setup, epoch: int) -> EpochSteps:
+    """The epoch's optimisation steps, streamed as step records (and step-rule events)."""
+    cfg, tc = job.cfg, job.cfg.train
+    set_lr(s.optimizer, s.schedule.lr_for_epoch(epoch))
+    lr = current_lr(s.optimizer)  # read back: this is what the optimizer will use
+    t_epoch = time.time()
+    steps_per_epoch = math.ceil(s.n_train / tc.batch_size)
+    perm = torch.randperm(s.n_train, generator=s.shuffle).to(s.dev)
+    pending: list[tuple] = []  # (step, loss, pre, post, t) with device tensors
+    loss_sum = torch.zeros((), device=s.dev)
+    grad_sum = torch.zeros((), device=s.dev)
+    grad_count = 0
+    stop_reason = None
+    for i in range(steps_per_epoch):
+        idx = perm[i * tc.batch_size : (i + 1) * tc.batch_size]
+        xb = s.x_train[idx]
+        pred = s.physics(s.model(xb))
+        loss = s.loss_fn(pred, xb[:, 0])
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        measure = s.loop.global_step % tc.grad_norm_log_freq == 0
+        pre, post = s.clipper(measure=measure)
+        s.optimizer.step()
+        loss_sum += loss.detach() * xb.shape[0]
+        if pre is not None:
+            grad_sum += pre
+            grad_count += 1
+        pending.append((s.loop.global_step, loss.detach(), pre, post, time.time()))
+        s.loop.global_step += 1
+        if len(pending) >= STEP_FLUSH_EVERY or i == steps_per_epoch - 1 or job.stop.requested:
+            fired = flush_steps(job.telemetry, pending, epoch, lr, s.step_rules)
+            pending = []
+            stop_reason = react(cfg, fired, job.log) or stop_reason
+        job.status.beat(epoch=epoch, step=s.loop.global_step)
+        if job.stop.requested or stop_reason:
+            break
+    train_loss = float((loss_sum / s.n_train).item())
+    grad_norm = float((grad_sum / max(grad_count, 1)).item()) if grad_count else math.nan
+    return EpochSteps(lr, train_loss, grad_norm, t_epoch, stop_reason)
+
+
+def end_epoch(job: Job, s: Setup, epoch: int, done: EpochSteps) -> str | None:
+    """Validation, the schedule's update, the epoch record and events, history, checkpoint and
+    status, then the console line. Returns the rule that stops training, if one fired."""
+    cfg, tc = job.cfg, job.cfg.train
+    val = validate(
+        s.model,
+        s.physics,
+        s.loss_fn,
+        s.x_test,
+        tc.val_batch_size,
+        s.amp_test,
+        s.border,
+        s.dataset.test.norm_Y_I,
+        s.physics.probe,
+    )
+    s.schedule.observe(val.loss)
+    epoch_time = time.time() - done.t_start
+    layerscale, norms = stable_block_summaries(s.model)
+    global_step = s.loop.global_step
+    record = {
+        "type": "epoch",
+        "epoch": epoch,
+        "step": global_step,
+        "train_loss": done.train_loss,
+        "val_loss": val.loss,
+        "grad_norm": done.grad_norm,
+        "lr": done.lr,
+        "next_lr": s.schedule.lr_for_epoch(epoch + 1) if epoch + 1 < tc.epochs else None,
+        "pred_amp_std": val.pred_amp_std,
+        "target_amp_std": s.target_amp_std,
+        "val_amp_mae": val.amp_mae,
+        "val_amp_mae_twin": val.amp_mae_twin,
+        "val_twin_fraction": val.twin_fraction,
+        "epoch_time": epoch_time,
+        "samples_per_s": s.n_train / epoch_time,
+        "t": time.time(),
+    }
+    if layerscale:
+        record["layerscale"] = layerscale
+    if norms:
+        record["norm_weights"] = norms
+    job.telemetry.write(record)
+    fired = s.epoch_rules.update(epoch, global_step, val.loss, val.pred_amp_std)
+    for event in fired:
+        job.telemetry.write(event.to_record(time.time()))
+    job.telemetry.fsync()
+    stop_reason = react(cfg, fired, job.log)
+    history = s.loop.history
+    for key, value in (
+        ("train_loss", done.train_loss),
+        ("val_loss", val.loss),
+        ("grad_norm", done.grad_norm),
+        ("lr", done.lr),
+        ("pred_amp_std", val.pred_amp_std),
+        ("val_amp_mae", val.amp_mae),
+        ("val_amp_mae_twin", val.amp_mae_twin),
+        ("val_twin_fraction", val.twin_fraction),
+    ):
+        history.setdefault(key, []).append(value)  # setdefault: pre-existing checkpoints
+    atomic_write_json(job.run.history, history)
+    s.loop.epochs_done = epochs_done = epoch + 1
+    save_checkpoint(
+        job.run.checkpoint,
+        config=cfg.to_dict(),
+        model=s.model,
+        optimizer=s.optimizer,
+        schedule=s.schedule,
+        shuffle=s.shuffle,
+        detectors={"step": s.step_rules, "epoch": s.epoch_rules},
+        loop=s.loop,
+    )
+    job.status.write(epoch=epochs_done, step=global_step)
+    s.epoch_times.append(epoch_time)
+    eta = (tc.epochs - epochs_done) * float(np.mean(s.epoch_times))
+    summary = EpochSummary(
+        epochs_done,
+        tc.epochs,
+        done.train_loss,
+        val.loss,
+        done.grad_norm,
+        done.lr,
+        s.n_train / epoch_time,
+        epoch_time,
+        eta,
+    )
+    job.log(format_epoch_line(cfg.name, summary))
+    return stop_reason
+
+
+def finish(job: Job, s: Setup, stop_reason: str | None) -> RunResult:
+    """Save the last weights; unless stopped by a signal, evaluate them and write the metrics."""
+    cfg, run = job.cfg, job.run
+    history, epochs_done = s.loop.history, s.loop.epochs_done
+    _save_model(run.model, s.model)
+    atomic_write_json(run.history, history)
+    if job.stop.requested:
+        return RunResult(
+            "killed", run.root, history, epochs_done=epochs_done, wall_time=time.time() - s.t_start
+        )
+
+    evaluation = evaluate(
+        s.model,
+        s.dataset.test,
+        s.dataset.ground_truth,
+        cfg.train.infer_batch_size,
+        s.dev,
+        phase_vacuous=bool(s.dataset.meta.get("phase_vacuous", False)),
+        probe=s.dataset.probe,
+    )
+    atomic_write_json(run.metrics, evaluation.metrics)
+    evaluation.save_npz(run.recon)
+    job.telemetry.write(
+        {
+            "type": "metrics",
+            "epoch": epochs_done - 1,
+            "step": s.loop.global_step,
+            "weights": "last epoch",
+            "metrics": headline_metrics(evaluation.metrics),
+            "t": time.time(),
+        }
+    )
+    if stop_reason:
+        job.log(
+            f'[{cfg.name}] stopped early after epoch {epochs_done} (on_collapse = "stop", '
+            f"rule {stop_reason}); final metrics are of the last weights"
+        )
+    job.log(
+        f"[{cfg.name}] finished in {fmt_duration(time.time() - s.t_start)}: amplitude ssim "
+        f"{evaluation.metrics['ssim'][0]:.4f}, mae {evaluation.metrics['mae'][0]:.4g}; "
+        f"artifacts in {run.root}"
+    )
+    return RunResult(
+        "finished",
+        run.root,
+        history,
+        metrics=evaluation.metrics,
+        epochs_done=epochs_done,
+        wall_time=time.time() - s.t_start,
+        stopped_early=stop_reason,
+    )
+
+
+def tensor_summary(t: torch.Tensor) -> dict:
+    t = t.detach().float()
+    return {
+        "mean": t.mean().item(),
+        "std": t.std(unbiased=False).item(),
+        "abs_max": t.abs().max().item(),
+    }
+
+
+def stable_block_summaries(model: torch.nn.Module) -> tuple[dict, dict]:
+    """LayerScale gammas and normalisation weights, by state-dict name (docs/science.md,
+    'Artifacts and the stats dump')."""
+    layerscale, norms = {}, {}
+    for name, p in model.named_parameters():
+        if "layerscale" in name:
+            layerscale[name] = tensor_summary(p)
+        elif "norm" in name and name.endswith("weight"):
+            norms[name] = tensor_summary(p)
+    return layerscale, norms
+
+
+def _save_model(path: Path, model: torch.nn.Module) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, lambda fh: torch.save(state, fh))
