@@ -128,7 +128,8 @@ def test_evaluate_rescores_an_old_run_and_appends_a_marked_record(study):
             sys.executable,
             "-c",
             (
-                "from engine.reporting.stats import arm_stats, read_run; import json, sys; "
+                "from engine.reporting.evidence import read_run; "
+                "from engine.reporting.stats import arm_stats; import json, sys; "
                 "s = arm_stats(read_run('tiny', sys.argv[1])); print(json.dumps(s))"
             ),
             str(run),

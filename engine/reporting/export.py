@@ -40,18 +40,13 @@ import numpy as np
 import polars as pl
 
 from engine.atomic import atomic_write_bytes, atomic_write_json
+from engine.reporting.evidence import RunEvidence, read_run
+from engine.reporting.levels import constant_output_val_loss, true_object_val_loss
 from engine.reporting.report import Reference, ReportInput, render_summary
-from engine.reporting.stats import (
-    STATS_FILE,
-    RunEvidence,
-    arm_stats,
-    constant_output_val_loss,
-    epoch_frame,
-    read_run,
-    step_frame,
-    true_object_val_loss,
-)
+from engine.reporting.stats import STATS_FILE, arm_stats, epoch_frame, step_frame
+from engine.runs import rundir
 from engine.runs.rundir import RunDir, data_cache_dir
+from engine.runs.telemetry import TELEMETRY_FILE
 from engine.study.arms import Study
 
 REPORT_DIR = "report"
@@ -613,16 +608,16 @@ def _figures(
 # bundle
 
 BUNDLE_EVIDENCE = (
-    "config.json",
-    "history.json",
-    "metrics.json",
+    rundir.CONFIG_FILE,
+    rundir.HISTORY_FILE,
+    rundir.METRICS_FILE,
     STATS_FILE,
-    "model.pt",
-    "checkpoint.pt",
-    "telemetry.jsonl",
-    "run.log",
-    "status.json",
-    "recon.npz",
+    rundir.MODEL_FILE,
+    rundir.CHECKPOINT_FILE,
+    TELEMETRY_FILE,
+    rundir.LOG_FILE,
+    rundir.STATUS_FILE,
+    rundir.RECON_FILE,
 )
 
 
@@ -674,7 +669,7 @@ def _bundle(
             "\n## Evidence in this bundle\n\n"
             + "\n".join(
                 f"- [`{arm}`]({link}): config, history, metrics, stats, checkpoint, telemetry "
-                f"(with {GRAD_NORM_FILE}), run.log"
+                f"(with {GRAD_NORM_FILE}), {rundir.LOG_FILE}"
                 for arm, link in evidence_links.items()
             )
             + "\n"

@@ -1,8 +1,7 @@
 """Per-arm statistics from a run directory: the original stats dump, plus verdict and evidence.
 
-``read_run`` gathers what a run directory holds and never raises for bad input: a missing, partial,
-truncated or in-progress run gives whatever evidence exists plus a list of ``problems`` saying what
-could not be used. ``arm_stats`` turns that evidence into the ``stats.json`` object. The verdict is
+``engine.reporting.evidence.read_run`` gathers what a run directory holds (never raising for bad
+input); ``arm_stats`` turns that evidence into the ``stats.json`` object. The verdict is
 ``engine.scoring.verdict.classify_run`` over the telemetry's own event records, the firings the detectors
 wrote live, so the dashboard, the console and this export tell one story.
 
@@ -29,19 +28,15 @@ the stats dump'): ``val_loss_best``, ``val_loss_final``, ``train_loss_final``, `
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from engine.runs.rundir import RunDir
-from engine.runs.status import read_status, run_state
-from engine.runs.telemetry import ReadStats, iter_records, resolve_segments
+from engine.reporting.evidence import RunEvidence, run_id
+from engine.runs.rundir import MODEL_FILE
+from engine.runs.telemetry import EPOCH, EVENT, HISTORY_FIELDS, METRICS, STEP, records_frame
 from engine.scoring.detectors import FATAL_RULES
 from engine.scoring.verdict import Verdict, classify_run, final_twin
 
@@ -53,196 +48,36 @@ PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")
 FAILED_LABELS = ("collapsed", "diverged", "nan")
 
 
-@dataclass
-class RunEvidence:
-    """Everything read from one arm's run directory; absent pieces are None."""
-
-    arm: str
-    root: Path
-    state: str  # engine.runs.status.run_state
-    status: dict | None = None
-    header: dict | None = None
-    records: list[dict] = field(default_factory=list)
-    read_stats: ReadStats | None = None
-    history: dict | None = None
-    metrics: dict | None = None
-    config: dict | None = None
-    model_state: dict | None = None  # name -> numpy array, normalisation weights only
-    recon: dict | None = None  # recon.npz arrays (amplitude / phase images)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def exists(self) -> bool:
-        return self.root.is_dir()
-
-
-def _read_json(path: Path, what: str, problems: list[str]) -> dict | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problems.append(f"{what} ({path.name}) is unreadable, not used: {exc}")
-        return None
-    if not isinstance(obj, dict):
-        problems.append(f"{what} ({path.name}) is not a JSON object, not used")
-        return None
-    return obj
-
-
-def is_norm_weight(key: str) -> bool:
-    """A normalisation layer's affine weight, by state-dict key (see the module docstring)."""
-    parts = key.split(".")
-    return len(parts) >= 2 and parts[-1] == "weight" and "norm" in parts[-2]
-
-
-def _read_norm_weights(path: Path, problems: list[str]) -> dict | None:
-    """Normalisation weights of a checkpoint as numpy arrays; torch is imported only here."""
-    if not path.is_file():
-        return None
-    import pickle
-    import zipfile
-
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        problems.append(f"checkpoint {path.name} is unreadable, no norm-weight statistics: {exc}")
-        return None
-    if not isinstance(state, Mapping):
-        problems.append(f"checkpoint {path.name} is not a state_dict, not used")
-        return None
-    return {
-        k: v.detach().float().numpy()
-        for k, v in state.items()
-        if is_norm_weight(k) and hasattr(v, "detach")
-    }
-
-
-def _read_recon(path: Path, problems: list[str]) -> dict | None:
-    if not path.is_file():
-        return None
-    import zipfile
-
-    keys = ("recon_amplitude", "recon_phase", "gt_amplitude", "gt_phase")
-    optional = ("twin_gt", "trim")  # written since the twin evaluation
-    try:
-        with np.load(path) as npz:
-            return {
-                k: np.asarray(npz[k]) for k in keys + tuple(o for o in optional if o in npz.files)
-            }
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        problems.append(
-            f"reconstruction {path.name} is unreadable, no reconstruction figure: {exc}"
-        )
-        return None
-
-
-def read_run(arm: str, run_dir: Path, now: float | None = None) -> RunEvidence:
-    """Read one arm's run directory, tolerating anything missing or damaged."""
-    run = RunDir(Path(run_dir))
-    ev = RunEvidence(arm=arm, root=run.root, state="not started")
-    if not run.root.is_dir():
-        ev.problems.append(f"no run directory {run.root}: not started")
-        return ev
-    p = ev.problems
-    ev.state = run_state(run.root, now=now)
-    ev.status = read_status(run.root)
-    if run.telemetry.is_file():
-        ev.read_stats = ReadStats()
-        try:
-            # A resumed run reads as one uninterrupted run (superseded records dropped).
-            ev.records = resolve_segments(iter_records(run.telemetry, ev.read_stats))
-        except OSError as exc:
-            p.append(f"telemetry is unreadable: {exc}")
-        rs = ev.read_stats
-        if rs.bad_lines:
-            p.append(f"telemetry: {rs.bad_lines} unparseable line(s) skipped")
-        if rs.partial_tail and ev.state != "running":
-            p.append("telemetry: unterminated last line ignored (truncated file or crash)")
-        if rs.unknown_types:
-            p.append(f"telemetry: {rs.unknown_types} record(s) of unknown type skipped")
-        headers = [r for r in ev.records if r.get("type") == "header"]
-        if headers:
-            ev.header = headers[0]
-        elif ev.records or ev.read_stats.partial_tail:
-            p.append("telemetry has no header record: no run id, verdict from events only")
-    else:
-        p.append("no telemetry.jsonl: no step trace, no detector events, no run id")
-    ev.history = _read_json(run.history, "history", p)
-    ev.metrics = _read_json(run.metrics, "final metrics", p)
-    ev.config = _read_json(run.config, "config", p)
-    if ev.config is None and ev.header is not None:
-        ev.config = ev.header.get("config")
-    if ev.metrics is None and run.root.is_dir():
-        why = {
-            "running": "still running",
-            "failed": "the run failed",
-            "killed": "the run was killed",
-            "crashed": "the run crashed",
-        }.get(ev.state, "not written")
-        p.append(f"no final metrics (metrics.json): {why}")
-    ev.model_state = _read_norm_weights(run.model, p)
-    if ev.model_state is None and not run.model.is_file():
-        p.append("no checkpoint (model.pt)")
-    ev.recon = _read_recon(run.recon, p)
-    if ev.state == "running":
-        p.append("still running: statistics are a snapshot")
-    elif ev.state in ("crashed", "stale"):
-        p.append(f"run state is {ev.state}: no final status, statistics cover what was written")
-    return ev
-
-
-def run_id(arm: str, header: dict | None) -> str | None:
-    """Stable identity of one run of an arm: arm, UTC start time and pid from the header."""
-    if not header or header.get("start_time") is None:
-        return None
-    start = datetime.fromtimestamp(float(header["start_time"]), timezone.utc)
-    return f"{arm}-{start.strftime('%Y%m%dT%H%M%S')}Z-{header.get('pid', 0)}"
-
-
-def _float(x) -> float:
-    return math.nan if x is None else float(x)
-
-
 def _finite_or_none(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
 def step_frame(records: Iterable[dict]) -> pl.DataFrame:
-    """Step records as a frame: epoch, step, loss, grad_norm, grad_norm_clipped, lr, t
-    (non-finite values kept as NaN, absent ones null)."""
-    cols: dict[str, list] = {
-        k: [] for k in ("epoch", "step", "loss", "grad_norm", "grad_norm_clipped", "lr", "t")
-    }
-    for r in records:
-        if r.get("type") == "step":
-            for k, v in cols.items():
-                v.append(r.get(k))
-    schema = {"epoch": pl.Int64, "step": pl.Int64, **{k: pl.Float64 for k in list(cols)[2:]}}
-    return pl.DataFrame(cols, schema=schema, strict=False)
+    """Step records as a frame, one column per step field of the telemetry schema: epoch, step,
+    loss, grad_norm, grad_norm_clipped, lr, t (non-finite values kept as NaN, absent ones null)."""
+    return records_frame(records, STEP)
 
 
 def epoch_frame(records: Iterable[dict], history: dict | None = None) -> pl.DataFrame:
     """Per-epoch series from the epoch records, or from history.json when it has more epochs
-    (a telemetry file cut short); columns epoch, train_loss, val_loss, grad_norm, lr,
-    pred_amp_std, val_amp_mae, t (null where a source lacks the field)."""
-    names = ("train_loss", "val_loss", "grad_norm", "lr", "pred_amp_std", "val_amp_mae")
+    (a telemetry file cut short); columns epoch, the history fields of the telemetry schema
+    (train_loss, val_loss, grad_norm, lr, pred_amp_std, val_amp_mae, val_amp_mae_twin,
+    val_twin_fraction) and t (null where a source lacks the field)."""
+    names = HISTORY_FIELDS
     schema = {"epoch": pl.Int64, **{k: pl.Float64 for k in names}, "t": pl.Float64}
     rows = {}
     for r in records:
-        if r.get("type") == "epoch" and isinstance(r.get("epoch"), int):
+        if r.get("type") == EPOCH.name and isinstance(r.get("epoch"), int):
             rows[r["epoch"]] = r  # a resumed run's repeated epoch: the later record wins
     from_telemetry = [rows[e] for e in sorted(rows)]
     hist_len = 0
     if history:
-        # val_amp_mae is newer than the others: a run resumed from an older checkpoint has a
-        # shorter list of it, which must not hide the other series.
+        # Fields added later (val_amp_mae, the twin fields) have shorter lists in a run
+        # resumed from an older checkpoint, which must not hide the other series.
         lengths = [
             len(history[k])
             for k in names
-            if k != "val_amp_mae" and isinstance(history.get(k), list)
+            if not EPOCH.field(k).since and isinstance(history.get(k), list)
         ]
         hist_len = min(lengths) if lengths else 0
     if hist_len > len(from_telemetry):
@@ -369,7 +204,7 @@ def _pairs(metrics: dict | None) -> dict:
 def _twin_stats(metrics: dict | None, records: list[dict]) -> dict:
     """The twin keys of stats.json (see the module docstring)."""
     twin = (metrics or {}).get("twin")
-    final = next((r for r in reversed(records) if r.get("type") == "metrics"), None)
+    final = next((r for r in reversed(records) if r.get("type") == METRICS.name), None)
     fraction, undecidable = final_twin(final, metrics)
     out = {
         "twin_fraction": fraction,
@@ -423,16 +258,16 @@ def arm_stats(ev: RunEvidence) -> dict:
 
     events: dict[str, int] = {}
     for r in ev.records:
-        if r.get("type") == "event" and r.get("rule"):
+        if r.get("type") == EVENT.name and r.get("rule"):
             events[r["rule"]] = events.get(r["rule"], 0) + 1
     has_nan = _nonfinite_in(val, train, grad, steps["loss"].drop_nulls()) or any(
         rule in events for rule in FATAL_RULES
     )
 
     norms = norm_weight_summary(ev.model_state) if ev.model_state is not None else None
-    norm_source = "model.pt"
+    norm_source = MODEL_FILE
     if norms is None:
-        last = [r for r in ev.records if r.get("type") == "epoch" and r.get("norm_weights")]
+        last = [r for r in ev.records if r.get("type") == EPOCH.name and r.get("norm_weights")]
         norms = last[-1]["norm_weights"] if last else {}
         norm_source = "last epoch record" if last else None
     failed = verdict.label in FAILED_LABELS
@@ -496,91 +331,3 @@ def arm_stats(ev: RunEvidence) -> dict:
         "problems": list(ev.problems),
     }
     return stats
-
-
-def constant_output_val_loss(
-    diffraction: np.ndarray,
-    probe: np.ndarray,
-    loss_mode: str,
-    batch: int,
-    gain: float = 1.0,
-    gain_mode: str = "constant",
-) -> tuple[float, float]:
-    """(val loss, amplitude) of the best constant-amplitude output: the collapse level.
-
-    A constant object c gives the diffraction c * A with A the probe's own far field, so the loss
-    is a one-dimensional, unimodal function of c (convex for MAE; convex in c^2 for Poisson).
-    It is minimised by golden-section search in log c, with the validation loop's batching and
-    per-batch normalisation (engine.training.train.validate) and physics gain, so the number compares 1:1
-    with val_loss. Under the batch-length gain a constant output still meets a different gain
-    on a short last batch; the search finds the best single constant for that.
-    """
-    import torch
-
-    from engine.sim.physics import ForwardModel, far_field_amplitude, get_loss
-
-    loss_fn = get_loss(loss_mode)
-    physics = ForwardModel(torch.from_numpy(np.asarray(probe)), gain, gain_mode)
-    y = torch.from_numpy(np.ascontiguousarray(diffraction, dtype=np.float32))
-    with torch.no_grad():
-        # The far field of a unit object (the probe's own) without any gain; each batch
-        # applies its own gain below.
-        unit = far_field_amplitude(physics.probe)
-
-        def loss(log_c: float) -> float:
-            values = []
-            for s in range(0, len(y), batch):
-                yb = y[s : s + batch]
-                pred = unit * (math.exp(log_c) * physics.gain_for(len(yb)))
-                values.append(loss_fn(pred.expand(len(yb), -1, -1), yb))
-            return float(torch.stack(values).mean())
-
-        centre = math.log(float(y.mean()) / max(float(unit.mean()), 1e-30))
-        lo, hi = centre - 7.0, centre + 7.0  # a factor of ~1000 either way
-        ratio = (math.sqrt(5.0) - 1.0) / 2.0
-        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        fa, fb = loss(a), loss(b)
-        for _ in range(48):  # interval shrinks to ~1e-9 of its width
-            if fa < fb:
-                hi, b, fb = b, a, fa
-                a = hi - ratio * (hi - lo)
-                fa = loss(a)
-            else:
-                lo, a, fa = a, b, fb
-                b = lo + ratio * (hi - lo)
-                fb = loss(b)
-        best = (a + b) / 2.0
-        return loss(best), math.exp(best)
-
-
-def true_object_val_loss(
-    diffraction: np.ndarray,
-    amplitude: np.ndarray,
-    phase: np.ndarray,
-    probe: np.ndarray,
-    loss_mode: str,
-    batch: int,
-    gain: float = 1.0,
-    gain_mode: str = "constant",
-) -> float:
-    """Val loss of the true object patches: the noise floor no generator can beat on average.
-    Under a physics gain the generator must output object / gain to fit the data; a generator
-    cannot see its batch, so under the batch-length gain the best it can do is object / (gain
-    of a full batch), which the short last batch then sees through another gain. That is the
-    floor computed here (for gain 1, the true object itself)."""
-    import torch
-
-    from engine.sim.physics import ForwardModel, get_loss
-
-    loss_fn = get_loss(loss_mode)
-    physics = ForwardModel(torch.from_numpy(np.asarray(probe)), gain, gain_mode)
-    y = torch.from_numpy(np.ascontiguousarray(diffraction, dtype=np.float32))
-    obj = torch.from_numpy(np.asarray(amplitude, dtype=np.float32)) * torch.exp(
-        1j * torch.from_numpy(np.asarray(phase, dtype=np.float32))
-    )
-    obj = obj / physics.gain_for(batch)
-    with torch.no_grad():
-        values = [
-            loss_fn(physics(obj[s : s + batch]), y[s : s + batch]) for s in range(0, len(y), batch)
-        ]
-        return float(torch.stack(values).mean())

@@ -8,6 +8,16 @@ from pathlib import Path
 
 from engine.runs.telemetry import TELEMETRY_FILE
 
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+RECON_FILE = "recon.npz"
+STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
+LOG_FILE = "run.log"
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -19,39 +29,39 @@ class RunDir:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.json"
+        return self.root / CONFIG_FILE
 
     @property
     def history(self) -> Path:
-        return self.root / "history.json"
+        return self.root / HISTORY_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.json"
+        return self.root / METRICS_FILE
 
     @property
     def model(self) -> Path:
-        return self.root / "model.pt"
+        return self.root / MODEL_FILE
 
     @property
     def checkpoint(self) -> Path:
-        return self.root / "checkpoint.pt"
+        return self.root / CHECKPOINT_FILE
 
     @property
     def recon(self) -> Path:
-        return self.root / "recon.npz"
+        return self.root / RECON_FILE
 
     @property
     def status(self) -> Path:
-        return self.root / "status.json"
+        return self.root / STATUS_FILE
 
     @property
     def lock(self) -> Path:
-        return self.root / ".lock"
+        return self.root / LOCK_FILE
 
     @property
     def log(self) -> Path:
-        return self.root / "run.log"
+        return self.root / LOG_FILE
 
 
 # Run names (arms and sweep points) become directory names: a portable, shell-safe alphabet.
@@ -61,4 +71,3 @@ RUN_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 def data_cache_dir(output_dir: Path) -> Path:
     """Datasets are shared by every arm of a study with the same recipe, keyed by recipe hash."""
     return Path(output_dir) / ".cache" / "data"
-

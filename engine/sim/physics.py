@@ -16,6 +16,8 @@ a knob so that hypothesis can be tested (docs/original_conditions.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from engine.errors import ConfigError
@@ -105,6 +107,27 @@ def poisson_loss(pred_amp: torch.Tensor, obs_amp: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {"mae": mae_loss, "poisson": poisson_loss}
+
+
+def batched_loss(
+    loss_fn,
+    observed: torch.Tensor,
+    batch: int,
+    predict: Callable[[slice], torch.Tensor],
+) -> torch.Tensor:
+    """The validation loss: the mean over consecutive batches of ``batch`` patterns of
+    ``loss_fn(predict(rows), observed[rows])``.
+
+    Each batch is normalised by its own mean observation (the losses above), and a short last
+    batch weighs as much as a full one, as the original's validation did. Validation and every
+    reference level (engine/reporting/levels.py) go through here, so they compare 1:1.
+    ``predict`` returns the predicted amplitudes of the rows it is given.
+    """
+    values = [
+        loss_fn(predict(rows), observed[rows])
+        for rows in (slice(s, s + batch) for s in range(0, len(observed), batch))
+    ]
+    return torch.stack(values).mean()
 
 
 def get_loss(mode: str):

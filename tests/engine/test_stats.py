@@ -11,15 +11,13 @@ import time
 import numpy as np
 import pytest
 
+from engine.reporting.evidence import is_norm_weight, read_run, run_id
+from engine.reporting.levels import constant_output_val_loss
 from engine.reporting.stats import (
     arm_stats,
-    constant_output_val_loss,
     epoch_frame,
-    is_norm_weight,
     norm_weight_near_zero,
     norm_weight_summary,
-    read_run,
-    run_id,
 )
 from engine.runs.telemetry import encode_record
 

@@ -250,7 +250,7 @@ def test_loss_reference_levels_follow_the_physics_gain():
     as without one; under the batch-length gain only the short last batch costs extra."""
     import dataclasses
 
-    from engine.reporting.stats import constant_output_val_loss, true_object_val_loss
+    from engine.reporting.levels import constant_output_val_loss, true_object_val_loss
     from engine.sim.data import build_dataset
 
     cfg = DataConfig(
