@@ -29,6 +29,15 @@ def test_arms_reference_is_current():
     )
 
 
+def test_telemetry_field_tables_are_current():
+    gen = load_script("gen_telemetry_doc")
+    text = (REPO / "docs" / "telemetry.md").read_text()
+    assert gen.render(text) == text, (
+        "docs/telemetry.md's field tables are stale: run python scripts/gen_telemetry_doc.py"
+    )
+    assert gen.documented(text) == set(gen.TABLES), "a declared record kind has no table"
+
+
 # --- the repository stands on its own ----------------------------------------------------------
 #
 # README.md, docs/, comments, docstrings and generated report text must only send a reader to
