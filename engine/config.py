@@ -264,6 +264,14 @@ class ModelConfig(_Validated):
         "spectral transform: 'dft' (truncated DFT as real matmuls, same numerics on CPU and CUDA) or 'fft' (torch.fft.rfft2/irfft2 on a zero-filled spectrum, as the original; cuFFT treats the non-Hermitian kx = 0 column differently from the CPU)",
         choices=("dft", "fft"),
     )
+    grad_checkpointing: str = knob(
+        "off",
+        "recompute each level's activations in the backward pass instead of keeping them "
+        "(torch.utils.checkpoint, non-reentrant): less activation memory for one more forward "
+        "per level; 'auto' turns it on for fno_blocks > 6, the depths that ran out of memory "
+        "(docs/benchmarks.md, 'Gradient checkpointing')",
+        choices=("off", "blocks", "auto"),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,6 +337,14 @@ class TrainConfig(_Validated):
     loss: str = knob("mae", "physics loss", choices=LOSS_MODES)
     seed: int = knob(
         20260128, "training seed: weights and shuffling", minimum=0, maximum=4294967295
+    )
+    precision: str = knob(
+        "fp32",
+        "'fp32': every kernel in fp32 (TF32 off on CUDA); 'tf32': TF32 matmuls and convolutions "
+        "on CUDA (refused on the CPU, where it would change nothing); 'bf16': the network body "
+        "under bf16 autocast, with the spectral transforms, physics and loss kept in fp32 "
+        "(validation and the final evaluation always run in fp32)",
+        choices=("fp32", "tf32", "bf16"),
     )
     deterministic: bool = knob(True, "request deterministic kernels (slower on GPU)")
     on_collapse: str = knob(

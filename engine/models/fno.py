@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.layers import InputTransform, Lifter, OutputHead, PtychoBlock
+from engine.models.layers import InputTransform, Lifter, OutputHead, PtychoBlock, run_level
 
 
 class CascadedFNO(nn.Module):
@@ -47,5 +47,7 @@ class CascadedFNO(nn.Module):
         self.head = OutputHead(width, output_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.lifter(self.input_transform(x)))
+        x = self.lifter(self.input_transform(x))
+        for block in self.blocks:
+            x = run_level(self, block, x)
         return self.head(self.refiner(self.project(x)))

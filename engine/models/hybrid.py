@@ -21,6 +21,7 @@ from engine.models.layers import (
     StablePtychoBlock,
     channel_schedule,
     decoder_pairs,
+    run_level,
 )
 
 
@@ -96,11 +97,11 @@ class HybridUNO(nn.Module):
         x = self.lifter(self.input_transform(x))
         skips = []
         for i, level in enumerate(self.encoder):
-            x = level(x)
+            x = run_level(self, level, x)
             if i < len(self.down):
                 skips.append(x)
                 x = self.down[i](x)
-        x = self.bottleneck(x)
+        x = run_level(self, self.bottleneck, x)
         for level, skip in zip(self.decoder, reversed(skips)):
-            x = level(x, skip)
+            x = run_level(self, level, x, skip)
         return self.head(x)

@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 FFT_NORM = "backward"
 SPECTRAL_INIT = "complex normal, E|w|^2 = 1/in_channels (each part N(0, 1/(2*in_channels)))"
@@ -340,3 +341,21 @@ class OutputHead(nn.Module):
         if self.mode == "amp_phase":
             return torch.polar(torch.sigmoid(a), math.pi * torch.tanh(b))
         return torch.complex(a, b)
+
+
+# fno_blocks above this turn gradient checkpointing on under grad_checkpointing = "auto": the
+# original ran out of memory at fno_blocks = 8 and planned checkpointing beyond 6.
+AUTO_CHECKPOINT_ABOVE_BLOCKS = 6
+
+
+def run_level(model: nn.Module, level: nn.Module, *args: torch.Tensor) -> torch.Tensor:
+    """``level(*args)``, or the same under torch.utils.checkpoint when the model checkpoints.
+
+    Non-reentrant checkpointing recomputes the level's forward in the backward pass from its
+    inputs: the same kernels on the same values, so gradients are unchanged (the generators have
+    no dropout or other randomness to replay). Outside autograd (validation, evaluation) it is a
+    plain call.
+    """
+    if getattr(model, "grad_checkpointing", False) and torch.is_grad_enabled():
+        return checkpoint(level, *args, use_reentrant=False)
+    return level(*args)

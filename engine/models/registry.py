@@ -21,6 +21,7 @@ from engine.errors import ConfigError
 from engine.models.fno import CascadedFNO
 from engine.models.hybrid import HybridUNO
 from engine.models.layers import (
+    AUTO_CHECKPOINT_ABOVE_BLOCKS,
     FFT_NORM,
     SPECTRAL_INIT,
     SPECTRAL_MODE_CAP,
@@ -152,6 +153,10 @@ def build_model(cfg: ModelConfig, N: int) -> nn.Module:
         ) from None
     reader = _KnobReader(cfg)
     model = use_channels_last(builder(reader, N))
+    setting = reader.grad_checkpointing
+    model.grad_checkpointing = setting == "blocks" or (
+        setting == "auto" and cfg.fno_blocks > AUTO_CHECKPOINT_ABOVE_BLOCKS
+    )
     model.knobs_used = reader.used()
     return model
 
@@ -179,6 +184,9 @@ def describe_model(model: nn.Module) -> dict:
         "parameters_complex_as_one": real - sum(m.weight.numel() // 2 for _, m in spectral),
         "parameters_by_module": {name: _count(child) for name, child in model.named_children()},
         "channels": list(model.channels),
+        # Read from the model, which is what run_level consults: True means every level's
+        # activations are recomputed in the backward pass.
+        "grad_checkpointing": bool(getattr(model, "grad_checkpointing", False)),
         "spectral_modes": [{"module": name, **m.describe()} for name, m in spectral],
         "bottleneck_modes": bottleneck.spectral.describe() if bottleneck is not None else None,
         "spectral_mode_cap": SPECTRAL_MODE_CAP if spectral else None,

@@ -13,7 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.layers import InputTransform, OutputHead, channel_schedule, decoder_pairs
+from engine.models.layers import (
+    InputTransform,
+    OutputHead,
+    channel_schedule,
+    decoder_pairs,
+    run_level,
+)
 
 
 class DoubleConv(nn.Sequential):
@@ -65,7 +71,7 @@ class UNet(nn.Module):
             if i:
                 skips.append(x)
                 x = self.pool(x)
-            x = level(x)
+            x = run_level(self, level, x)
         for level, skip in zip(self.decoder, reversed(skips)):
-            x = level(x, skip)
+            x = run_level(self, level, x, skip)
         return self.head(x)

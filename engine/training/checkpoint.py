@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from engine.atomic import atomic_write_bytes
+from engine.config import ArmConfig
 from engine.errors import ConfigError
 
 CHECKPOINT_FORMAT = 1
@@ -85,7 +86,7 @@ def load_checkpoint(path: Path, config: dict) -> dict:
             f"cannot resume: {path} has checkpoint format {state.get('format')}, "
             f"this engine writes {CHECKPOINT_FORMAT}"
         )
-    diff = _config_diff(state["config"], config)
+    diff = _config_diff(_current_form(state["config"]), _current_form(config))
     if diff:
         raise ConfigError(
             f"cannot resume: the arm's config changed since {path} was written "
@@ -102,6 +103,16 @@ def restore_rng(state: dict, shuffle: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
+
+
+def _current_form(config: dict) -> dict:
+    """A config as this engine writes it: knobs added since the checkpoint at their defaults (a
+    new knob's default keeps the old behaviour), retired knobs at their only value dropped.
+    A config that no longer builds is compared as written, so the diff names what changed."""
+    try:
+        return ArmConfig.from_dict(config).to_dict()
+    except (ConfigError, TypeError, KeyError):
+        return config
 
 
 def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:

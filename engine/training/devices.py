@@ -7,9 +7,12 @@ training, and so that the CLI can check a --device value without building anythi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -183,3 +186,65 @@ def wait_for_slot(
         raise Dequeued(f"arm {arm!r} was stopped while queued; nothing was trained")
     log(f"[{arm}] got slot {slot.index} of {slot.device} after {slot.waited_s:.1f} s in the queue")
     return slot
+
+
+# What stays fp32 under precision = "bf16", and why (docs/benchmarks.md, 'Precision modes').
+KEPT_FP32 = (
+    "spectral transforms and mode mixing (SpectralConv2d leaves autocast: a truncated DFT "
+    "summed in bf16 loses the small modes)",
+    "output head cast to fp32, so the object patch stays complex64",
+    "physics (probe multiply, FFT, far-field amplitude) and the loss",
+    "optimizer state and master weights (autocast casts copies, the parameters stay fp32)",
+    "validation and the final evaluation (always fp32, comparable across arms)",
+)
+
+
+def check_precision(mode: str, devices: list[str]) -> None:
+    """Raise ConfigError unless at least one of ``devices`` can honour ``mode``."""
+    if mode == "tf32" and all(torch.device(d).type == "cpu" for d in devices):
+        precision_context(mode, torch.device("cpu"))  # raises, with the message in one place
+
+
+def precision_context(
+    mode: str, dev: torch.device
+) -> tuple[Callable[[], AbstractContextManager], dict]:
+    """Set the TF32 switches for ``mode`` and return (a context for the training forward, the
+    header's ``precision`` record). A mode the device cannot honour raises ConfigError naming
+    the knob: a precision that silently changed nothing would be a knob that lies."""
+    if mode == "tf32":
+        if dev.type != "cuda":
+            raise ConfigError(
+                f"train.precision = 'tf32' on {dev}: TF32 exists only on CUDA GPUs (compute "
+                f"capability 8.0 or newer); on the CPU it would change nothing. Allowed here: "
+                f"'fp32' or 'bf16'"
+            )
+        major, minor = torch.cuda.get_device_capability(dev)
+        if major < 8:
+            raise ConfigError(
+                f"train.precision = 'tf32' on {torch.cuda.get_device_name(dev)} (compute "
+                f"capability {major}.{minor}): TF32 needs 8.0 or newer; allowed here: 'fp32' or "
+                f"'bf16' where supported"
+            )
+    if dev.type == "cuda":
+        # Set in both directions: PyTorch's default lets cuDNN use TF32, which 'fp32' must not.
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    if mode == "bf16":
+        if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError(
+                f"train.precision = 'bf16' on {torch.cuda.get_device_name(dev)}: this GPU has no "
+                f"bf16 support; allowed here: 'fp32' (or 'tf32' on compute capability >= 8.0)"
+            )
+
+        def autocast() -> AbstractContextManager:
+            return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+    info = {
+        "mode": mode,
+        "autocast": "bfloat16" if mode == "bf16" else None,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if dev.type == "cuda" else None,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32 if dev.type == "cuda" else None,
+        "kept_fp32": list(KEPT_FP32) if mode == "bf16" else None,
+    }
+    return autocast, info

@@ -39,7 +39,12 @@ from engine.sim.data import GridLinesDataset, load_or_build_dataset
 from engine.sim.physics import ForwardModel, get_loss
 from engine.sim.stitch import stitch_border
 from engine.training.checkpoint import LoopState, load_checkpoint, restore_rng, save_checkpoint
-from engine.training.devices import device_info, resolve_device, seed_everything
+from engine.training.devices import (
+    device_info,
+    precision_context,
+    resolve_device,
+    seed_everything,
+)
 from engine.training.optim import (
     GradClipper,
     LRSchedule,
@@ -110,6 +115,8 @@ class Setup:
 
     dev: torch.device
     seeding: dict
+    autocast: Callable  # () -> the context of the training forward (train.precision)
+    precision: dict  # the header's record of it
     dataset: GridLinesDataset
     model: torch.nn.Module
     physics: ForwardModel
@@ -163,6 +170,7 @@ def prepare(job: Job) -> Setup:
     t_start = time.time()
     dev = resolve_device(job.device)
     seeding = seed_everything(tc.seed, tc.deterministic, dev)
+    autocast, precision = precision_context(tc.precision, dev)
     atomic_write_json(job.run.config, cfg.to_dict())
 
     dataset = load_or_build_dataset(cfg.data, job.cache_dir, log=job.log)
@@ -182,6 +190,8 @@ def prepare(job: Job) -> Setup:
     s = Setup(
         dev=dev,
         seeding=seeding,
+        autocast=autocast,
+        precision=precision,
         dataset=dataset,
         model=model,
         physics=physics,
@@ -243,6 +253,7 @@ def header_record(job: Job, s: Setup) -> dict:
         "steps_per_epoch": math.ceil(s.n_train / tc.batch_size),
         "target_amp_std": s.target_amp_std,
         "seeding": s.seeding,
+        "precision": s.precision,
         "device": device_info(s.dev),
         "queue": job.queue_info,
         "torch": torch.__version__,
@@ -318,8 +329,9 @@ def train_epoch(job: Job, s: Setup, epoch: int) -> EpochSteps:
     for i in range(steps_per_epoch):
         idx = perm[i * tc.batch_size : (i + 1) * tc.batch_size]
         xb = s.x_train[idx]
-        pred = s.physics(s.model(xb))
-        loss = s.loss_fn(pred, xb[:, 0])
+        with s.autocast():
+            obj = s.model(xb)  # complex64 whatever the precision (the head casts to fp32)
+        loss = s.loss_fn(s.physics(obj), xb[:, 0])
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         measure = s.loop.global_step % tc.grad_norm_log_freq == 0

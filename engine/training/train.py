@@ -19,7 +19,7 @@ from engine.runs.status import RunLock, StatusFile, run_state
 from engine.runs.telemetry import TelemetryWriter
 
 # Re-exported: the CLI resolves --device before it starts anything.
-from engine.training.devices import resolve_device, resolve_devices, take_slot
+from engine.training.devices import check_precision, resolve_device, resolve_devices, take_slot
 from engine.training.loop import (
     EpochSummary,
     Job,
@@ -62,6 +62,9 @@ def train_arm(
     on one of ``device``'s devices, with status ``queued``; stopped while queued, it leaves the
     run directory as it found it and raises Dequeued.
     """
+    # A precision none of the candidate devices can honour is bad input: refused before the run
+    # directory is touched. (A GPU's own capability is checked again when its slot is known.)
+    check_precision(cfg.train.precision, resolve_devices(device))
     run = RunDir(Path(run_dir))
     lock = RunLock(run)
     lock.acquire()
