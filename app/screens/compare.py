@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -15,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from app.screens.detail import object_error
+from app.screens.throttle import RedrawThrottle
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
 from engine.live.snapshot import PlotData
 
@@ -35,7 +33,6 @@ PANELS = (
     ("grad", "grad norm, pre-clip (per step)"),
     ("amp", "object amplitude error vs ground truth (per epoch)"),
 )
-REDRAW_MIN_S = 1.0
 
 
 def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
@@ -68,8 +65,7 @@ class CompareScreen(Screen):
         super().__init__()
         self.arms = list(arms)
         self._versions: tuple | None = None
-        self._drawn_at = -math.inf
-        self._pending = None
+        self._throttle = RedrawThrottle(self, self.redraw)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,11 +85,7 @@ class CompareScreen(Screen):
         versions = tuple(s.version for s in snapshots if s.name in self.arms)
         if versions == self._versions:
             return
-        wait = REDRAW_MIN_S - (time.monotonic() - self._drawn_at)
-        if wait <= 0:
-            self.redraw()
-        elif self._pending is None:
-            self._pending = self.set_timer(wait, self.redraw)
+        self._throttle.request()
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.redraw)
@@ -111,11 +103,11 @@ class CompareScreen(Screen):
         self.smooth = not self.smooth
 
     def redraw(self) -> None:
-        self._pending = None
+        self._throttle.starting()
         if not self.is_mounted:
             return
         sizes = plot_sizes(self, "cmp-", (pid for pid, _ in PANELS))
-        self._drawn_at = time.monotonic()
+        self._throttle.drawn()
         self._draw_plots(sizes, self.log_y, self.smooth)
 
     @work(

@@ -4,8 +4,6 @@ reconstruction."""
 from __future__ import annotations
 
 import json
-import math
-import time
 
 import numpy as np
 from rich.text import Text
@@ -17,15 +15,15 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
+from app.screens.throttle import RedrawThrottle
 from app.widgets.cells import fmt_num, severity_text
 from app.widgets.image import HalfBlockImage, describe, display_range
 from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
 from engine.live.snapshot import PlotData
+from engine.runs.rundir import METRICS_FILE, RECON_FILE, RunDir
 
 # Plots are rebuilt at most this often while an engine writes (plotext is not free).
-REDRAW_MIN_S = 1.0
 RECON_KEYS = ("recon_amplitude", "gt_amplitude", "recon_phase", "gt_phase")
-TABS = ("curves", "events", "config", "recon")
 # Final-metrics columns: (label, metrics.json pair name).
 FINAL_COLUMNS = (("SSIM", "ssim"), ("PSNR", "psnr"), ("MAE", "mae"), ("FRC50", "frc50"))
 
@@ -141,7 +139,7 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
     metrics.json, or a mirror still fetching it, has)."""
     t = Text()
     if isinstance(metrics, dict):
-        source, pairs = "metrics.json", metrics
+        source, pairs = METRICS_FILE, metrics
         twin = metrics.get("twin") if isinstance(metrics.get("twin"), dict) else {}
         fraction, undecidable = twin.get("fraction"), twin.get("undecidable_fraction")
         vs_twin = (twin.get("metrics") or {}).get("ssim")
@@ -243,8 +241,7 @@ class ArmDetailScreen(Screen):
         super().__init__()
         self.arm = arm
         self._drawn_version: int | None = None
-        self._drawn_at = -math.inf
-        self._pending = None
+        self._throttle = RedrawThrottle(self, self.redraw)
         self._events_shown = 0
         self._header_shown: object = ()
         self._recon_key: object = None
@@ -294,11 +291,7 @@ class ArmDetailScreen(Screen):
         if snap is None or snap.version == self._drawn_version:
             self._check_recon(snap)
             return
-        wait = REDRAW_MIN_S - (time.monotonic() - self._drawn_at)
-        if wait <= 0:
-            self.redraw()
-        elif self._pending is None:
-            self._pending = self.set_timer(wait, self.redraw)
+        self._throttle.request()
         self._check_recon(snap)
 
     def on_resize(self) -> None:
@@ -328,13 +321,13 @@ class ArmDetailScreen(Screen):
     # -- drawing -----------------------------------------------------------------------------
 
     def redraw(self) -> None:
-        self._pending = None
+        self._throttle.starting()
         if not self.is_mounted:
             return
         sizes = {}
         if self.query_one(TabbedContent).active == "curves":
             sizes = plot_sizes(self, "plot-", (pid for pid, _ in PANELS))
-        self._drawn_at = time.monotonic()
+        self._throttle.drawn()
         self._draw_plots(sizes, self.log_y, self.smooth)
 
     @work(
@@ -356,7 +349,7 @@ class ArmDetailScreen(Screen):
     def _metrics_json(self) -> dict | None:
         """metrics.json, re-read only when the file changed (a re-evaluation rewrites it).
         Runs in the plot worker, which is exclusive, so the cache needs no lock."""
-        path = self.app.store.run_dir(self.arm) / "metrics.json"
+        path = RunDir(self.app.store.run_dir(self.arm)).metrics
         try:
             stat = path.stat()
             key = (stat.st_mtime_ns, stat.st_size)
@@ -419,14 +412,14 @@ class ArmDetailScreen(Screen):
     def _check_recon(self, snap) -> None:
         if snap is None or self.query_one(TabbedContent).active != "recon":
             return
-        path = self.app.store.run_dir(self.arm) / "recon.npz"
+        path = RunDir(self.app.store.run_dir(self.arm)).recon
         self._load_recon(path, snap.has_recon)
 
     @work(
         thread=True,
         exclusive=True,
         group="detail-recon",
-        description="read recon.npz",
+        description=f"read {RECON_FILE}",
         exit_on_error=False,
     )
     def _load_recon(self, path, exists: bool) -> None:

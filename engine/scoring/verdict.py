@@ -26,17 +26,7 @@ from dataclasses import dataclass
 
 from engine.scoring.detectors import FATAL_RULES
 
-LABELS = (
-    "healthy",
-    "twin",
-    "mixed twin",
-    "collapsed",
-    "diverged",
-    "nan",
-    "failed",
-    "incomplete",
-    "running",
-)
+# Every verdict label, with the glyph its text starts with; LABELS is their order.
 SYMBOLS = {
     "healthy": "✔",
     "twin": "⇆",
@@ -48,6 +38,7 @@ SYMBOLS = {
     "incomplete": "…",
     "running": "▶",
 }
+LABELS = tuple(SYMBOLS)
 TWIN_FULL = 0.9  # twin fraction at or above which the run reconstructs the twin
 TWIN_PARTIAL = 0.1  # above this (and below TWIN_FULL), part of the image is the twin
 TWIN_MIN_DECIDABLE = 0.5  # fraction of patches that must be decidable to name a branch

@@ -35,7 +35,7 @@ from engine.atomic import atomic_write_json
 from engine.errors import ConfigError, RunLockedError
 from engine.runs.rundir import RunDir
 from engine.runs.status import ACTIVE_STATES, RunLock, describe_owner, run_state
-from engine.runs.telemetry import TelemetryWriter, iter_records, resolve_segments
+from engine.runs.telemetry import EPOCH, HEADER, METRICS, STEP, TelemetryWriter, load_records
 
 # Relative tolerance at which a rebuilt dataset's fingerprint matches the recorded one: the same
 # arithmetic gives the same float64 bits; anything beyond rounding is other data.
@@ -110,8 +110,8 @@ def _reevaluate(
             raise ConfigError(
                 f"arm {arm!r}: {path.name} is missing from {run.root}; nothing to re-score"
             )
-    records = resolve_segments(iter_records(run.telemetry))
-    header = next((r for r in records if r.get("type") == "header"), None)
+    records = load_records(run.telemetry)
+    header = next((r for r in records if r.get("type") == HEADER.name), None)
     if header is None:
         raise ConfigError(
             f"arm {arm!r}: its telemetry has no header, so the data it trained "
@@ -157,15 +157,14 @@ def _reevaluate(
     atomic_write_json(run.metrics, metrics)
     with TelemetryWriter(run.telemetry) as telemetry:
         telemetry.write(
-            {
-                "type": "metrics",
-                "epoch": epoch,
-                "step": step,
-                "weights": weights,
-                "metrics": headline_metrics(metrics),
-                "reevaluated": True,
-                "t": now,
-            }
+            METRICS.record(
+                epoch=epoch,
+                step=step,
+                weights=weights,
+                metrics=headline_metrics(metrics),
+                reevaluated=True,
+                t=now,
+            )
         )
     return Reevaluation(arm, run.root, metrics, previous, notes)
 
@@ -250,7 +249,7 @@ def _read_previous(run: RunDir) -> dict | None:
 def _final_position(records: list[dict], stopped: bool = False) -> tuple[int | None, int | None]:
     """(epoch, step) of the final evaluation: those of the run's metrics record, else of its
     last epoch record; for a stopped run, of its last optimizer step."""
-    for kind in ("step",) if stopped else ("metrics", "epoch"):
+    for kind in (STEP.name,) if stopped else (METRICS.name, EPOCH.name):
         last = next((r for r in reversed(records) if r.get("type") == kind), None)
         if last is not None:
             return last.get("epoch"), last.get("step")
