@@ -22,6 +22,7 @@ import torch
 from engine.atomic import atomic_write_bytes
 from engine.config import ArmConfig
 from engine.errors import ConfigError
+from engine.runs.telemetry import HISTORY_FIELDS
 
 CHECKPOINT_FORMAT = 1
 
@@ -33,16 +34,8 @@ class LoopState:
     epochs_done: int = 0
     global_step: int = 0
     segment: int = 0  # 0 for the first process, +1 for every resume
-    history: dict[str, list] = field(
-        default_factory=lambda: {
-            "train_loss": [],
-            "val_loss": [],
-            "grad_norm": [],
-            "lr": [],
-            "pred_amp_std": [],
-            "val_amp_mae": [],
-        }
-    )
+    # One list per history field of the telemetry schema, in the order history.json has them.
+    history: dict[str, list] = field(default_factory=lambda: {k: [] for k in HISTORY_FIELDS})
 
 
 def save_checkpoint(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.config import ArmConfig
-from engine.runs.telemetry import TelemetryWriter
+from engine.runs.telemetry import STEP, TelemetryWriter
 from engine.scoring.detectors import Event, StepDetectors
 
 # Step records are buffered on the device and copied to the host in one transfer every this many
@@ -93,7 +93,7 @@ def flush_steps(
     )
     events: list[Event] = []
     for (step, _, pre, post, t), (loss, pre_v, post_v) in zip(pending, values):
-        record = {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr, "t": t}
+        record = STEP.record(epoch=epoch, step=step, loss=loss, lr=lr, t=t)
         if pre is not None:
             record["grad_norm"] = pre_v
         if post is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.scoring.twin import classify_branches
+from engine.sim.physics import batched_loss
 
 # Predicted-amplitude spread is measured on this many test patches (a fixed, scan-ordered batch).
 PROBE_BATCH = 64
@@ -54,17 +55,20 @@ def validate(
     ``probe`` is None); undecidable patches are left out of the fraction (NaN if none is)."""
     was_training = model.training
     model.eval()
-    losses, stds, amps = [], [], []
+    stds, amps = [], []
     n = x_test.shape[-1]
-    for start in range(0, x_test.shape[0], batch):
-        xb = x_test[start : start + batch]
-        obj = model(xb)
-        losses.append(loss_fn(physics(obj), xb[:, 0]))
-        if start < PROBE_BATCH:
-            probe_amp = obj[: PROBE_BATCH - start].abs().flatten(1)
+
+    def predict(rows: slice) -> torch.Tensor:
+        # The batching is engine.sim.physics.batched_loss's, shared with the reference levels.
+        obj = model(x_test[rows])
+        if rows.start < PROBE_BATCH:
+            probe_amp = obj[: PROBE_BATCH - rows.start].abs().flatten(1)
             stds.append(probe_amp.std(dim=1, unbiased=False))
         if amp_test is not None:
             amps.append(obj.abs())
+        return physics(obj)
+
+    loss = batched_loss(loss_fn, x_test[:, 0], batch, predict)
     model.train(was_training)
     amp_mae = amp_mae_twin = twin_fraction = math.nan
     if amps:
@@ -84,7 +88,7 @@ def validate(
         )
         twin_fraction = branches.fraction
     return Validation(
-        float(torch.stack(losses).mean().item()),
+        float(loss.item()),
         float(torch.cat(stds).mean().item()),
         amp_mae,
         amp_mae_twin,
