@@ -3,8 +3,8 @@
 Subsystems, lowest first; each may import only those listed before it in its own docstring
 (tests/test_import_hygiene.py keeps the directions):
 
-- foundation modules: ``errors`` (the error types), ``atomic`` (crash-safe writes), ``config``
-  (every knob and its validation)
+- foundation modules: ``errors`` (the error types), ``atomic`` (crash-safe writes), ``locking``
+  (OS file locks), ``config`` (every knob and its validation)
 - ``sim``: probe, physics, simulated object, scan grid, dataset cache
 - ``models``: the generators (cnn, fno, hybrid, stable_hybrid)
 - ``runs``: run directory, status and lock, telemetry format, device queue
@@ -13,5 +13,5 @@ Subsystems, lowest first; each may import only those listed before it in its own
 - ``training``: the engine process and training loop, optimizers, checkpoints, re-evaluation
 - ``live``: telemetry tailing, the dashboard's run store, streaming and the SSH mirror
 - ``reporting``: stats, summary, figures, export
-- ``control``: starting and stopping engine processes
+- ``control``: the command grammar; launching, stopping and exporting, here or through ssh
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
     """Call ``write(fileobj)`` on a temp file next to ``path``, then move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -31,6 +31,18 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, exclusive temp file beside ``path``, created with mode 0666 less the umask, as
+    open() creates telemetry.jsonl and run.log: every artifact of a run gets one mode (mkstemp
+    would make these 0600, unreadable to colleagues who can read the telemetry)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -25,7 +25,6 @@ recon.npz, plus grad_norm.csv extracted from the telemetry) are copied into ``bu
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -40,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from engine.atomic import atomic_write_bytes, atomic_write_json
+from engine.locking import hold
 from engine.reporting.evidence import RunEvidence, read_run
 from engine.reporting.levels import constant_output_val_loss, true_object_val_loss
 from engine.reporting.report import Reference, ReportInput, render_summary
@@ -493,8 +493,7 @@ def _upsert_metrics(
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.parent / f".{path.name}.lock", "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with hold(path.parent / f".{path.name}.lock"):
             new = pl.DataFrame(rows, infer_schema_length=None)
             merged = new
             if path.is_file() and path.stat().st_size:

@@ -24,7 +24,6 @@ without waiting, so that queued engines count them.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -33,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
+
+from engine.locking import try_lock
 
 POLL_S = 0.5
 
@@ -50,17 +51,6 @@ def device_key(device: str) -> str:
     if device == "cuda":
         return "cuda0"
     return re.sub(r"[^A-Za-z0-9]", "", device)
-
-
-def _try_lock(path: Path) -> TextIO | None:
-    """An open, exclusively flock-ed file handle, or None if another process holds it."""
-    fh = open(path, "a+")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        return None
-    return fh
 
 
 def _write_over(fh: TextIO, info: dict) -> None:
@@ -99,8 +89,14 @@ class DeviceQueue:
     when it should not be the name (e.g. a GPU's UUID: CUDA indices depend on
     CUDA_VISIBLE_DEVICES, the UUID does not)."""
 
-    def __init__(self, devices: list[str], max_parallel: int, arm: str,
-                 root: Path | None = None, keys: dict[str, str] | None = None):
+    def __init__(
+        self,
+        devices: list[str],
+        max_parallel: int,
+        arm: str,
+        root: Path | None = None,
+        keys: dict[str, str] | None = None,
+    ):
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be at least 1, got {max_parallel}")
         if not devices:
@@ -115,9 +111,12 @@ class DeviceQueue:
 
     # -- public ------------------------------------------------------------------------------
 
-    def wait(self, should_stop: Callable[[], bool] = lambda: False,
-             on_wait: Callable[[str], None] = lambda message: None,
-             poll_s: float = POLL_S) -> Slot | None:
+    def wait(
+        self,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_wait: Callable[[str], None] = lambda message: None,
+        poll_s: float = POLL_S,
+    ) -> Slot | None:
         """Block until a slot is free and it is our turn; None if ``should_stop`` said so.
         ``on_wait`` hears who we wait for, whenever that changes."""
         t0 = time.monotonic()
@@ -142,20 +141,25 @@ class DeviceQueue:
         """Who we are waiting for, in words (for status.json and the log)."""
         busy = [f"{h.get('arm', '?')} on {h.get('device', '?')}" for h in self.holders()]
         mine = self._ticket.name if self._ticket else "~"
-        ahead = [w.arm for w in self._live_waiters()
-                 if w.ticket < mine and set(w.devices) & set(self.devices)]
+        ahead = [
+            w.arm
+            for w in self._live_waiters()
+            if w.ticket < mine and set(w.devices) & set(self.devices)
+        ]
         parts = [f"busy: {', '.join(busy)}" if busy else "no slot busy"]
         if ahead:
             parts.append(f"ahead: {', '.join(ahead)}")
-        return (f"queued for {','.join(self.devices)} (at most {self.max_parallel} per device); "
-                + "; ".join(parts))
+        return (
+            f"queued for {','.join(self.devices)} (at most {self.max_parallel} per device); "
+            + "; ".join(parts)
+        )
 
     def holders(self) -> list[dict]:
         """What the held slots of our devices say about their engines (arm, pid, device)."""
         found = []
         for device in self.devices:
             for path in sorted(self._device_dir(device).glob("slot-*.lock")):
-                fh = _try_lock(path)
+                fh = try_lock(path)
                 if fh is not None:  # free
                     fh.close()
                     continue
@@ -185,11 +189,18 @@ class DeviceQueue:
         while True:
             # time_ns orders tickets; the pid keeps two tickets of one nanosecond apart.
             path = tickets / f"{time.time_ns():020d}-{os.getpid()}.json"
-            fh = _try_lock(path)  # None only if a reader locked it between open and flock
+            fh = try_lock(path)  # None only if a reader locked it between open and flock
             if fh is not None:
                 break
-        _write_over(fh, {"arm": self.arm, "pid": os.getpid(), "devices": self.devices,
-                         "max_parallel": self.max_parallel})
+        _write_over(
+            fh,
+            {
+                "arm": self.arm,
+                "pid": os.getpid(),
+                "devices": self.devices,
+                "max_parallel": self.max_parallel,
+            },
+        )
         self._ticket_fh, self._ticket = fh, path
 
     def _drop_ticket(self) -> None:
@@ -205,7 +216,7 @@ class DeviceQueue:
             if path == self._ticket:
                 waiters.append(Waiter(path.name, self.arm, self.devices))
                 continue
-            fh = _try_lock(path)
+            fh = try_lock(path)
             if fh is not None:
                 try:
                     # An empty ticket is one being created (opened, not yet locked): leave it.
@@ -218,8 +229,9 @@ class DeviceQueue:
                 info = json.loads(path.read_text() or "{}")
             except (OSError, json.JSONDecodeError):
                 continue  # being written; it counts from the next poll
-            waiters.append(Waiter(path.name, str(info.get("arm", "?")),
-                                  tuple(info.get("devices", ()))))
+            waiters.append(
+                Waiter(path.name, str(info.get("arm", "?")), tuple(info.get("devices", ())))
+            )
         return waiters
 
     @staticmethod
@@ -227,7 +239,7 @@ class DeviceQueue:
         """(number of held slots, indices of free slot files) of one device."""
         held, free = 0, []
         for path in directory.glob("slot-*.lock"):
-            fh = _try_lock(path)
+            fh = try_lock(path)
             if fh is None:
                 held += 1
             else:
@@ -254,10 +266,18 @@ class DeviceQueue:
         if limit is not None and held >= limit:
             return None
         for index in free + [held + len(free)]:
-            fh = _try_lock(directory / f"slot-{index}.lock")
+            fh = try_lock(directory / f"slot-{index}.lock")
             if fh is None:
                 continue  # taken since the scan
-            _write_over(fh, {"arm": self.arm, "pid": os.getpid(), "device": device,
-                             "since": time.time(), "queued": queued})
+            _write_over(
+                fh,
+                {
+                    "arm": self.arm,
+                    "pid": os.getpid(),
+                    "device": device,
+                    "since": time.time(),
+                    "queued": queued,
+                },
+            )
             return Slot(device, index, 0.0, fh)
         return None

@@ -8,7 +8,6 @@ and the pid cannot be checked from here). A dead run must never look alive (docs
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from engine.atomic import atomic_write_json
 from engine.errors import RunLockedError
+from engine.locking import try_lock
 from engine.runs.rundir import RunDir
 
 HEARTBEAT_INTERVAL_S = 10.0
@@ -79,21 +79,17 @@ class RunLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
+        fh = try_lock(self.path)
+        if fh is None:
             raise RunLockedError(
                 f"arm directory {self.path.parent} is in use by another running engine "
                 f"({describe_owner(self.path.parent)}); stop it first"
-            ) from None
+            )
         self._fh = fh
 
     def release(self) -> None:
         if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
+            self._fh.close()  # closing the descriptor drops the flock
             self._fh = None
 
     def __enter__(self) -> "RunLock":
@@ -117,6 +113,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def describe_owner(run_dir: Path) -> str:
+    """Whose engine holds (or last held) the arm, as "pid N on HOST", for refusals."""
     st = read_status(run_dir)
     if not st:
         return "owner unknown"

@@ -22,7 +22,6 @@ Conventions chosen here:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 
 from engine.config import RETIRED, DataConfig
 from engine.errors import ConfigError, DatasetError
+from engine.locking import hold
 from engine.sim.datacache import read_cache, recipe_digest, write_cache
 from engine.sim.probe import (
     BUILT_IN_PROBES,
@@ -360,12 +360,10 @@ def load_or_build_dataset(
         return _assemble(cfg, *found, recipe, digest, {"file": str(path), "status": "hit"})
     # Arms of one study launched together want the same recipe: one builds, the others wait
     # for it and load the file (an OS lock, released even if the builder is killed).
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another process that is building {path.name}")
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    with hold(
+        path.with_name(path.name + ".lock"),
+        on_wait=lambda: log(f"waiting for another process that is building {path.name}"),
+    ):
         found, problem = _read_cached(cfg, path, expect_header)  # built while we looked?
         if found is not None:
             log(f"dataset cache hit: {path} (built by another process)")
