@@ -85,12 +85,17 @@ ALTERNATIVE = {
     "layerscale_init": 0.5,
     "spectral_corners": 1,
     "spectral_impl": "fft",
+    "grad_checkpointing": "blocks",
 }
 
 # Knobs that choose how the same function is computed, not which function: on the CPU the
 # output agrees to rounding (tests/engine/test_spectral.py), so they are checked through what the
 # live modules report instead.
-IMPLEMENTATION_KNOBS = {"spectral_impl": lambda d: {m["impl"] for m in d["spectral_modes"]}}
+IMPLEMENTATION_KNOBS = {
+    "spectral_impl": lambda d: {m["impl"] for m in d["spectral_modes"]},
+    # Same outputs and gradients by design (tests/test_deep_modes.py); the model reports it.
+    "grad_checkpointing": lambda d: d["grad_checkpointing"],
+}
 
 
 def test_alternatives_cover_every_model_knob():
@@ -144,6 +149,7 @@ def test_knobs_used_per_architecture():
         "fno_blocks",
         "output_mode",
         "input_transform",
+        "grad_checkpointing",
     ]
     assert "fno_cnn_blocks" in used["fno"] and "max_hidden_channels" not in used["fno"]
     assert "max_hidden_channels" in used["hybrid"] and "stable_variant" not in used["hybrid"]
@@ -246,7 +252,7 @@ def test_stable_state_dict_exposes_norm_weight_and_layerscale():
         (
             dict(architecture="unet"),
             64,
-            ["architecture", "'unet'", "cnn, fno, hybrid, stable_hybrid"],
+            ["architecture", "'unet'", "'cnn', 'fno', 'hybrid', 'stable_hybrid'"],
         ),
         (dict(architecture="hybrid", fno_modes=33), 64, ["fno_modes=33", "N=64", "1 to 32"]),
         (dict(architecture="fno", fno_modes=17), 32, ["fno_modes=17", "N=32", "1 to 16"]),
