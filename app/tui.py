@@ -1,6 +1,7 @@
 """The fnotui dashboard App: the reader thread, the actions, and the command palette.
 
-The App owns no training: launching starts a detached ``fnotui --run`` (engine.control.launch), and
+The App owns no training: it acts through the session's control (engine/control/: detached
+``fnotui --run`` engines here, or the same commands through ssh on a remote study's host), and
 everything shown comes from the run directories. One thread worker polls them (engine.live.runstore)
 every ``poll_interval`` seconds and posts a coalescing ``StoreUpdated`` with immutable
 snapshots; screens watch ``App.snapshots``. File I/O and parsing never run on the event loop.
@@ -23,17 +24,11 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine.control.launch import (
-    LaunchError,
-    last_log_line,
-    launch_detached,
-    reap,
-    stop_run,
-    wait_started,
-)
+from app.session import Session
+from engine.control.base import Outcome
+from engine.errors import FnotuiError
 from engine.live.runstore import ArmSnapshot, RunStore
 from engine.runs.status import ACTIVE_STATES
-from engine.study.arms import Study
 
 # At most this many alarm toasts per update; the events list is the authoritative record.
 MAX_ALARM_TOASTS = 3
@@ -60,63 +55,41 @@ class FnotuiApp(App):
     # A var, not a reactive: a reactive on the App repaints the whole screen when it changes.
     snapshots: var[tuple[ArmSnapshot, ...]] = var((), always_update=True)
 
-    def __init__(
-        self,
-        study: Study,
-        *,
-        arms_file: Path,
-        profile: str | None = None,
-        out: Path | None = None,
-        device: str = "auto",
-        max_parallel: int = 1,
-        overrides=(),
-        remote=None,
-        live: bool = True,
-        poll_interval: float = 0.4,
-        store: RunStore | None = None,
-        preload: threading.Thread | None = None,
-    ):
-        """``store`` and ``preload`` let the caller start the first (large) read before
-        Textual is even imported; the reader joins ``preload`` before its first poll."""
+    def __init__(self, session: Session):
         super().__init__()
-        self.study = study
-        self.arms_file = Path(arms_file)
-        self.profile = profile
-        self.out = out
-        self.device = device
-        self.max_parallel = max_parallel  # launched arms wait in the device queue
-        # engine.live.remote.RemoteControl when following a study on another host (--remote): the
-        # store then reads a local mirror, and launch/stop/export run there through ssh.
-        self.remote = remote
+        self.session = session
+        self.study = session.study
+        self.arms_file = Path(session.arms_file)
+        # Launch, stop and export go through the control, whether the study is here or on
+        # another host (--remote: the store then reads a local mirror of it).
+        self.control = session.control
         self._link: str | None = None
-        self.overrides = list(overrides)
-        self.live = live
-        self.poll_interval = poll_interval
-        self.store = store if store is not None else RunStore.from_study(study)
-        self._preload = preload
+        self.live = session.live
+        self.poll_interval = session.poll_interval
+        self.store = session.store if session.store is not None else RunStore.from_study(self.study)
+        self._preload = session.preload
         self.loaded = threading.Event()  # set after the first full read of every arm
         self._wake = threading.Event()
         self._alarms_seen: set[tuple[str, str]] | None = None
         self._io_error: str | None = None
-        self._launched: dict[int, str] = {}  # pid -> arm, engines started from this session
         self.sub_title = self._title_for(None)
 
     def _title_for(self, link: str | None) -> str:
-        if self.remote is None:
+        if self.control.where is None:
             return f"{self.study.name} · {_display_path(self.study.output_dir, self.arms_file)}"
-        return f"{self.study.name} · {self.remote.mirror.target.label} · {link or 'connecting'}"
+        return f"{self.study.name} · {self.control.where} · {link or 'connecting'}"
 
     def _watch_link(self) -> None:
         """Say in the title (and once in a toast) when the ssh link drops or comes back."""
-        link = self.remote.mirror.link
-        if link == self._link:
+        link = self.control.link()
+        if link is None or link == self._link:
             return
         was, self._link = self._link, link
         self.call_from_thread(setattr, self, "sub_title", self._title_for(link.split(":")[0]))
         if was == "connected" and link != "connected":
             self.call_from_thread(
                 self.notify,
-                f"link to {self.remote.mirror.target.label} lost: {link}",
+                f"link to {self.control.where} lost: {link}",
                 title="remote",
                 severity="warning",
                 markup=False,
@@ -170,8 +143,7 @@ class FnotuiApp(App):
             else:
                 self._io_error = None
             self._report_exits()
-            if self.remote is not None:
-                self._watch_link()
+            self._watch_link()
             if changed or not self.loaded.is_set():
                 self.post_message(StoreUpdated(self.store.snapshots()))
             self.loaded.set()
@@ -283,76 +255,21 @@ class FnotuiApp(App):
 
     @work(thread=True, group="actions", description="launch", exit_on_error=False)
     def _launch(self, arms: list[tuple[str, str | None]]) -> None:
-        if self.remote is not None:
-            self._remote_action(
-                "launch",
-                [
-                    (
-                        name,
-                        lambda name=name, mode=mode: self.remote.launch(
-                            name, mode, self.max_parallel, self.device
-                        ),
-                    )
-                    for name, mode in arms
-                ],
-            )
-            return
-        for name, mode in arms:
-            try:
-                pid = launch_detached(
-                    self.arms_file,
-                    name,
-                    self.out,
-                    self.profile,
-                    self.device,
-                    run_dir=self.study.run_dir(name),
-                    mode=mode,
-                    overrides=self.overrides,
-                    max_parallel=self.max_parallel,
-                )
-            except (LaunchError, OSError) as exc:
-                self.call_from_thread(
-                    self.notify, f"cannot launch {name}: {exc}", severity="error", markup=False
-                )
-                continue
-            self._launched[pid] = name
-            # Wait until it holds its arm (and its queue ticket) before starting the next, so
-            # that arms launched together queue in the order given, and say how it started.
-            state, code = wait_started(pid, self.study.run_dir(name))
-            if code is not None:  # it exited at once (refused): say why, from its log
-                self._launched.pop(pid, None)
-                self.call_from_thread(
-                    self.notify,
-                    f"{name} exited with code {code}. "
-                    f"{last_log_line(self.study.run_dir(name) / 'run.log')}",
-                    title="engine stopped",
-                    severity="warning",
-                    timeout=15,
-                    markup=False,
-                )
-                continue
-            mode = f"{mode}, {state}" if mode else state
-            self.call_from_thread(
-                self.notify,
-                f"{name}: pid {pid}{', ' + mode if mode else ''}; log: "
-                f"{_display_path(self.study.run_dir(name) / 'run.log', self.arms_file)}",
-                title="▶ launched",
-                markup=False,
-            )
-        self.poll_now()
+        # One at a time: each returns once its engine holds its arm (and its queue ticket),
+        # so arms launched together queue in the order given.
+        self._act(
+            [
+                (f"▶ launch {name}", lambda n=name, m=mode: self.control.launch(n, m))
+                for name, mode in arms
+            ]
+        )
 
     def _report_exits(self) -> None:
-        """Reap engines started from here; say how each one ended (reader thread)."""
-        for pid, code in reap():
-            name = self._launched.pop(pid, f"pid {pid}")
+        """Say how each engine started from here ended (reader thread)."""
+        for name, code, tail in self.control.reap():
             if code == 0:
                 self.call_from_thread(self.notify, f"{name} finished", markup=False)
                 continue
-            tail = (
-                last_log_line(self.study.run_dir(name) / "run.log")
-                if name in self.study.arms
-                else ""
-            )
             self.call_from_thread(
                 self.notify,
                 f"{name} exited with code {code}. {tail}",
@@ -386,21 +303,7 @@ class FnotuiApp(App):
 
     @work(thread=True, group="actions", description="stop", exit_on_error=False)
     def _stop(self, names: list[str]) -> None:
-        if self.remote is not None:
-            self._remote_action(
-                "stop", [(name, lambda name=name: self.remote.stop(name)) for name in names]
-            )
-            return
-        for name in names:
-            try:
-                pid = stop_run(self.store.run_dir(name))
-            except (LaunchError, OSError) as exc:
-                self.call_from_thread(self.notify, str(exc), severity="error", markup=False)
-                continue
-            self.call_from_thread(
-                self.notify, f"asked {name} (pid {pid}) to stop", title="■ stopping", markup=False
-            )
-        self.poll_now()
+        self._act([(f"■ stop {name}", lambda n=name: self.control.stop(n)) for name in names])
 
     def action_export(self) -> None:
         self.notify("exporting…", markup=False, timeout=2)
@@ -408,45 +311,20 @@ class FnotuiApp(App):
 
     @work(thread=True, exclusive=True, group="export", description="export", exit_on_error=False)
     def _export(self) -> None:
-        from engine.reporting.export import export_study
+        self._act([("export", self.control.export)], timeout=15)
 
-        if self.remote is not None:  # the evidence (model.pt, checkpoints) is over there
-            self._remote_action("export", [("study", self.remote.export)])
-            return
-
-        result = export_study(self.study)
-        files = [_display_path(p, self.arms_file) for p in result.files]
-        self.call_from_thread(
-            self.notify,
-            f"wrote {len(files)} files: " + ", ".join(files),
-            title="export",
-            timeout=15,
-            markup=False,
-        )
-        if result.problems:
-            shown = result.problems[:3]
-            more = len(result.problems) - len(shown)
-            self.call_from_thread(
-                self.notify,
-                "; ".join(shown) + (f"; and {more} more (see the summary)" if more else ""),
-                title=f"export: {len(result.problems)} problems",
-                severity="warning",
-                timeout=15,
-                markup=False,
-            )
-
-    def _remote_action(self, what: str, calls) -> None:
-        """Run ssh-backed actions one by one (worker thread); report each one's output."""
-        from engine.live.remote import RemoteError
-
-        for name, call in calls:
+    def _act(self, calls, timeout: float = 10) -> None:
+        """Run control actions, (title, call) pairs, one by one (worker thread) and report
+        each one's outcome under its title."""
+        where = f" on {self.control.where}" if self.control.where else ""
+        for title, call in calls:
             try:
-                output = call()
-            except RemoteError as exc:
+                outcome = call()
+            except (FnotuiError, OSError) as exc:  # refused (a ControlError) or bad input
                 self.call_from_thread(
                     self.notify,
                     str(exc),
-                    title=f"{what} {name}",
+                    title=title + where,
                     severity="error",
                     timeout=15,
                     markup=False,
@@ -454,12 +332,29 @@ class FnotuiApp(App):
                 continue
             self.call_from_thread(
                 self.notify,
-                output or "done",
-                title=f"{what} {name} on {self.remote.mirror.target.destination}",
-                timeout=10,
+                self._describe(outcome),
+                title=title + where,
+                timeout=timeout,
                 markup=False,
             )
+            if outcome.problems:
+                shown = outcome.problems[:3]
+                more = len(outcome.problems) - len(shown)
+                self.call_from_thread(
+                    self.notify,
+                    "; ".join(shown) + (f"; and {more} more (see the summary)" if more else ""),
+                    title=f"{title}: {len(outcome.problems)} problems",
+                    severity="warning",
+                    timeout=15,
+                    markup=False,
+                )
         self.poll_now()
+
+    def _describe(self, outcome: Outcome) -> str:
+        if outcome.files:
+            files = [_display_path(p, self.arms_file) for p in outcome.files]
+            return f"wrote {len(files)} files: " + ", ".join(files)
+        return outcome.message or "done"
 
     def open_detail(self, name: str) -> None:
         from app.screens.detail import ArmDetailScreen

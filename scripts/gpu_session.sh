@@ -86,7 +86,7 @@ while time.time() < deadline and any(run_state(study / a) in ("running", "queued
 print({a: run_state(study / a) for a in arms}, flush=True)
 EOF
 say "export"
-$PY -m app.cli export --runs "$STUDY" $STUDY_ARGS --out "$STUDY/report" 2>&1 | tail -5
+$PY -m app.cli export --out "$STUDY" $STUDY_ARGS --report "$STUDY/report" 2>&1 | tail -5
 cp "$STUDY/report/summary.md" "$OUT/summary.md" 2>/dev/null
 # Two archives, each under the 16 MB a lent machine hands back: the evidence without the
 # telemetry (and without model weights and checkpoints), and the telemetry, xz-compressed.

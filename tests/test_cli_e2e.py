@@ -302,3 +302,16 @@ def test_sigterm_saves_and_exits_130(study):
     assert (run / "model.pt").is_file()
     records = [json.loads(line) for line in (run / "telemetry.jsonl").read_text().splitlines()]
     assert records[-1]["type"] == "status" and records[-1]["state"] == "killed"
+
+
+def test_export_reads_the_study_dir_of_out_and_writes_the_report_to_report(
+    study, warm_run, tmp_path
+):
+    # `--out` is the study's output directory in every command, export included.
+    report = tmp_path / "report"
+    out = run_ok(study, "export", "--out", str(study / "runs"), "--report", str(report))
+    assert (report / "summary.md").is_file() and f"wrote {report / 'summary.md'}" in out.stdout
+    assert "tiny_warm" in (report / "summary.md").read_text()
+    # --runs, its older name, still reads the same directory (report in <study>/report).
+    run_ok(study, "export", "--runs", str(study / "runs"))
+    assert (study / "runs" / "report" / "summary.md").is_file()

@@ -52,6 +52,21 @@ def test_headless_cli_does_not_import_textual():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_read_only_commands_do_not_import_torch():
+    # `fnotui --list` (and `list`) only read status files: torch alone costs ~2 s there.
+    code = (
+        "import sys\n"
+        "from app import cli\n"
+        "for argv in (['--list'], ['list'], ['sweep', 'seeds', '--list'], ['stop', 'nope']):\n"
+        "    cli.main([*argv, '--arms', 'arms.toml'])\n"
+        "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_loading_a_study_for_the_dashboard_does_not_import_torch_or_scipy():
     # The dashboard's first frame waits on this; torch alone costs ~2 s and ~250 MB here.
     code = (

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.live.remote import RemoteControl, RemoteMirror, Target
+from engine.control.remote import RemoteControl, open_mirror
+from engine.live.remote import RemoteMirror, Target
 from engine.runs.status import run_state
 from engine.runs.telemetry import iter_records, resolve_segments
 from tests.slowstudy import epochs_in, wait_for, write_slow_study
@@ -66,8 +67,13 @@ def kill_engine(run: Path) -> None:
 
 
 def mirror_for(sshd, study: Path, root: Path) -> RemoteMirror:
-    return RemoteMirror(
-        Target.parse(f"{sshd.destination}:{study}"), root, ssh=sshd.ssh, fnotui=FNOTUI, silence_s=8
+    return open_mirror(
+        Target.parse(f"{sshd.destination}:{study}"),
+        root,
+        ssh=sshd.ssh,
+        fnotui=FNOTUI,
+        study={},
+        silence_s=8,
     )
 
 
@@ -107,12 +113,12 @@ def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_pat
         wait_for(lambda: run_state(mirrored) == "crashed", what="crashed in the mirror")
 
         # 4. Resume and stop over ssh, as the dashboard's keys do.
-        control = RemoteControl(mirror, [])
-        assert "launched slow" in control.launch("slow", "resume", 1, "cpu")
+        control = RemoteControl(mirror, device="cpu", max_parallel=1)
+        assert "launched slow" in control.launch("slow", "resume").message
         wait_for(lambda: run_state(mirrored) == "running", what="resumed in the mirror")
         resumed_at = epochs_in(run)
         wait_for(lambda: epochs_in(mirrored) >= resumed_at + 1, what="an epoch after resuming")
-        assert "to stop" in control.stop("slow")
+        assert "to stop" in control.stop("slow").message
         wait_for(lambda: run_state(mirrored) == "killed", what="killed in the mirror")
         time.sleep(2.5)  # one more poll of the stream after the engine's last write
     finally:

@@ -15,16 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.errors import FnotuiError
+from engine.control.base import MODES, ControlError
+from engine.control.grammar import engine_line
 from engine.runs.rundir import RunDir
-from engine.runs.status import ACTIVE_STATES, read_status, run_state
+from engine.runs.status import ACTIVE_STATES, describe_owner, read_status, run_state
 
 
-class LaunchError(FnotuiError):
+class LaunchError(ControlError):
     """An arm cannot be started or stopped from here; the message says why."""
 
-
-MODES = (None, "resume", "restart")
 
 # Engines started by this process: polled by ``reap`` so that a finished child never lingers
 # as a zombie (a zombie's pid still answers kill(pid, 0), so its run would look alive).
@@ -41,30 +40,26 @@ def engine_command(
     overrides=(),
     max_parallel: int | None = None,
 ) -> list[str]:
+    """The command line of one arm's headless engine (``fnotui --run ARM``), built from the
+    declarations the parser uses (engine/control/grammar.py)."""
     if mode not in MODES:
         raise ValueError(f"launch mode {mode!r}; expected one of {MODES}")
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "app.cli",
-        "--arms",
-        str(Path(arms_file).resolve()),
-        "--run",
-        arm,
-        "--device",
-        device,
+        *engine_line(
+            arm,
+            arms=Path(arms_file).resolve(),
+            device=device,
+            out=Path(output_dir).resolve() if output_dir is not None else None,
+            profile=profile,
+            overrides=list(overrides),
+            resume=mode == "resume",
+            restart=mode == "restart",
+            max_parallel=max_parallel,
+        ),
     ]
-    if output_dir is not None:
-        cmd += ["--out", str(Path(output_dir).resolve())]
-    if profile:
-        cmd += ["--profile", profile]
-    for text in overrides:
-        cmd += ["--set", text]
-    if mode:
-        cmd.append(f"--{mode}")
-    if max_parallel is not None:
-        cmd += ["--max-parallel", str(max_parallel)]
-    return cmd
 
 
 def launch_detached(
@@ -104,10 +99,12 @@ def launch_detached(
         run_dir = study.run_dir(study.arm(arm).name)
     state = run_state(run_dir)
     if state in ("queued", "running"):
-        raise LaunchError(f"arm {arm!r} is already {state} ({_owner(run_dir)})")
+        raise LaunchError(f"arm {arm!r} is already {state} ({describe_owner(run_dir)})")
     run = RunDir(Path(run_dir))
     run.root.mkdir(parents=True, exist_ok=True)
-    repo = Path(__file__).resolve().parents[1]
+    # The checkout's root (engine/control/launch.py is two levels down), so that
+    # ``python -m app.cli`` finds this very fnotui even when it is not installed.
+    repo = Path(__file__).resolve().parents[2]
     with open(run.log, "ab") as log:
         proc = subprocess.Popen(
             engine_command(
@@ -199,16 +196,12 @@ def stop_run(run_dir: Path) -> int:
 
 
 def _is_engine(pid: int) -> bool:
-    """Guard against a recycled pid: on Linux, the process must be an ``--run`` engine."""
+    """Guard against a recycled pid: on Linux, the process must be an engine: ``--run ARM``
+    (how launches spell it), ``run ARM``, or a foreground ``sweep``."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
         return not Path("/proc/self").exists()  # no procfs here: cannot tell, trust the pid
     except OSError:
         return True
-    return b"--run" in cmdline
-
-
-def _owner(run_dir: Path) -> str:
-    st = read_status(run_dir) or {}
-    return f"pid {st.get('pid')} on {st.get('host')}"
+    return bool({b"--run", b"run", b"sweep"} & set(cmdline))

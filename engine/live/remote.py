@@ -13,7 +13,9 @@ pid; we cannot) is written next to each mirrored status.json as ``.observed_stat
 which engine.runs.status.run_state trusts while it is fresh: a crashed remote run shows as crashed,
 and a silent link turns into ``stale``, never into a live-looking run.
 
-``RemoteControl`` runs ``fnotui launch|stop|export`` on the remote host through the same ssh.
+``RemoteMirror.ssh_command`` runs any fnotui command line on the host through the same ssh:
+engine/control/remote.py uses it for launch, stop and export, and builds the stream's command
+line (``stream_argv``) from the grammar in engine/control/grammar.py.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from engine.live.stream import (
     digest,
     unb64,
 )
+from engine.locking import try_lock
 from engine.runs.status import OBSERVED_STATE_FILE
 
 SSH_OPTIONS = (
@@ -109,14 +112,16 @@ class RemoteMirror:
         *,
         ssh: list[str] | None = None,
         fnotui: str = "fnotui",
-        stream_args: list[str] | None = None,
+        stream_argv: list[str] | None = None,
         silence_s: float = 20.0,
     ):
+        """``stream_argv`` is the remote ``fnotui stream`` command line, from ``stream``
+        through ``--from-stdin`` (engine.control.remote.open_mirror builds it)."""
         self.target = target
         self.root = Path(root)
         self.ssh = list(ssh or ["ssh"])
         self.fnotui = fnotui
-        self.stream_args = list(stream_args or [])
+        self.stream_argv = list(stream_argv or [])
         self.silence_s = silence_s
         self.hello: dict | None = None
         self.link = "connecting"
@@ -167,8 +172,6 @@ class RemoteMirror:
         """The mirror directory is ours alone: made by us (a marker file, so that --mirror can
         never wipe a folder of real runs) and locked while we run (two dashboards appending to
         one mirror would corrupt it)."""
-        import fcntl
-
         root, mark = self.root, self.root / MIRROR_MARK
         if root.is_dir() and any(root.iterdir()) and not mark.exists():
             raise RemoteError(
@@ -176,16 +179,12 @@ class RemoteMirror:
                 f"it (give --mirror an empty or new directory)"
             )
         root.mkdir(parents=True, exist_ok=True)
-        mark.touch()
-        fh = open(mark, "a")  # noqa: SIM115 (held for the mirror's lifetime: the lock)
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
+        fh = try_lock(mark, "a")  # held for the mirror's lifetime
+        if fh is None:
             raise RemoteError(
                 f"{root} is in use by another fnotui --remote dashboard; close it "
                 f"or give this one another --mirror"
-            ) from None
+            )
         self._root_lock = fh
 
     def close(self) -> None:
@@ -219,7 +218,9 @@ class RemoteMirror:
     def command(self) -> list[str]:
         # What we hold goes on stdin, not the command line: one argument may not exceed
         # 128 KiB on Linux, and a large study's holdings would.
-        return self.ssh_command(["stream", *self.stream_args, "--from-stdin"])
+        if not self.stream_argv:
+            raise RemoteError("no stream command line: open the mirror with open_mirror")
+        return self.ssh_command(self.stream_argv)
 
     def _run(self) -> None:
         attempt = 0
@@ -435,57 +436,3 @@ def _drain(stream, tail: list[str]) -> None:
     for raw in stream:
         tail.append(raw.decode("utf-8", "replace"))
         del tail[:-20]
-
-
-class RemoteControl:
-    """``fnotui launch|stop|export`` on the remote host, through ssh; returns their output."""
-
-    def __init__(self, mirror: RemoteMirror, study_args: list[str], overrides: list[str] = ()):
-        self.mirror = mirror
-        self.study_args = list(study_args)  # --arms/--profile/--out as given to --remote
-        self.overrides = list(overrides)  # --set, for launches only
-
-    def run(self, subcommand: str, args: list[str], timeout: float = 120) -> str:
-        m = self.mirror
-        try:
-            proc = subprocess.run(
-                m.ssh_command([subcommand, *args]),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RemoteError(f"{subcommand} on {m.target.label}: {exc}") from None
-        if proc.returncode != 0:
-            raise RemoteError(
-                f"{subcommand} on {m.target.label} failed "
-                f"(exit {proc.returncode}): {proc.stderr.strip() or proc.stdout}"
-            )
-        return proc.stdout.strip()
-
-    def launch(self, arm: str, mode: str | None, max_parallel: int, device: str) -> str:
-        args = [
-            arm,
-            *self.study_args,
-            *[a for o in self.overrides for a in ("--set", o)],
-            "--max-parallel",
-            str(max_parallel),
-            "--device",
-            device,
-        ]
-        if mode:
-            args.append(f"--{mode}")
-        return self.run("launch", args)
-
-    def stop(self, arm: str) -> str:
-        return self.run("stop", [arm, *self.study_args])
-
-    def export(self) -> str:
-        args = []
-        for flag, value in zip(self.study_args[::2], self.study_args[1::2]):
-            if flag in ("--arms", "--profile"):
-                args += [flag, value]
-            elif flag == "--out":
-                args += ["--runs", value]
-        return self.run("export", args, timeout=600)

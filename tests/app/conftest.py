@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.session import Session
 from app.tui import FnotuiApp
 from engine.study.arms import load_study
 from tests.app.studyfix import make_study
@@ -22,7 +23,7 @@ def make_app(arms_file: Path, **kwargs) -> FnotuiApp:
     """The real app on the real study file; ``live=False`` reads the run dirs once."""
     study = load_study(arms_file, validate_models=False)
     kwargs.setdefault("live", False)
-    return FnotuiApp(study, arms_file=arms_file, **kwargs)
+    return FnotuiApp(Session.local(study, arms_file, **kwargs))
 
 
 async def settle(pilot, timeout: float = 10.0) -> None:

@@ -32,8 +32,8 @@ def test_run_key_starts_a_detached_engine_that_outlives_the_tui(study_file):
             await settle(pilot)
             select(app, "arm_idle")
             await pilot.press("r")
-            await wait_for(pilot, lambda: app._launched, what="the launch")
-            pids.extend(app._launched)
+            await wait_for(pilot, lambda: app.control.launched, what="the launch")
+            pids.extend(app.control.launched)
             # the engine writes its own status.json as soon as it runs
             await wait_for(
                 pilot,
@@ -85,7 +85,7 @@ def test_run_key_on_an_arm_with_a_run_asks_resume_or_restart(study_file):
             assert [c[1] for c in app.screen.choices] == ["Restart", "Cancel"]
             await pilot.press("n")
             await pilot.pause()
-            assert app._launched == {}
+            assert app.control.launched == {}
 
     asyncio.run(main())
 

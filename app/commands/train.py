@@ -1,0 +1,124 @@
+"""``fnotui run`` (also ``--run``), ``fnotui list`` (also ``--list``) and ``fnotui sweep``."""
+
+from __future__ import annotations
+
+from app.commands import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    bad_input,
+    err,
+    load,
+)
+
+
+def cmd_run(args) -> int:
+    from engine.control.local import check_output_dir, check_startable
+    from engine.errors import ConfigError, Dequeued, FnotuiError, RunLockedError
+    from engine.runs.rundir import data_cache_dir
+    from engine.runs.status import archive_run
+    from engine.training.train import resolve_device, resolve_devices, train_arm
+
+    study = load(args, validate_models=True)
+    with bad_input():
+        arms = [study.arm(name) for name in args.names]  # every name checked before any run
+        if args.max_parallel:
+            resolve_devices(args.device)
+        else:
+            resolve_device(args.device)
+        # Everything that would make an arm refuse is checked before the first one trains:
+        # exit 2 means nothing was written.
+        check_output_dir(study.output_dir)
+        for cfg in arms:
+            check_startable(study.run_dir(cfg.name), "resume" if args.resume else None)
+    cache = data_cache_dir(study.output_dir)
+    for cfg in arms:
+        print(f"fnotui: training {cfg.name} -> {study.run_dir(cfg.name)}", flush=True)
+        try:
+            if args.restart:
+                archived = archive_run(study.output_dir, cfg.name)
+                if archived:
+                    print(f"fnotui: moved the earlier run to {archived}", flush=True)
+            result = train_arm(
+                cfg,
+                study.run_dir(cfg.name),
+                cache_dir=cache,
+                device=args.device,
+                log=lambda m: print(m, flush=True),
+                resume=args.resume,
+                max_parallel=args.max_parallel,
+            )
+        except Dequeued as exc:
+            err(str(exc))
+            return EXIT_INTERRUPTED
+        except RunLockedError as exc:
+            err(str(exc))
+            return EXIT_BAD_INPUT
+        except ConfigError as exc:  # e.g. a probe file found unusable while building data
+            err(f"arm {cfg.name!r}: {exc}")
+            return EXIT_BAD_INPUT
+        except (FnotuiError, RuntimeError, OSError, ValueError) as exc:
+            err(f"arm {cfg.name!r} failed: {type(exc).__name__}: {exc}")
+            return EXIT_RUN_FAILED
+        except KeyboardInterrupt:
+            err(f"arm {cfg.name!r} interrupted")
+            return EXIT_INTERRUPTED
+        if result.state != "finished":
+            print(
+                f"fnotui: {cfg.name} stopped after {result.epochs_done} epochs; "
+                f"model, history and status saved",
+                flush=True,
+            )
+            return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    # Read-only and quick: no generator is built (that would import torch).
+    from engine.control.local import profiles_with_runs
+    from engine.runs.status import read_status, run_state
+
+    study = load(args)
+    sweep = getattr(args, "sweep", None)  # fnotui sweep NAME --list
+    with bad_input():
+        names = study.sweep(sweep) if sweep else list(study.arms)
+    print(f"study {study.name} ({study.path}) -> {study.output_dir}")
+    width = max(len(n) for n in names)
+    for name in names:
+        cfg = study.arms[name]
+        run_dir = study.run_dir(name)
+        state = run_state(run_dir)
+        st = read_status(run_dir) or {}
+        progress = (
+            f"epoch {st.get('epoch', 0)}/{st.get('epochs', cfg.train.epochs)}"
+            if state != "not started"
+            else f"{cfg.train.epochs} epochs"
+        )
+        print(
+            f"  {name:<{width}}  {state:<11}  {progress:<14}  {cfg.model.architecture}, "
+            f"{cfg.train.optimizer} lr {cfg.train.lr:g}, {cfg.train.scheduler}, "
+            f"clip {cfg.train.clip_algorithm + ' ' + format(cfg.train.grad_clip, 'g') if cfg.train.grad_clip > 0 else 'off'}"
+        )
+    # Each profile has its own output directory: after `fnotui run X --profile quick`, the
+    # plain list shows X not started. Say where the other runs are.
+    for profile, count in profiles_with_runs(study, args.out).items():
+        how = f"fnotui list --profile {profile}" if profile else "fnotui list"
+        label = f"profile {profile}" if profile else "no profile"
+        print(f"  ({label} has {count} run{'s' if count > 1 else ''}: {how})")
+    return EXIT_OK
+
+
+def cmd_sweep(args) -> int:
+    """A sweep is its points: expanded here, then listed, launched or run like arms."""
+    if args.list:
+        return cmd_list(args)
+    study = load(args)
+    with bad_input():
+        args.names = study.sweep(args.sweep)
+    if args.foreground:
+        return cmd_run(args)
+    from app.commands.manage import cmd_launch
+
+    args.max_parallel = args.max_parallel or 1
+    return cmd_launch(args)
