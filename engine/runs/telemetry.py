@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from engine.errors import TelemetryError
 
@@ -158,6 +159,14 @@ HEADER = RecordKind(
         ),
         Field(
             "seeding", "object", "training seed, deterministic-algorithm flag, cuDNN benchmark flag"
+        ),
+        Field(
+            "precision",
+            "object",
+            "`mode` (fp32, tf32 or bf16), `autocast` (the autocast dtype, null when none), "
+            "`tf32_matmul` and `tf32_cudnn` as set (null on the CPU) and `kept_fp32` (what bf16 "
+            "leaves in fp32); docs/benchmarks.md, 'Precision modes'",
+            since="precision modes",
         ),
         Field(
             "device",
@@ -595,7 +604,7 @@ class TelemetryWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._terminate_partial_line()
-        self._fh = open(self.path, "ab", buffering=0)
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held until close())
         self.records_written = 0
         self.bytes_written = 0
 
@@ -647,7 +656,7 @@ class TelemetryWriter:
             finally:
                 self._fh.close()
 
-    def __enter__(self) -> "TelemetryWriter":
+    def __enter__(self) -> TelemetryWriter:
         return self
 
     def __exit__(self, *exc) -> None:

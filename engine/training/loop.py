@@ -32,7 +32,15 @@ from engine.config import ArmConfig
 from engine.models import build_model, describe_model
 from engine.runs.rundir import RunDir
 from engine.runs.status import StatusFile
-from engine.runs.telemetry import SCHEMA, TelemetryWriter
+from engine.runs.telemetry import (
+    EPOCH,
+    HEADER,
+    HISTORY_FIELDS,
+    METRICS,
+    SCHEMA,
+    SEGMENT,
+    TelemetryWriter,
+)
 from engine.scoring.detectors import EpochDetectors, StepDetectors
 from engine.scoring.evaluate import evaluate, headline_metrics
 from engine.sim.data import GridLinesDataset, load_or_build_dataset
@@ -227,43 +235,42 @@ def header_record(job: Job, s: Setup) -> dict:
     """The run's first record: the config, and every knob read back from the live objects."""
     cfg, tc = job.cfg, job.cfg.train
     model_info = describe_model(s.model)
-    return {
-        "type": "header",
-        "schema": SCHEMA,
-        "arm": cfg.name,
-        "config": cfg.to_dict(),
-        "model": model_info,
-        "parameters": model_info["parameters"],
-        "channel_schedule": model_info.get("channels"),
-        "optimizer": describe_optimizer(s.optimizer),
-        "scheduler": s.schedule.describe(),
-        "clip": s.clipper.describe(),
+    return HEADER.record(
+        schema=SCHEMA,
+        arm=cfg.name,
+        config=cfg.to_dict(),
+        model=model_info,
+        parameters=model_info["parameters"],
+        channel_schedule=model_info.get("channels"),
+        optimizer=describe_optimizer(s.optimizer),
+        scheduler=s.schedule.describe(),
+        clip=s.clipper.describe(),
         # Not named "loss": a field keeps one type across record types so that
         # polars.read_ndjson can read the whole file into one frame.
-        "physics": {
+        physics={
             "loss_mode": tc.loss,
             **s.physics.describe(),
             "loss_normalisation": "divided by the batch-mean observed amplitude (detached)",
             "val_batch_size": tc.val_batch_size,
             "probe_twin_symmetry": s.dataset.meta.get("probe", {}).get("twin_symmetry"),
         },
-        "dataset": s.dataset.meta,
-        "n_train": s.n_train,
-        "n_test": int(s.x_test.shape[0]),
-        "steps_per_epoch": math.ceil(s.n_train / tc.batch_size),
-        "target_amp_std": s.target_amp_std,
-        "seeding": s.seeding,
-        "precision": s.precision,
-        "device": device_info(s.dev),
-        "queue": job.queue_info,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "start_time": s.t_start,
-        "t": s.t_start,
-    }
+        dataset=s.dataset.meta,
+        n_train=s.n_train,
+        n_test=int(s.x_test.shape[0]),
+        steps_per_epoch=math.ceil(s.n_train / tc.batch_size),
+        target_amp_std=s.target_amp_std,
+        seeding=s.seeding,
+        precision=s.precision,
+        device=device_info(s.dev),
+        queue=job.queue_info,
+        torch=torch.__version__,
+        numpy=np.__version__,
+        python=platform.python_version(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        start_time=s.t_start,
+        t=s.t_start,
+    )
 
 
 def start_telemetry(job: Job, s: Setup) -> None:
@@ -274,17 +281,16 @@ def start_telemetry(job: Job, s: Setup) -> None:
         # Records of the interrupted process from this epoch on are superseded by what follows
         # (engine.runs.telemetry.resolve_segments); the first header stays the run's header.
         job.telemetry.write(
-            {
-                "type": "segment",
-                "segment": loop.segment,
-                "resume_epoch": loop.epochs_done,
-                "resume_step": loop.global_step,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "device": header["device"],
-                "start_time": s.t_start,
-                "t": s.t_start,
-            }
+            SEGMENT.record(
+                segment=loop.segment,
+                resume_epoch=loop.epochs_done,
+                resume_step=loop.global_step,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                device=header["device"],
+                start_time=s.t_start,
+                t=s.t_start,
+            )
         )
         job.log(
             f"[{cfg.name}] resuming after epoch {loop.epochs_done} (step {loop.global_step}), "
@@ -374,24 +380,23 @@ def end_epoch(job: Job, s: Setup, epoch: int, done: EpochSteps) -> str | None:
     epoch_time = time.time() - done.t_start
     layerscale, norms = stable_block_summaries(s.model)
     global_step = s.loop.global_step
-    record = {
-        "type": "epoch",
-        "epoch": epoch,
-        "step": global_step,
-        "train_loss": done.train_loss,
-        "val_loss": val.loss,
-        "grad_norm": done.grad_norm,
-        "lr": done.lr,
-        "next_lr": s.schedule.lr_for_epoch(epoch + 1) if epoch + 1 < tc.epochs else None,
-        "pred_amp_std": val.pred_amp_std,
-        "target_amp_std": s.target_amp_std,
-        "val_amp_mae": val.amp_mae,
-        "val_amp_mae_twin": val.amp_mae_twin,
-        "val_twin_fraction": val.twin_fraction,
-        "epoch_time": epoch_time,
-        "samples_per_s": s.n_train / epoch_time,
-        "t": time.time(),
-    }
+    record = EPOCH.record(
+        epoch=epoch,
+        step=global_step,
+        train_loss=done.train_loss,
+        val_loss=val.loss,
+        grad_norm=done.grad_norm,
+        lr=done.lr,
+        next_lr=s.schedule.lr_for_epoch(epoch + 1) if epoch + 1 < tc.epochs else None,
+        pred_amp_std=val.pred_amp_std,
+        target_amp_std=s.target_amp_std,
+        val_amp_mae=val.amp_mae,
+        val_amp_mae_twin=val.amp_mae_twin,
+        val_twin_fraction=val.twin_fraction,
+        epoch_time=epoch_time,
+        samples_per_s=s.n_train / epoch_time,
+        t=time.time(),
+    )
     if layerscale:
         record["layerscale"] = layerscale
     if norms:
@@ -403,17 +408,8 @@ def end_epoch(job: Job, s: Setup, epoch: int, done: EpochSteps) -> str | None:
     job.telemetry.fsync()
     stop_reason = react(cfg, fired, job.log)
     history = s.loop.history
-    for key, value in (
-        ("train_loss", done.train_loss),
-        ("val_loss", val.loss),
-        ("grad_norm", done.grad_norm),
-        ("lr", done.lr),
-        ("pred_amp_std", val.pred_amp_std),
-        ("val_amp_mae", val.amp_mae),
-        ("val_amp_mae_twin", val.amp_mae_twin),
-        ("val_twin_fraction", val.twin_fraction),
-    ):
-        history.setdefault(key, []).append(value)  # setdefault: pre-existing checkpoints
+    for key in HISTORY_FIELDS:  # the epoch record's fields the schema keeps per epoch
+        history.setdefault(key, []).append(record[key])  # setdefault: pre-existing checkpoints
     atomic_write_json(job.run.history, history)
     s.loop.epochs_done = epochs_done = epoch + 1
     save_checkpoint(
@@ -467,14 +463,13 @@ def finish(job: Job, s: Setup, stop_reason: str | None) -> RunResult:
     atomic_write_json(run.metrics, evaluation.metrics)
     evaluation.save_npz(run.recon)
     job.telemetry.write(
-        {
-            "type": "metrics",
-            "epoch": epochs_done - 1,
-            "step": s.loop.global_step,
-            "weights": "last epoch",
-            "metrics": headline_metrics(evaluation.metrics),
-            "t": time.time(),
-        }
+        METRICS.record(
+            epoch=epochs_done - 1,
+            step=s.loop.global_step,
+            weights="last epoch",
+            metrics=headline_metrics(evaluation.metrics),
+            t=time.time(),
+        )
     )
     if stop_reason:
         job.log(

@@ -16,7 +16,7 @@ from engine.config import ArmConfig
 from engine.errors import ConfigError
 from engine.runs.rundir import RunDir
 from engine.runs.status import RunLock, StatusFile, run_state
-from engine.runs.telemetry import TelemetryWriter
+from engine.runs.telemetry import STATUS, TelemetryWriter
 
 # Re-exported: the CLI resolves --device before it starts anything.
 from engine.training.devices import check_precision, resolve_device, resolve_devices, take_slot
@@ -100,13 +100,12 @@ def train_arm(
         if telemetry is not None:
             try:
                 telemetry.write(
-                    {
-                        "type": "status",
-                        "state": state,
-                        "exit_code": code,
-                        "error": message,
-                        "t": time.time(),
-                    }
+                    STATUS.record(
+                        state=state,
+                        exit_code=code,
+                        error=message,
+                        t=time.time(),
+                    )
                 )
             except Exception:  # the disk may be the failure; status.json still tries below
                 pass
@@ -118,14 +117,13 @@ def train_arm(
     else:
         exit_code = 0 if result.state == "finished" else 130
         telemetry.write(
-            {
-                "type": "status",
-                "state": result.state,
-                "exit_code": exit_code,
-                "epochs_done": result.epochs_done,
-                "stopped_early": result.stopped_early,
-                "t": time.time(),
-            }
+            STATUS.record(
+                state=result.state,
+                exit_code=exit_code,
+                epochs_done=result.epochs_done,
+                stopped_early=result.stopped_early,
+                t=time.time(),
+            )
         )
         status.finish(
             result.state,
