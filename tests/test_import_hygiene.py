@@ -89,7 +89,7 @@ ALLOWED = {
     "sim": set(),
     "models": set(),
     "runs": set(),
-    "scoring": {"sim"},
+    "scoring": {"sim", "runs"},  # runs: the telemetry schema its events are written in
     "study": {"sim", "models", "runs"},
     "training": {"sim", "models", "runs", "scoring", "study"},
     "live": {"runs", "scoring"},

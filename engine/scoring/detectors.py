@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from engine.config import DetectConfig
+from engine.runs.telemetry import EVENT
 
 SEVERITIES = ("info", "warning", "collapse", "fatal")
 # Rules whose firing means the arm failed to train (they decide the verdict).
@@ -55,10 +56,10 @@ class Event:
     onset_epoch: int | None = None  # first epoch of the condition (epoch rules with patience)
 
     def to_record(self, t: float) -> dict:
-        record = {"type": "event", **asdict(self), "t": t}
-        if record["onset_epoch"] is None:
-            del record["onset_epoch"]
-        return record
+        values = asdict(self)
+        if values["onset_epoch"] is None:
+            del values["onset_epoch"]
+        return EVENT.record(**values, t=t)
 
 
 def _finite(x: float | None) -> bool:
