@@ -62,8 +62,8 @@ from engine.training.optim import (
     set_lr,
 )
 from engine.training.progress import (
-    STEP_FLUSH_EVERY,
     EpochSummary,
+    flush_due,
     flush_steps,
     fmt_duration,
     format_epoch_line,
@@ -349,7 +349,8 @@ def train_epoch(job: Job, s: Setup, epoch: int) -> EpochSteps:
             grad_count += 1
         pending.append((s.loop.global_step, loss.detach(), pre, post, time.time()))
         s.loop.global_step += 1
-        if len(pending) >= STEP_FLUSH_EVERY or i == steps_per_epoch - 1 or job.stop.requested:
+        last = i == steps_per_epoch - 1
+        if flush_due(pending, time.time()) or last or job.stop.requested:
             fired = flush_steps(job.telemetry, pending, epoch, lr, s.step_rules)
             pending = []
             stop_reason = react(cfg, fired, job.log) or stop_reason

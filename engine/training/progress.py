@@ -16,6 +16,16 @@ from engine.scoring.detectors import Event, StepDetectors
 # steps (or at the epoch end): a per-step .item() would stall a GPU (docs/engineering.md,
 # 'Throughput on a GPU').
 STEP_FLUSH_EVERY = 32
+# ... and at least this often, so that a dashboard is never more than about this far behind even
+# when a step takes seconds (an epoch of the quick profile on a CPU is 28 steps, 60-90 s).
+STEP_FLUSH_SECONDS = 2.0
+
+
+def flush_due(pending: list[tuple], now: float) -> bool:
+    """Whether the buffered steps should go out now: by count, or by the age of the oldest."""
+    return bool(pending) and (
+        len(pending) >= STEP_FLUSH_EVERY or now - pending[0][4] >= STEP_FLUSH_SECONDS
+    )
 
 
 @dataclass
