@@ -19,6 +19,10 @@ order the grid was written in. A data or detector knob is prefixed with its sect
 that ``seed`` (training) and ``data_seed`` (the data recipe) cannot meet. Values print as TOML
 would (``0.001``, ``1e-05``, ``true``); two values that print alike after validation (an integer
 1 and a float 1.0 for a float knob) are the same point and are refused as a duplicate.
+
+Points that differ only in the training ``seed`` are replicates of one set-up: ``SweepPoint.group``
+(the name without the seed) is what the export groups their outcomes by
+(engine/reporting/outcomes.py).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from engine.errors import ConfigError
 from engine.runs.rundir import RUN_NAME_RE
 
 SECTIONS = ("data", "detect")
+# The training seed: points that differ only in it are replicates of one set-up. The data
+# recipe's ``data.seed`` makes another dataset, so it is not a replicate seed.
+SEED_KEY = "seed"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,22 @@ class SweepPoint:
     @property
     def name(self) -> str:
         return point_name(self.arm, dict(self.values))
+
+    @property
+    def label(self) -> str:
+        """The point's values as its name spells them (``lr-0.001.seed-3``), without the arm."""
+        return self.name[len(self.arm) + 1 :]
+
+    @property
+    def seed(self) -> Any:
+        """The training seed the point sets, or None when the grid has no ``seed`` key."""
+        return dict(self.values).get(SEED_KEY)
+
+    @property
+    def group(self) -> str:
+        """The point's name without its training seed: the runs of one set-up share it, so the
+        export reports their outcomes together (``arm`` alone for a seeds-only grid)."""
+        return point_name(self.arm, {k: v for k, v in self.values if k != SEED_KEY})
 
     def overrides(self) -> dict[str, Any]:
         return dict(self.values)
@@ -83,6 +106,8 @@ def _flatten_grid(where: str, grid: Any) -> dict[str, list]:
                 flat[f"{key}.{sub}"] = sub_values
         else:
             flat[key] = values
+    if not flat:
+        raise ConfigError(f"{where}: expected at least one knob = [values, ...]; the grid is empty")
     for key, values in flat.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(

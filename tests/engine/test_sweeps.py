@@ -212,3 +212,114 @@ def test_an_unknown_sweep_name_lists_the_sweeps(tmp_path):
     st = study(tmp_path, GRID)
     with pytest.raises(ConfigError, match=r"no sweep named 'x'; sweeps in this file: s"):
         st.sweep("x")
+
+
+@pytest.mark.parametrize(
+    "sweeps, message",
+    [
+        (
+            """
+     [sweeps.s]
+     arms = ["a"]
+     [sweeps.s.grid]
+     fno_blocks = ["four"]
+     """,
+            r"arms\.toml: \[sweeps\.s\.grid\]: key 'fno_blocks' has bad value 'four'",
+        ),
+        (
+            """
+     [sweeps.s]
+     arms = ["a"]
+     [sweeps.s.grid]
+     data.train_stride = [4.5]
+     """,
+            r"arms\.toml: \[sweeps\.s\.grid\]: key 'data\.train_stride' has bad value 4\.5",
+        ),
+        (
+            """
+     [sweeps.s]
+     arms = ["a"]
+     [sweeps.s.grid]
+     """,
+            r"arms\.toml: \[sweeps\.s\.grid\]: expected a non-empty table",
+        ),
+        (
+            """
+     [sweeps.s]
+     arms = ["a"]
+     [sweeps.s.grid]
+     data = {}
+     """,
+            r"arms\.toml: \[sweeps\.s\.grid\]: expected at least one knob",
+        ),
+        (
+            """
+     [sweeps.s]
+     arms = ["a"]
+     [sweeps.s.grid]
+     data.no_such_knob = [1]
+     """,
+            r"\[sweeps\.s\.grid\]: unknown key 'data\.no_such_knob'",
+        ),
+        (
+            """
+     [sweeps.one]
+     arms = ["a"]
+     [sweeps.one.grid]
+     seed = [1, 2]
+
+     [sweeps.two]
+     arms = ["a", "b"]
+     [sweeps.two.grid]
+     seed = [2, 3]
+     """,
+            r"arms\.toml: sweeps 'one' and 'two' both define the run 'a\.seed-2'",
+        ),
+    ],
+)
+def test_more_bad_sweeps_name_the_file_sweep_and_knob(tmp_path, sweeps, message):
+    with pytest.raises(ConfigError, match=message):
+        study(tmp_path, sweeps)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_point_knows_its_seed_and_its_group_without_the_seed(tmp_path):
+    st = study(tmp_path, GRID)
+    point = st.points["a.data_train_stride-4.lr-0.0005.seed-2"]
+    assert point.seed == 2 and point.label == "data_train_stride-4.lr-0.0005.seed-2"
+    assert point.group == "a.data_train_stride-4.lr-0.0005"
+    (tmp_path / "x").mkdir()
+    seeds_only = study(
+        tmp_path / "x",
+        """
+    [sweeps.s]
+    arms = ["a"]
+    [sweeps.s.grid]
+    seed = [1]
+    data.seed = [5]
+    """,
+    )
+    point = seeds_only.points["a.data_seed-5.seed-1"]
+    assert point.group == "a.data_seed-5"  # the data seed makes another data set: not a replicate
+
+
+def test_each_distinct_generator_is_built_once_per_load(tmp_path, monkeypatch):
+    import engine.models
+    from engine.study import arms
+
+    arms._model_problem.cache_clear()
+    built = []
+    real = engine.models.build_model
+    monkeypatch.setattr(engine.models, "build_model", lambda *a: built.append(a) or real(*a))
+    st = study(
+        tmp_path,
+        """
+    [sweeps.s]
+    arms = ["a"]
+    [sweeps.s.grid]
+    seed = [1, 2, 3]
+    lr = [1e-3, 2e-3]
+    """,
+    )
+    assert len(st.sweep("s")) == 6
+    assert len(built) == 2  # arm a's generator (shared by its six points) and arm b's
