@@ -31,10 +31,12 @@ INTRO = """\
 [profiles.<name>.data]
 [profiles.<name>.arms.<arm>]       # profile values for one arm only (e.g. a longer control)
 [profiles.<name>.arms.<arm>.data]
+[sweeps.<name>]      # arms = [...]: the arms a sweep starts from
+[sweeps.<name>.grid] # knob = [values, ...]: one run per point of the Cartesian product
 ```
 
 Precedence, lowest first: knob default < `[data]`/`[defaults]` < `[arms.<name>]` <
-`[profiles.<name>]` < `[profiles.<name>.arms.<arm>]` < `--set KEY=VALUE` (data and detector knobs as `--set data.KEY=VALUE`,
+`[profiles.<name>]` < `[profiles.<name>.arms.<arm>]` < a sweep point's values < `--set KEY=VALUE` (data and detector knobs as `--set data.KEY=VALUE`,
 `--set detect.KEY=VALUE`). A profile's runs go
 to `<output_dir>_<profile>` unless `--out` is given. Unknown keys, wrong types, out-of-range values
 and bad arm names are refused with a message naming the file, the arm, the key, the value and what
@@ -47,6 +49,46 @@ WarmupCosine arm whose `warmup_epochs` is at least its `epochs`.
 
 Retired keys load at the only value they ever had and are refused otherwise: `[data] gridsize = 1`
 (patches per sample group; nothing but 1 was ever implemented).
+
+## Sweeps (`[sweeps.<name>]`)
+
+A sweep runs one or more arms over a grid of knob values, each point a run of its own:
+
+```toml
+[sweeps.depths]
+arms = ["arm_control"]            # existing [arms.<name>] tables, at least one
+
+[sweeps.depths.grid]          # every key a list of at least one value
+seed = [20260128, 20260129, 20260130]
+fno_blocks = [4, 5, 6]
+max_hidden_channels = [512]       # a one-value list sets a knob for every point
+data.train_stride = [4, 8]        # data and detector knobs with their section: data.KEY, detect.KEY
+```
+
+- **Expansion**: the Cartesian product of the grid, for every listed arm (the example: 3 × 3 × 1
+  × 2 = 18 points of `arm_control`; the repository's arms.toml has `crash_hunt`, the same grid with
+  `epochs = [30]` in place of the stride: 9 points). The arms themselves stay runs of their own.
+- **Run names**: `<arm>.<key>-<value>` for every grid key, keys in sorted order whatever order the
+  grid was written in, e.g. `arm_control.fno_blocks-4.max_hidden_channels-512.seed-20260128`. A
+  data or detector key keeps its section with `_` (`data_train_stride-8`), so the training `seed`
+  and the recipe's `data.seed` never meet. Values print as TOML would (`0.001`, `1e-05`, `true`)
+  and must be spelled with letters, digits, `_`, `.` and `-`.
+- **Precedence**: a point is its arm with the point's values applied after the profile (and the
+  profile's per-arm table) and before `--set`, which applies to every point. With `--profile` the
+  points' runs go to `<output_dir>_<profile>` like the arms'.
+- **Commands**: `fnotui sweep NAME --list` prints the points and their states; `fnotui sweep NAME`
+  launches them through the device queue, `--foreground` trains them here one after the other.
+  A point is a run like an arm: `launch`, `stop`, `--resume`, `evaluate` take its name.
+- **Outcomes**: `fnotui export` groups the runs by point without the training seed (the same arm
+  and the same other values) and reports per group the runs' states and verdicts, the collapse
+  fraction with its 95 % Wilson interval ("1/3 (95 % CI 6–79 %)"), and the median and range of
+  best val loss and amplitude SSIM (summary.md, and `"@sweeps"` in the report's stats.json).
+- **Checks at load**, each naming the file, the sweep and the key or point, exit 2 with nothing
+  written: an empty grid or an empty value list, a key that is not a knob, a value its knob
+  refuses (wrong type or out of range), two values that print alike, a sweep naming an unknown
+  arm, a point named like an arm, two sweeps defining the same run, and a point whose generator
+  cannot be built (the meta-device build, e.g. `fno_blocks = 8` at `N = 64`: the hybrid halves the
+  side per level and needs a bottleneck of at least 2 px, so 6 blocks is the most at N = 64).
 """
 
 
