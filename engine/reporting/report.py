@@ -64,7 +64,7 @@ class ReportInput:
     stats: list[dict]  # engine.reporting.stats.arm_stats objects, in study order
     references: list[Reference] = field(default_factory=list)
     config_diff: list[tuple[str, dict[str, object]]] = field(default_factory=list)
-    # Replicates: arms equal but for the training seed, with their seeds (engine.reporting.export).
+    # Replicates: arms equal but for the training seed, with their seeds (engine.reporting.compare).
     seed_groups: list[tuple[list[str], list[object]]] = field(default_factory=list)
     # Outcome statistics per sweep point without the seed (engine.reporting.outcomes).
     outcomes: list[dict] = field(default_factory=list)

@@ -108,7 +108,18 @@ def test_repository_arms_toml_is_valid_and_faithful():
         "arm_stable_warmup_unstepped",
     }
     seeds = {f"{arm}.seed-{seed}" for arm in base for seed in (20260129, 20260130)}
-    assert set(study.arms) == base | seeds and set(study.sweep("seeds")) == seeds
+    assert set(study.sweep("seeds")) == seeds
+    crash = set(study.sweep("crash_hunt"))  # 3 seeds x fno_blocks 4/5/6 of the control
+    assert set(study.arms) == base | seeds | crash and len(crash) == 9
+    for name in crash:
+        cfg = study.arm(name)
+        assert (cfg.model.architecture, cfg.model.max_hidden_channels) == ("hybrid", 512)
+        assert (cfg.train.grad_clip, cfg.train.clip_algorithm, cfg.train.epochs) == (
+            1.0,
+            "norm",
+            30,
+        )
+    assert {study.arm(n).model.fno_blocks for n in crash} == {4, 5, 6}
     assert study.arm("arm_stable.seed-20260130").train.seed == 20260130
     assert study.arm("arm_stable.seed-20260130").train.lr == 1e-3
     assert study.warnings == ()  # the default probe is not twin-ambiguous
@@ -157,6 +168,8 @@ def test_repository_original_profile_sets_the_recorded_conditions():
         ) == ("batch_length", 16, 8)
         assert (cfg.data.nimgs_train, cfg.data.nimgs_test, cfg.data.set_phi) == (2, 2, False)
         expected = 50 if name.split(".")[0] == "arm_control" else 20
+        if name in study.points and study.points[name].sweep == "crash_hunt":
+            expected = 30  # the point's epochs beat the profile's
         assert cfg.train.epochs == expected, name
 
 
