@@ -10,6 +10,10 @@
 4. kill -9 mid-epoch and ``--resume`` with the real CLI on CUDA: do history.json and
    metrics.json equal an uninterrupted CUDA run's exactly (as tests/test_resume.py asserts on
    the CPU)?
+5. The speed modes against eager fp32 on the same device (``check_modes``): bf16 autocast, TF32
+   (CUDA only) and gradient checkpointing, each for every generator: output and gradient
+   relative error after one step, and the relative gap of a 20-step loss trajectory.
+   ``--modes-only-on cpu`` runs it on the CPU (bf16 and checkpointing; TF32 has no CPU form).
 
     python bench/gpu_check.py --out gpu_check.json
 """
@@ -44,7 +48,9 @@ N = 64
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    # Complex tensors compare as (real, imag) pairs: .double() alone would drop the imaginary part.
+    a, b = (torch.view_as_real(t.detach()) if t.is_complex() else t.detach() for t in (a, b))
+    a, b = a.double().cpu(), b.double().cpu()
     if not torch.isfinite(a).all() or not torch.isfinite(b).all():
         return float("nan")
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
@@ -277,6 +283,78 @@ def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
     }
 
 
+def _trajectory(model, physics, x, steps: int, autocast) -> list[float]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            obj = model(x)
+        loss = get_loss("mae")(physics(obj), x[:, 0])
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[dict]:
+    """Every speed mode against eager fp32 on ``device``: one forward/backward, then 20 steps."""
+    import contextlib
+    import dataclasses
+
+    dev = torch.device(device)
+    modes = {"bf16": "bf16", "checkpointing": "fp32"} | (
+        {"tf32": "tf32"} if dev.type == "cuda" else {}
+    )
+    physics = ForwardModel(disk_probe(N)).to(dev)
+    rows = []
+    for arch in ARCHITECTURES:
+        base = ModelConfig(architecture=arch)
+        torch.manual_seed(0)
+        reference = build_model(base, N).to(dev).train()
+        obj = torch.polar(torch.rand(batch, N, N), torch.rand(batch, N, N) * 6.28 - 3.14)
+        with torch.no_grad():
+            x = physics(obj.to(dev)).unsqueeze(1)
+        set_tf32(False, False)
+        ref_obj, ref_loss, ref_grads = forward_backward(reference, physics, x)
+        ref_traj = _trajectory(copy.deepcopy(reference), physics, x, steps, contextlib.nullcontext)
+        for mode, precision in modes.items():
+            cfg = dataclasses.replace(
+                base, grad_checkpointing="blocks" if mode == "checkpointing" else "off"
+            )
+            torch.manual_seed(0)
+            model = build_model(cfg, N).to(dev).train()
+            model.load_state_dict(reference.state_dict())
+            set_tf32(precision == "tf32", precision == "tf32")
+            if precision == "bf16":
+
+                def autocast():
+                    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+            else:
+                autocast = contextlib.nullcontext
+            model.zero_grad(set_to_none=True)
+            with autocast():
+                out = model(x)
+            loss = get_loss("mae")(physics(out), x[:, 0])
+            loss.backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            traj = _trajectory(copy.deepcopy(model), physics, x, steps, autocast)
+            rows.append(
+                {
+                    "arch": arch,
+                    "mode": mode,
+                    "output_rel": rel(out, ref_obj),
+                    "loss_rel": rel(loss, ref_loss),
+                    "grad_rel": rel(grads, ref_grads),
+                    "trajectory_max_rel": max(abs(a - b) / abs(b) for a, b in zip(traj, ref_traj)),
+                    "final_loss": traj[-1],
+                    "final_loss_fp32": ref_traj[-1],
+                }
+            )
+    set_tf32(False, False)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
@@ -291,7 +369,15 @@ def main() -> None:
         metavar="DEVICE",
         help="only the spectral dft/fft comparison, on DEVICE (cpu: CPU alone)",
     )
+    parser.add_argument(
+        "--modes-only-on",
+        metavar="DEVICE",
+        help="only the speed modes against eager fp32, on DEVICE (cpu: bf16 and checkpointing)",
+    )
     args = parser.parse_args()
+    if args.modes_only_on:
+        print(json.dumps(check_modes(args.modes_only_on), indent=2))
+        return
     if args.resume_only_on:
         print(json.dumps(check_resume(args.resume_only_on), indent=2))
         return
@@ -308,6 +394,7 @@ def main() -> None:
     report["generators"] = check_generators()
     report.update(check_physics())
     report["spectral_impls"] = check_spectral_impls()
+    report["modes"] = check_modes()
     report["determinism"] = check_determinism()
     if not args.skip_resume:
         report["resume"] = check_resume()
@@ -326,6 +413,11 @@ def main() -> None:
             + ", ".join(
                 f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
             )
+        )
+    for r in report["modes"]:
+        print(
+            f"mode {r['arch']:14s} {r['mode']:14s} output {r['output_rel']:.2e} grad "
+            f"{r['grad_rel']:.2e} 20-step max rel {r['trajectory_max_rel']:.2e}"
         )
     for arch, d in report["determinism"].items():
         print(f"determinism {arch}: identical={d['identical']} max|diff|={d['max_abs_diff']:.2e}")

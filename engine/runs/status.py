@@ -92,7 +92,7 @@ class RunLock:
             self._fh.close()  # closing the descriptor drops the flock
             self._fh = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 
