@@ -28,6 +28,7 @@ class Session:
     # reader joins ``preload`` before its first poll.
     store: RunStore | None = None
     preload: threading.Thread | None = None
+    preload_error: str | None = None  # what stopped the first read, said once it is shown
 
     @classmethod
     def local(
@@ -53,5 +54,6 @@ class Session:
             device=device,
             max_parallel=max_parallel,
             overrides=overrides,
+            export_in_process=False,  # the dashboard stays small: see LocalControl
         )
         return cls(study, control, Path(arms_file), **options)

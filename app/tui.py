@@ -10,6 +10,8 @@ snapshots; screens watch ``App.snapshots``. File I/O and parsing never run on th
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 import threading
 import time
@@ -25,13 +27,34 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from app.session import Session
-from engine.control.base import Outcome
+from engine.control.base import LinkState, Outcome
 from engine.errors import FnotuiError
 from engine.live.runstore import ArmSnapshot, RunStore
 from engine.runs.status import ACTIVE_STATES
 
 # At most this many alarm toasts per update; the events list is the authoritative record.
 MAX_ALARM_TOASTS = 3
+# A connected link that has been quiet this long says so in the title (the host ticks every 2 s).
+QUIET_AFTER_S = 5.0
+
+log = logging.getLogger("fnotui")
+
+
+def _log_to_state_dir() -> None:
+    """Reader and worker failures go to <state dir>/fnotui/dashboard.log as well as to a
+    notification: the terminal belongs to the dashboard, so stderr is no place for them."""
+    if log.handlers:
+        return
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    try:
+        path = Path(state) / "fnotui" / "dashboard.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, delay=True)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
 
 
 class StoreUpdated(Message):
@@ -50,7 +73,10 @@ class FnotuiApp(App):
 
     CSS_PATH = "fnotui.tcss"
     TITLE = "fnotui"
-    BINDINGS = [Binding("q", "quit", "Quit", priority=False)]
+    BINDINGS = [
+        Binding("q", "quit", "Quit", priority=False),
+        Binding("ctrl+r", "reconnect", "Reconnect"),
+    ]
 
     # A var, not a reactive: a reactive on the App repaints the whole screen when it changes.
     snapshots: var[tuple[ArmSnapshot, ...]] = var((), always_update=True)
@@ -64,6 +90,7 @@ class FnotuiApp(App):
         # another host (--remote: the store then reads a local mirror of it).
         self.control = session.control
         self._link: str | None = None
+        self._reader_error: str | None = None
         self.live = session.live
         self.poll_interval = session.poll_interval
         self.store = session.store if session.store is not None else RunStore.from_study(self.study)
@@ -72,29 +99,38 @@ class FnotuiApp(App):
         self._wake = threading.Event()
         self._alarms_seen: set[tuple[str, str]] | None = None
         self._io_error: str | None = None
-        self.sub_title = self._title_for(None)
+        _log_to_state_dir()
+        self.sub_title = self._title_for(self.control.link_state())
 
-    def _title_for(self, link: str | None) -> str:
+    def _title_for(self, link: LinkState | None, now: float | None = None) -> str:
+        """The study and where it is; for a remote study the link's state comes first, with a
+        live countdown to the next attempt."""
         if self.control.where is None:
             return f"{self.study.name} · {_display_path(self.study.output_dir, self.arms_file)}"
-        return f"{self.study.name} · {self.control.where} · {link or 'connecting'}"
+        return f"{link_text(link, now)} · {self.study.name} · {self.control.where}"
 
     def _watch_link(self) -> None:
-        """Say in the title (and once in a toast) when the ssh link drops or comes back."""
-        link = self.control.link()
-        if link is None or link == self._link:
+        """Keep the title's link state and countdown current (reader thread), and say once in
+        a toast when the ssh link drops or comes back."""
+        link = self.control.link_state()
+        if link is None:
             return
-        was, self._link = self._link, link
-        self.call_from_thread(setattr, self, "sub_title", self._title_for(link.split(":")[0]))
-        if was == "connected" and link != "connected":
+        title = self._title_for(link)
+        if title != self.sub_title:
+            self.call_from_thread(setattr, self, "sub_title", title)
+        if link.state == self._link:
+            return
+        was, self._link = self._link, link.state
+        if was == "connected" and link.state != "connected":
             self.call_from_thread(
                 self.notify,
-                f"link to {self.control.where} lost: {link}",
+                f"link to {self.control.where} lost: {link.error or link.state}; "
+                "ctrl+r reconnects now",
                 title="remote",
                 severity="warning",
                 markup=False,
             )
-        elif was is not None and link == "connected":
+        elif was is not None and link.state == "connected":
             self.call_from_thread(
                 self.notify, "link restored; caught up", title="remote", markup=False
             )
@@ -130,6 +166,8 @@ class FnotuiApp(App):
         worker = get_current_worker()
         if self._preload is not None:
             self._preload.join()
+            if self.session.preload_error:
+                self._say_reader_error(f"the first read failed: {self.session.preload_error}")
         while not worker.is_cancelled:
             started = time.monotonic()
             try:
@@ -140,10 +178,18 @@ class FnotuiApp(App):
                     self._io_error = message
                     self.call_from_thread(self.notify, message, severity="warning", markup=False)
                 changed = False
+            except Exception as exc:  # a bug on odd input: never let the reader die silently
+                log.exception("reader")
+                self._say_reader_error(f"{type(exc).__name__}: {exc}")
+                changed = False
             else:
                 self._io_error = None
-            self._report_exits()
-            self._watch_link()
+            try:
+                self._report_exits()
+                self._watch_link()
+            except Exception as exc:
+                log.exception("reader")
+                self._say_reader_error(f"{type(exc).__name__}: {exc}")
             if changed or not self.loaded.is_set():
                 self.post_message(StoreUpdated(self.store.snapshots()))
             self.loaded.set()
@@ -151,6 +197,20 @@ class FnotuiApp(App):
                 return
             self._wake.wait(max(0.0, self.poll_interval - (time.monotonic() - started)))
             self._wake.clear()
+
+    def _say_reader_error(self, message: str) -> None:
+        """Once per distinct error (the reader retries every poll); the log has the traceback."""
+        if message == self._reader_error:
+            return
+        self._reader_error = message
+        self.call_from_thread(
+            self.notify,
+            f"{message} (logged; still polling)",
+            title="reader error",
+            severity="error",
+            timeout=15,
+            markup=False,
+        )
 
     def poll_now(self) -> None:
         """Read the run directories at once (after a launch or a stop)."""
@@ -189,6 +249,7 @@ class FnotuiApp(App):
         """The one place a failed worker becomes a message."""
         if event.state == WorkerState.ERROR:
             error = event.worker.error
+            log.error("worker %s failed", event.worker.name, exc_info=error)
             self.notify(
                 f"{event.worker.description or event.worker.name} failed: "
                 f"{type(error).__name__}: {error}",
@@ -306,12 +367,25 @@ class FnotuiApp(App):
         self._act([(f"■ stop {name}", lambda n=name: self.control.stop(n)) for name in names])
 
     def action_export(self) -> None:
-        self.notify("exporting…", markup=False, timeout=2)
+        self.notify("exporting in a separate process…", markup=False, timeout=4)
         self._export()
 
     @work(thread=True, exclusive=True, group="export", description="export", exit_on_error=False)
     def _export(self) -> None:
+        # The control runs the export in another process (here: python -m app.cli export;
+        # remote: over ssh), so torch and matplotlib never load into the dashboard.
         self._act([("export", self.control.export)], timeout=15)
+
+    def action_reconnect(self) -> None:
+        if self.control.reconnect():
+            self.notify(f"reconnecting to {self.control.where} now", markup=False, timeout=3)
+            self.poll_now()
+        else:
+            self.notify("the study is on this machine: no link", markup=False, timeout=3)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # No link (a study here): keep the key out of the footer.
+        return not (action == "reconnect" and self.control.where is None)
 
     def _act(self, calls, timeout: float = 10) -> None:
         """Run control actions, (title, call) pairs, one by one (worker thread) and report
@@ -422,6 +496,25 @@ class FnotuiApp(App):
                     lambda name=s.name: self.stop_arms([name]),
                     discover=False,
                 )
+
+
+def link_text(link: LinkState | None, now: float | None = None) -> str:
+    """The link state, short enough to lead an 80-column title."""
+    if link is None:
+        return "connecting"
+    now = time.time() if now is None else now
+    if link.state == "connected":
+        quiet = now - link.last_heard if link.last_heard else 0.0
+        return f"◌ silent {quiet:.0f} s" if quiet >= QUIET_AFTER_S else "● connected"
+    if link.state == "reconnecting":
+        if link.retry_at is None:
+            return "⚠ link down · reconnecting"
+        return f"⚠ link down · retry in {max(0.0, link.retry_at - now):.0f} s"
+    if link.state == "connecting":
+        return "… connecting"
+    if link.state == "failed":
+        return "✘ link failed"
+    return link.state
 
 
 def _display_path(path: Path, arms_file: Path) -> str:

@@ -57,6 +57,18 @@ def _connect_remote(args):
     return remote_study, mirror.arms_file, control
 
 
+def _first_read(session) -> None:
+    """The store's first poll; a failure is kept for the dashboard to show, never lost with
+    the thread."""
+    import logging
+
+    try:
+        session.store.poll()
+    except Exception as exc:
+        logging.getLogger("fnotui.reader").exception("first read")
+        session.preload_error = f"{type(exc).__name__}: {exc}"
+
+
 def cmd_dashboard(args) -> int:
     import os
 
@@ -87,7 +99,7 @@ def cmd_dashboard(args) -> int:
     # The first read (possibly a million records) runs while Textual is imported and set up.
     session.store = RunStore.from_study(study)
     session.preload = threading.Thread(
-        target=session.store.poll, name="fnotui-first-read", daemon=True
+        target=_first_read, args=(session,), name="fnotui-first-read", daemon=True
     )
     session.preload.start()
     from app.tui import FnotuiApp

@@ -32,6 +32,16 @@ class Outcome:
     problems: tuple[str, ...] = ()  # evidence an export could not use
 
 
+@dataclass(frozen=True)
+class LinkState:
+    """The link to a remote study's host, for a title that counts down to the next attempt."""
+
+    state: str  # connecting | connected | reconnecting | failed | closed
+    error: str = ""  # why the last connection ended
+    retry_at: float | None = None  # time.time() of the next attempt while reconnecting
+    last_heard: float | None = None  # time.time() of the last line from the host
+
+
 class Control(ABC):
     """Acts on the runs of one study. ``where`` names the host for messages (None: here)."""
 
@@ -61,6 +71,14 @@ class Control(ABC):
     def link(self) -> str | None:
         """The state of the link to the study's host (None: the study is here)."""
         return None
+
+    def link_state(self) -> LinkState | None:
+        """``link`` in parts (None: the study is here)."""
+        return None
+
+    def reconnect(self) -> bool:
+        """Try the link to the study's host now; False when there is no link."""
+        return False
 
     def close(self) -> None:
         """Let go of what the control holds (the ssh link of a remote study)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from engine.control.base import MODES, Control, ControlError, Outcome
@@ -37,8 +39,13 @@ class LocalControl(Control):
         device: str = "auto",
         max_parallel: int = 1,
         overrides=(),
+        export_in_process: bool = True,
     ):
+        """``export_in_process=False`` (the dashboard) runs the export as ``python -m app.cli
+        export``: torch and matplotlib then never load into a long-lived process, and their
+        memory goes when the export ends."""
         self.study = study
+        self.export_in_process = export_in_process
         self.arms_file = Path(arms_file)
         self.profile = profile
         self.out = Path(out) if out is not None else None
@@ -87,12 +94,47 @@ class LocalControl(Control):
         require_runs(self.study, self.out)
         if report is not None:
             check_output_dir(report, "--report")
+        if not self.export_in_process:
+            return self._export_subprocess(report, bundle)
         result = export_study(self.study, report, bundle=bundle)
         return Outcome(
             f"wrote {len(result.files)} files",
             files=tuple(result.files),
             problems=tuple(result.problems),
         )
+
+    def _export_subprocess(self, report: Path | None, bundle: Path | None) -> Outcome:
+        from engine.control.grammar import command_line
+
+        args = command_line(
+            "export",
+            arms=self.arms_file.resolve(),
+            profile=self.profile,
+            out=self.out.resolve() if self.out is not None else None,
+            report=Path(report).resolve() if report is not None else None,
+            bundle=Path(bundle).resolve() if bundle is not None else None,
+        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "app.cli", *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                cwd=_repo_root(),  # the paths above are absolute
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ControlError(f"export: {exc}") from None
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
+            raise ControlError(f"export failed (exit {proc.returncode}): {' '.join(tail)}")
+        lines = proc.stdout.splitlines()
+        files = tuple(Path(line[6:]) for line in lines if line.startswith("wrote "))
+        mark = "fnotui export: could not use: "
+        problems = tuple(
+            line[len(mark) :] for line in proc.stderr.splitlines() if line.startswith(mark)
+        )
+        return Outcome(f"wrote {len(files)} files", files=files, problems=problems)
 
     def reap(self) -> list[tuple[str, int, str]]:
         done = []
@@ -101,6 +143,11 @@ class LocalControl(Control):
             log = self.study.run_dir(arm) / "run.log" if arm in self.study.arms else None
             done.append((arm, code, last_log_line(log) if log and code else ""))
         return done
+
+
+def _repo_root() -> str:
+    """Where ``app`` is importable from, whatever the dashboard's working directory."""
+    return str(Path(__file__).resolve().parents[2])
 
 
 # -- checks: bad input is refused (ConfigError, exit 2) before anything is written -----------

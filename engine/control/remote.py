@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from engine.control.base import MODES, Control, ControlError, Outcome
+from engine.control.base import MODES, Control, ControlError, LinkState, Outcome
 from engine.control.grammar import command_line
 from engine.live.remote import RemoteMirror, Target, default_mirror_root
 
@@ -114,6 +114,17 @@ class RemoteControl(Control):
 
     def link(self) -> str | None:
         return self.mirror.link
+
+    def link_state(self) -> LinkState | None:
+        m = self.mirror
+        state, _, error = m.link.partition(":")
+        if state.startswith("reconnecting"):
+            state = "reconnecting"
+        return LinkState(state, error.strip(), m.retry_at, m.last_heard)
+
+    def reconnect(self) -> bool:
+        self.mirror.reconnect_now()
+        return True
 
     def close(self) -> None:
         self.mirror.close()

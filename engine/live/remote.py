@@ -44,7 +44,7 @@ from engine.live.stream import (
     unb64,
 )
 from engine.locking import try_lock
-from engine.runs.status import OBSERVED_STATE_FILE
+from engine.runs.status import MIRROR_MARK, OBSERVED_STATE_FILE
 
 SSH_OPTIONS = (
     "-o",
@@ -57,7 +57,6 @@ SSH_OPTIONS = (
     "ConnectTimeout=15",
 )
 BACKOFF_S = (1, 2, 4, 8, 15)
-MIRROR_MARK = ".fnotui-mirror"
 
 
 class RemoteError(FnotuiError):
@@ -128,6 +127,11 @@ class RemoteMirror:
         self.connects = 0  # successful (hello received) connections
         self.messages = 0
         self.last_error = ""
+        # time.time() of the next connection attempt while waiting to reconnect (None
+        # otherwise), and of the last line from the remote side: for a live countdown and age.
+        self.retry_at: float | None = None
+        self.last_heard: float | None = None
+        self._retry_now = threading.Event()
         self._stop = threading.Event()
         self._hello_event = threading.Event()
         self._proc: subprocess.Popen | None = None
@@ -200,6 +204,13 @@ class RemoteMirror:
         """End the current ssh (the thread reconnects): for tests and a manual 'reconnect'."""
         self._kill()
 
+    def reconnect_now(self) -> None:
+        """Cut the pause before the next attempt, or the current link if there is one (a
+        half-dead link that has not yet gone silent long enough to be noticed)."""
+        self._retry_now.set()
+        if self.link != "connecting":
+            self._kill()
+
     def _kill(self) -> None:
         with self._lock:
             proc = self._proc
@@ -239,8 +250,17 @@ class RemoteMirror:
                 return
             attempt = 0 if got_hello else attempt + 1
             pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            self.retry_at = time.time() + pause
             self.link = f"reconnecting in {pause} s: {self.last_error}"
-            self._stop.wait(pause)
+            self._retry_now.clear()
+            deadline = time.monotonic() + pause
+            while not self._stop.is_set() and not self._retry_now.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._retry_now.wait(min(left, 0.5))
+            self._retry_now.clear()
+            self.retry_at = None
         self.link = "closed"
 
     def _session(self) -> bool:
@@ -274,6 +294,7 @@ class RemoteMirror:
         try:
             for raw in proc.stdout:
                 watchdog.feed()
+                self.last_heard = time.time()
                 try:
                     message = json.loads(raw)
                 except json.JSONDecodeError:

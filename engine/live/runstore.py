@@ -13,6 +13,7 @@ engine/live/parse.py for the bulk path.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -31,7 +32,9 @@ from engine.live.snapshot import (
 )
 from engine.live.tail import Tailer
 from engine.runs.rundir import RunDir
-from engine.runs.status import read_status, run_state
+from engine.runs.status import read_status, run_state, silence
+
+log = logging.getLogger("fnotui.reader")
 
 __all__ = ["SPARK_BUCKETS", "ArmRun", "ArmSnapshot", "PlotData", "RunStore"]
 
@@ -51,11 +54,36 @@ class ArmRun:
         self.series = ArmSeries()
         self.lock = threading.Lock()
         self._sparks = SparkCache()
+        self.error = ""  # why the last poll could not read the telemetry ("" when it could)
+        self.long_lines = 0  # lines over the tailer's limit, dropped
+        self._seen = False  # the telemetry file existed once
 
     def poll(self) -> bool:
+        """Read what is new; never raises: a run that cannot be read gets a reason (``error``,
+        shown on the arm) and is polled again next time."""
+        try:
+            changed = self._poll()
+        except Exception as exc:
+            error = _read_error(self.run.telemetry, exc)
+            if error != self.error:
+                log.warning("%s: %s", self.name, error, exc_info=not isinstance(exc, OSError))
+                self.error = error
+                return True
+            return False
+        if self.error and not (self._seen and self.tailer.identity is None):
+            self.error = ""
+            changed = True
+        return changed
+
+    def _poll(self) -> bool:
         changed = False
         while True:
             chunk = self.tailer.poll()
+            if chunk.missing and self._seen and not self.error:
+                self.error = f"{self.run.telemetry.name} vanished (run directory moved or removed?)"
+                log.warning("%s: %s", self.name, self.error)
+                changed = True
+            self._seen |= self.tailer.identity is not None
             with self.lock:
                 if chunk.reset:
                     self.series.clear()
@@ -63,6 +91,7 @@ class ArmRun:
                 if chunk.data:
                     changed |= self.series.ingest(chunk.data, chunk.ends)
                 self.series.stats.bad_lines += self.tailer.too_long
+                self.long_lines += self.tailer.too_long
                 self.tailer.too_long = 0
             if not chunk.more:
                 return changed
@@ -80,19 +109,55 @@ class ArmRun:
                 sparks=self._sparks,
                 has_recon=self.run.recon.exists(),
                 has_run=self.tailer.identity is not None,
-                note=self._note(state),
+                note=self._note(state, now),
                 now=now,
             )
 
-    def _note(self, state: str) -> str:
-        if state not in ("queued", "failed", "killed"):
-            return ""
-        st = read_status(self.run.root) or {}
-        return str(st.get("queue" if state == "queued" else "error") or "")
+    def _note(self, state: str, now: float) -> str:
+        """One line: why the arm waits or failed, how long its host has been silent, and what
+        the reader could not use (the caller holds the lock)."""
+        parts = []
+        if state in ("queued", "failed", "killed"):
+            st = read_status(self.run.root) or {}
+            parts.append(str(st.get("queue" if state == "queued" else "error") or ""))
+        elif state == "stale":
+            age = silence(self.run.root, now)
+            parts.append(
+                "stale: no word from the engine's host"
+                + (f" for {age:.0f} s" if age is not None else " yet")
+            )
+        parts.append(self.error or self._telemetry_note(state))
+        return " · ".join(p for p in parts if p)
+
+    def _telemetry_note(self, state: str) -> str:
+        s, problems = self.series, []
+        bad = s.stats.bad_lines - self.long_lines
+        if bad:
+            problems.append(f"{bad} unreadable lines (not JSON: truncated or binary?)")
+        if self.long_lines:
+            problems.append(
+                f"{self.long_lines} lines over {self.tailer.max_line >> 20} MiB dropped"
+            )
+        if s.headers > 1:
+            problems.append(f"{s.headers} header records: showing the run after the last")
+        if s.crlf:
+            problems.append("CRLF line ends (read as LF)")
+        if self.tailer.carry and state not in ("running", "queued"):
+            problems.append(f"last line incomplete ({len(self.tailer.carry)} bytes, no newline)")
+        return ("telemetry: " + "; ".join(problems)) if problems else ""
 
     def plot_data(self) -> PlotData:
         with self.lock:
             return make_plot_data(self.name, self.series)
+
+
+def _read_error(path: Path, exc: Exception) -> str:
+    """A one-line reason a run's telemetry could not be read."""
+    if isinstance(exc, IsADirectoryError):
+        return f"cannot read {path.name}: it is a directory"
+    if isinstance(exc, OSError):
+        return f"cannot read {path.name}: {exc.strerror or exc}"
+    return f"reader error on {path.name}: {type(exc).__name__}: {exc}"
 
 
 class RunStore:
@@ -137,9 +202,16 @@ class RunStore:
             changed |= self._discover()
         arms = list(self.arms.values())
         for arm in arms:
-            arm.poll()
+            changed |= arm.poll()
         for arm in arms:
-            snap = arm.snapshot(now)
+            try:
+                snap = arm.snapshot(now)
+            except Exception as exc:  # a bug on odd input: keep the last row, say why
+                error = _read_error(arm.run.telemetry, exc)
+                if error != arm.error:
+                    log.exception("%s: %s", arm.name, error)
+                    arm.error = error
+                continue
             old = self._snapshots.get(arm.name)
             if old is None or old.change_key != snap.change_key:
                 self._snapshots[arm.name] = snap

@@ -53,6 +53,10 @@ class ArmSeries:
 
     def __init__(self) -> None:
         self.stats = ReadStats()
+        # What the file did that a well-behaved writer never does; they survive clear(), which
+        # a header triggers, so the reason can be shown on the arm.
+        self.headers = 0
+        self.crlf = False
         self.clear()
 
     def clear(self) -> None:
@@ -74,6 +78,8 @@ class ArmSeries:
         are its newline offsets) into the series; True if anything was read."""
         if not data:
             return False
+        if not self.crlf and b"\r\n" in data:  # json reads the \r as blank space
+            self.crlf = True
         if (data.count(b"\n") if ends is None else len(ends)) < BULK_MIN_LINES:
             self._ingest_each(data.split(b"\n")[:-1])
         else:
@@ -163,6 +169,7 @@ class ArmSeries:
         if kind == HEADER.name:
             self.clear()
             self.header = record
+            self.headers += 1
         elif kind == SEGMENT.name:
             self._resume_from(record)
         elif kind == EPOCH.name:
