@@ -84,6 +84,7 @@ def cmd_list(args) -> int:
     with bad_input():
         names = study.sweep(sweep) if sweep else list(study.arms)
     print(f"study {study.name} ({study.path}) -> {study.output_dir}")
+    _refresh_slurm([study.run_dir(n) for n in names])
     width = max(len(n) for n in names)
     for name in names:
         cfg = study.arms[name]
@@ -113,6 +114,9 @@ def cmd_sweep(args) -> int:
     """A sweep is its points: expanded here, then listed, launched or run like arms."""
     if args.list:
         return cmd_list(args)
+    executor = getattr(args, "executor", "local")
+    if executor != "local":
+        return _submit_sweep(args, executor)
     study = load(args)
     with bad_input():
         args.names = study.sweep(args.sweep)
@@ -122,3 +126,81 @@ def cmd_sweep(args) -> int:
 
     args.max_parallel = args.max_parallel or 1
     return cmd_launch(args)
+
+
+def _submit_sweep(args, executor: str) -> int:
+    """``--executor slurm`` (or submitit-local): one batch job per point, through submitit.
+    Every check comes first: bad input exits 2 and an unreachable controller 1, with nothing
+    submitted and nothing written."""
+    from pathlib import Path
+
+    from engine.control.local import check_output_dir, check_startable
+    from engine.control.slurm import (
+        SlurmUnreachable,
+        check_controller,
+        check_options,
+        check_submittable,
+        refresh,
+        require_submitit,
+        submit,
+    )
+    from engine.study.slurm import options_from_flags
+
+    mode = "resume" if args.resume else "restart" if args.restart else None
+    with bad_input():
+        if args.foreground:
+            from engine.errors import ConfigError
+
+            raise ConfigError(
+                f"--foreground trains here; --executor {executor} submits jobs: choose one"
+            )
+        require_submitit()
+    study = load(args, validate_models=True)
+    with bad_input():
+        names = study.sweep(args.sweep)
+        options = study.slurm.merged(options_from_flags(args))
+        check_options(executor, options)
+        check_output_dir(study.output_dir)
+    try:
+        if executor == "slurm":
+            check_controller()
+            refresh([study.run_dir(n) for n in names])
+    except SlurmUnreachable as exc:
+        err(str(exc))
+        return EXIT_RUN_FAILED
+    with bad_input():
+        for name in names:
+            check_submittable(study.run_dir(name), name)
+            check_startable(study.run_dir(name), mode)
+    submitted = submit(
+        study,
+        Path(args.arms),
+        names,
+        kind=executor,
+        options=options,
+        mode=mode,
+        profile=args.profile,
+        out=Path(args.out) if args.out else None,
+        overrides=args.overrides,
+        device=args.device,
+        log=lambda m: print(m, flush=True),
+    )
+    how = f" ({mode})" if mode else ""
+    for job in submitted:
+        print(
+            f"submitted {job.name}{how}: {executor} job {job.job_id}, "
+            f"log {study.run_dir(job.name) / 'run.log'}",
+            flush=True,
+        )
+    return EXIT_OK
+
+
+def _refresh_slurm(run_dirs) -> None:
+    """Ask Slurm (once, for every run with a job whose end is unknown) how its jobs ended, so
+    that a TIMEOUT or a preemption shows as such; a run without a job costs nothing."""
+    from engine.runs.status import read_status
+
+    if any((read_status(d) or {}).get("executor") == "slurm" for d in run_dirs):
+        from engine.control.slurm import refresh
+
+        refresh(run_dirs)

@@ -180,6 +180,46 @@ SWEEP_MAX_PARALLEL = Option(
 )
 
 
+def executor_kind(text: str) -> str:
+    kinds = ("local", "slurm", "submitit-local")
+    if text not in kinds:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(kinds)}")
+    return text
+
+
+EXECUTOR = Option(
+    "--executor",
+    "executor",
+    "local (detached engines here, through the device queue), slurm (one Slurm job per point, "
+    "through submitit; the run directories must be on a filesystem the nodes share) or "
+    "submitit-local (the same jobs with submitit's local executor, without a cluster)",
+    "KIND",
+    "local",
+    type=executor_kind,
+)
+SLURM_PARTITION = Option(
+    "--slurm-partition", "slurm_partition", "Slurm partition (overrides [study.slurm])", "NAME"
+)
+SLURM_GPUS = Option("--slurm-gpus", "slurm_gpus", "GPUs per task (Slurm --gpus-per-task)", "N")
+SLURM_CPUS = Option("--slurm-cpus", "slurm_cpus", "CPUs per task (Slurm --cpus-per-task)", "N")
+SLURM_MEM = Option("--slurm-mem", "slurm_mem", "memory per node (Slurm --mem: 16G, 4000)", "MEM")
+SLURM_TIME = Option(
+    "--slurm-time",
+    "slurm_time",
+    "time limit per job: minutes or D-HH:MM:SS (required for slurm, here or in [study.slurm])",
+    "TIME",
+)
+SLURM_EXTRA = Option(
+    "--slurm-extra",
+    "slurm_extra",
+    "a further sbatch parameter, e.g. account=proj or qos=short; repeatable",
+    "KEY=VALUE",
+    [],
+    "append",
+)
+SLURM = (EXECUTOR, SLURM_PARTITION, SLURM_GPUS, SLURM_CPUS, SLURM_MEM, SLURM_TIME, SLURM_EXTRA)
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -272,9 +312,19 @@ COMMANDS = {
             "<arm>.<key>-<value>... (fnotui sweep NAME --list shows them). By default the "
             "points start as detached engines through the device queue, as with fnotui "
             "launch; --foreground trains them here one after the other. stop, evaluate, "
-            "--resume, --restart and the dashboard take the point names like arm names.",
+            "--resume, --restart and the dashboard take the point names like arm names. With "
+            "--executor slurm each point is a Slurm job (submitit); fnotui stop cancels it, "
+            "--resume resubmits it from its checkpoint (docs/slurm.md).",
             ("sweep", "NAME"),
-            (*STUDY, SET, (SWEEP_LIST, FOREGROUND), QUEUED_DEVICE, SWEEP_MAX_PARALLEL, AGAIN),
+            (
+                *STUDY,
+                SET,
+                (SWEEP_LIST, FOREGROUND),
+                QUEUED_DEVICE,
+                SWEEP_MAX_PARALLEL,
+                AGAIN,
+                *SLURM,
+            ),
         ),
     )
 }

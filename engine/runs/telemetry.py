@@ -186,6 +186,14 @@ HEADER = RecordKind(
         Field("python", "string", "Python version"),
         Field("host", "string", "host name"),
         Field("pid", "integer", "engine process id"),
+        Field(
+            "slurm_job_id",
+            "string|null",
+            "the Slurm job the engine runs in (`fnotui sweep --executor slurm`; read from "
+            "`SLURM_JOB_ID`, or submitit's local job id under its local executor); null "
+            "outside a batch job",
+            since="slurm",
+        ),
         Field("start_time", "number", "when the engine started", unit="Unix s"),
         _T,
     ),

@@ -3,6 +3,7 @@
 Layout of the file (README.md and docs/arms.md have the full reference)::
 
     [study]              name, output_dir
+    [study.slurm]        partition, gpus, cpus, mem, time, extra (fnotui sweep --executor slurm)
     [data]               data recipe shared by every arm (engine.config.DATA_KNOBS)
     [defaults]           model and training knobs shared by every arm
     [detect]             collapse-detector thresholds shared by every arm (DETECT_KNOBS)
@@ -41,6 +42,7 @@ from engine.config import (
 from engine.errors import ConfigError
 from engine.runs.rundir import RUN_NAME_RE
 from engine.sim.probe import BUILT_IN_PROBES
+from engine.study.slurm import SlurmOptions, check_slurm_table
 from engine.study.sweeps import SweepPoint, parse_sweeps
 
 if sys.version_info >= (3, 11):
@@ -74,6 +76,8 @@ class Study:
     warnings: tuple[str, ...] = ()
     # Runs that are sweep points (engine/study/sweeps.py), by name; they are in ``arms`` too.
     points: dict[str, SweepPoint] = field(default_factory=dict)
+    # [study.slurm]: the resources of jobs submitted with fnotui sweep --executor slurm.
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
     def sweep(self, name: str) -> list[str]:
         """The run names of one sweep, in expansion order."""
@@ -233,12 +237,15 @@ def load_study(
     if not isinstance(study, dict):
         raise ConfigError(f"{path}: [study] must be a table")
     for key, value in study.items():
+        if key == "slurm":  # a table of its own, checked below
+            continue
         if key not in STUDY_KEYS:
-            raise _unknown_key(f"{path}: [study]", key, STUDY_KEYS)
+            raise _unknown_key(f"{path}: [study]", key, (*STUDY_KEYS, "slurm"))
         if not isinstance(value, str) or not value:
             raise ConfigError(
                 f"{path}: [study] key {key!r} has bad value {value!r}: expected a non-empty string"
             )
+    slurm = check_slurm_table(f"{path}: [study.slurm]", study.get("slurm"))
     study_name = study.get("name", path.stem)
     out = Path(output_dir) if output_dir is not None else Path(study.get("output_dir", "runs"))
     if not out.is_absolute() and output_dir is None:
@@ -337,6 +344,7 @@ def load_study(
         profile=profile,
         warnings=tuple(notes),
         points={p.name: p for p in points},
+        slurm=slurm,
     )
 
 

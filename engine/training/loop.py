@@ -31,7 +31,7 @@ from engine.atomic import atomic_write_bytes, atomic_write_json
 from engine.config import ArmConfig
 from engine.models import build_model, describe_model
 from engine.runs.rundir import RunDir
-from engine.runs.status import StatusFile
+from engine.runs.status import StatusFile, batch_job
 from engine.runs.telemetry import (
     EPOCH,
     HEADER,
@@ -268,6 +268,7 @@ def header_record(job: Job, s: Setup) -> dict:
         python=platform.python_version(),
         host=socket.gethostname(),
         pid=os.getpid(),
+        slurm_job_id=batch_job().get("slurm_job_id"),
         start_time=s.t_start,
         t=s.t_start,
     )

@@ -1,0 +1,291 @@
+"""Sweep points as Slurm jobs, through submitit (``fnotui sweep NAME --executor slurm``).
+
+Each job runs the very engine command a detached launch runs (engine/control/launch.py
+``engine_command``), on a node, writing the run directory where it always lives: the study's
+output directory is on a filesystem the login node and the nodes share. Slurm is the queue, so
+the engine does not wait in fnotui's device queue. submitit writes the batch script; its own
+files (the pickled call, Slurm's stdout/stderr) go to <output_dir>/.slurm/<run>/, outside the
+run directory, so that ``--restart`` can archive a run without pulling files from under a job.
+
+The job id is in status.json (written at submission, then by the engine, which reads
+``SLURM_JOB_ID``) and in the telemetry header. How a job ended (TIMEOUT, PREEMPTED, NODE_FAIL,
+CANCELLED ...) is asked from squeue/sacct by the CLI only (``refresh``: ``fnotui list``,
+``sweep --list``, ``stop``, a resubmission) and written into status.json, where every reader
+(the dashboard included) finds it without calling Slurm.
+
+``submitit-local`` runs the same jobs with submitit's local executor: the stand-in for a cluster
+on one machine (tests, and trying a sweep's Slurm path without one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.control.base import ControlError
+from engine.errors import ConfigError
+from engine.runs.status import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    SLURM_ENDED,
+    archive_run,
+    mark_submitted,
+    read_status,
+    record_slurm_state,
+    run_state,
+)
+from engine.study.slurm import SlurmOptions
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+SLURM_TIMEOUT_S = 20.0  # a Slurm client call; the controller answers in well under a second
+
+
+class SlurmUnreachable(ControlError):
+    """No Slurm controller answers from here (exit 1: the input may be fine, the cluster is not)."""
+
+
+def require_submitit():
+    """The submitit module, or bad input (exit 2) naming how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(
+            "--executor slurm needs submitit, which is not installed: "
+            "pip install 'fnotui[slurm]' (or pip install 'submitit>=1.5')"
+        ) from None
+    return submitit
+
+
+def _client(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SlurmUnreachable(f"no Slurm client here: {name} is not on PATH")
+    return path
+
+
+def check_controller() -> None:
+    """Raise SlurmUnreachable unless the Slurm controller (of $SLURM_CONF, or the system's
+    slurm.conf) answers ``scontrol ping`` as UP."""
+    try:
+        out = subprocess.run(
+            [_client("scontrol"), "ping"],
+            capture_output=True,
+            text=True,
+            timeout=SLURM_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise SlurmUnreachable(
+            f"the Slurm controller did not answer scontrol ping within {SLURM_TIMEOUT_S:g} s"
+        ) from None
+    said = " ".join((out.stdout + out.stderr).split())
+    if out.returncode != 0 or " is UP" not in out.stdout:
+        raise SlurmUnreachable(
+            f"the Slurm controller is not reachable (scontrol ping: {said or out.returncode}); "
+            "nothing was submitted"
+        )
+
+
+def check_options(kind: str, options: SlurmOptions) -> None:
+    if kind == "slurm" and options.time is None:
+        # submitit's default (5 minutes) would end every run early, as a TIMEOUT.
+        raise ConfigError(
+            "--executor slurm needs a time limit: --slurm-time (minutes or D-HH:MM:SS) or "
+            "time in [study.slurm]"
+        )
+
+
+def check_submittable(run_dir: Path, name: str) -> None:
+    state = run_state(run_dir)
+    if state in ACTIVE_STATES:
+        st = read_status(run_dir) or {}
+        job = f", Slurm job {st['slurm_job_id']}" if st.get("slurm_job_id") else ""
+        raise ConfigError(f"{name} is already {state}{job}; stop it first")
+
+
+def run_engine(command: list[str], cwd: str, log: str) -> int:
+    """The job: the engine command, its stderr appended to the run's run.log as a detached
+    launch does (its stdout is in Slurm's output file and run.log). The engine's own exit code
+    is the job's: a failed run fails its job."""
+    with open(log, "ab") as err:
+        code = subprocess.call(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    if code != 0:
+        sys.exit(code)
+    return code
+
+
+@dataclass(frozen=True)
+class Submitted:
+    name: str
+    job_id: str
+    folder: Path
+
+
+def _executor(submitit, kind: str, folder: Path, options: SlurmOptions, name: str):
+    if kind == "slurm":
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
+        params = {
+            "job_name": f"fnotui-{name}",
+            "time": options.time,
+            "nodes": 1,
+            "ntasks_per_node": 1,
+            "partition": options.partition,
+            "cpus_per_task": options.cpus,
+            "gpus_per_task": options.gpus or None,
+            "mem": options.mem,
+            "additional_parameters": dict(options.extra) or None,
+        }
+        executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+        return executor
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=options.time or 24 * 60)
+    return executor
+
+
+def submit(
+    study,
+    arms_file: Path,
+    names: list[str],
+    *,
+    kind: str,
+    options: SlurmOptions,
+    mode: str | None,
+    profile: str | None,
+    out: Path | None,
+    overrides=(),
+    device: str = "auto",
+    log=print,
+) -> list[Submitted]:
+    """Submit one job per run (the checks are the caller's, done before). ``mode`` "restart"
+    archives the earlier run here, on the login node, before its job is queued."""
+    from engine.control.launch import engine_command
+
+    submitit = require_submitit()
+    repo = Path(__file__).resolve().parents[2]
+    done = []
+    for name in names:
+        run_dir = study.run_dir(name)
+        if mode == "restart":
+            archived = archive_run(study.output_dir, name)
+            if archived:
+                log(f"moved the earlier run of {name} to {archived}")
+        command = engine_command(
+            arms_file,
+            name,
+            out,
+            profile,
+            device,
+            "resume" if mode == "resume" else None,
+            overrides,
+            max_parallel=None,
+        )
+        folder = study.output_dir / ".slurm" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        job = _executor(submitit, kind, folder, options, name).submit(
+            run_engine, command, str(repo), str(run_dir / "run.log")
+        )
+        job_id = str(job.job_id)
+        mark_submitted(run_dir, name, study.arms[name].train.epochs, job_id, kind)
+        done.append(Submitted(name, job_id, folder))
+    return done
+
+
+# -- how jobs ended: asked from Slurm by the CLI, recorded in status.json -------------------
+
+
+def job_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """{job id: (state, reason)} as Slurm knows them: squeue first (it keeps a job a few
+    minutes after its end, and needs no accounting), then sacct for the rest. A job neither
+    knows is left out; a Slurm that does not answer gives {}."""
+    if not job_ids:
+        return {}
+    found: dict[str, tuple[str, str]] = {}
+    wanted = set(job_ids)
+    try:
+        out = subprocess.run(
+            [_client("squeue"), "-h", "-t", "all", "-o", "%i|%T|%r"],
+            capture_output=True,
+            text=True,
+            timeout=SLURM_TIMEOUT_S,
+        )
+        for line in out.stdout.splitlines():
+            job, _, rest = line.partition("|")
+            state, _, reason = rest.partition("|")
+            if job in wanted:
+                found[job] = (state, "" if reason in ("None", "") else reason)
+        missing = sorted(wanted - set(found))
+        if missing and shutil.which("sacct"):
+            out = subprocess.run(
+                ["sacct", "-n", "-X", "-P", "-j", ",".join(missing), "-o", "JobID,State,Reason"],
+                capture_output=True,
+                text=True,
+                timeout=SLURM_TIMEOUT_S,
+            )
+            for line in out.stdout.splitlines():
+                parts = line.split("|")
+                if len(parts) >= 2 and parts[0] in wanted:
+                    # "CANCELLED by 0": the state is the first word.
+                    reason = parts[2] if len(parts) > 2 and parts[2] != "None" else ""
+                    found[parts[0]] = (parts[1].split()[0], reason)
+    except (SlurmUnreachable, subprocess.TimeoutExpired, OSError):
+        return found
+    return found
+
+
+def refresh(run_dirs: list[Path]) -> dict[Path, str]:
+    """Record in status.json how the Slurm jobs of these runs ended, for the runs whose job
+    may have ended unseen (not finished or failed by the engine, no end recorded yet): one
+    squeue call for all of them. Returns {run dir: Slurm state} of what was recorded."""
+    pending: dict[str, Path] = {}
+    for run_dir in run_dirs:
+        st = read_status(run_dir) or {}
+        if (
+            st.get("slurm_job_id")
+            and st.get("executor", "slurm") == "slurm"
+            and not st.get("slurm_state")
+            and st.get("state") not in ("finished", "failed")
+        ):
+            pending[str(st["slurm_job_id"])] = run_dir
+    recorded = {}
+    for job_id, (state, reason) in job_states(list(pending)).items():
+        if state in SLURM_ENDED or state == "COMPLETED":
+            if record_slurm_state(pending[job_id], job_id, state, reason):
+                recorded[pending[job_id]] = state
+    return recorded
+
+
+def cancel(run_dir: Path, name: str) -> str | None:
+    """Cancel the Slurm job of a run submitted with --executor slurm (scancel: Slurm sends the
+    engine SIGTERM, and it saves and stops as under fnotui stop). None for any other run."""
+    st = read_status(run_dir) or {}
+    if not st.get("slurm_job_id") or st.get("executor") != "slurm":
+        return None
+    job_id = str(st["slurm_job_id"])
+    if st.get("state") in FINAL_STATES or st.get("slurm_state"):
+        raise ControlError(
+            f"{name}: its Slurm job {job_id} has ended (state: {run_state(run_dir)})"
+        )
+    try:
+        out = subprocess.run(
+            [_client("scancel"), job_id], capture_output=True, text=True, timeout=SLURM_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise SlurmUnreachable(f"{name}: scancel {job_id} did not return") from None
+    if out.returncode != 0:
+        raise ControlError(f"{name}: scancel {job_id} failed: {out.stderr.strip()}")
+    if st.get("pid") is None:  # never started: no engine will write its end
+        record_slurm_state(run_dir, job_id, "CANCELLED", "cancelled with fnotui stop while queued")
+        return f"cancelled {name}'s Slurm job {job_id} (it had not started)"
+    return (
+        f"cancelled {name}'s Slurm job {job_id}; the engine saves and stops (resume with --resume)"
+    )

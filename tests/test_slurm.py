@@ -1,0 +1,308 @@
+"""`fnotui sweep --executor slurm`: a real tiny sweep on a real single-node Slurm (tests/slurm.py)
+submitted, run to completion, cancelled with `fnotui stop` and resubmitted with `--resume`; the
+same flows with submitit's local executor (which needs no cluster); and the bad input that must
+leave nothing submitted and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.slowstudy import epochs_in, wait_for
+from tests.tiny import TINY_DATA, TINY_GENERATOR
+
+REPO = Path(__file__).resolve().parents[1]
+
+STUDY = f"""
+[study]
+name = "slurm_sweep"
+output_dir = "runs"
+
+[data]
+{TINY_DATA}
+train_stride = 8
+test_stride = 8
+
+[defaults]
+architecture = "cnn"
+fno_width = 4
+{TINY_GENERATOR}
+epochs = 1
+batch_size = 8
+infer_batch_size = 7
+seed = 3
+
+[arms.base]
+
+[arms.long]
+epochs = 400
+
+[sweeps.seeds]
+arms = ["base"]
+
+[sweeps.seeds.grid]
+seed = [11, 12]
+
+[sweeps.long]
+arms = ["long"]
+
+[sweeps.long.grid]
+seed = [21]
+"""
+
+POINTS = ("base.seed-11", "base.seed-12")
+LONG = "long.seed-21"
+
+
+def write_study(root: Path, extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "arms.toml").write_text(textwrap.dedent(STUDY) + textwrap.dedent(extra))
+    return root
+
+
+def fnotui(*args, env: dict | None = None, prelude: str = "", timeout: float = 120):
+    code = f"import sys\n{prelude}\nfrom app.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def status(run: Path) -> dict:
+    return json.loads((run / "status.json").read_text())
+
+
+def state_of(study: Path, name: str, env: dict | None = None) -> str:
+    """The run's state as `fnotui list` prints it (the CLI asks Slurm how ended jobs ended)."""
+    out = fnotui("list", "--arms", str(study / "arms.toml"), env=env)
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if words and words[0] == name:
+            return words[1]
+    raise AssertionError(out.stdout + out.stderr)
+
+
+# -- bad input: nothing submitted, nothing written ------------------------------------------
+
+
+def test_without_submitit_exit_2_and_nothing_written(tmp_path):
+    study = write_study(tmp_path / "s")
+    # submitit absent as an import would find it absent (the module lookup fails).
+    out = fnotui(
+        "sweep",
+        "seeds",
+        "--arms",
+        str(study / "arms.toml"),
+        "--executor",
+        "slurm",
+        "--slurm-time",
+        "5",
+        prelude="sys.modules['submitit'] = None",
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "needs submitit" in out.stderr and "pip install" in out.stderr
+    assert not (study / "runs").exists()
+
+
+def test_unreachable_controller_exit_1_and_nothing_written(tmp_path):
+    pytest.importorskip("submitit")
+    study = write_study(tmp_path / "s")
+    conf = tmp_path / "dead.conf"
+    # A controller on a port where nothing listens.
+    conf.write_text(
+        "ClusterName=dead\nSlurmctldHost=localhost\nSlurmctldPort=1\nMessageTimeout=2\n"
+        "AuthType=auth/munge\nNodeName=localhost CPUs=1\nPartitionName=debug Nodes=localhost\n"
+    )
+    out = fnotui(
+        "sweep",
+        "seeds",
+        "--arms",
+        str(study / "arms.toml"),
+        "--executor",
+        "slurm",
+        "--slurm-time",
+        "5",
+        env={"SLURM_CONF": str(conf)},
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "not reachable" in out.stderr or "no Slurm client" in out.stderr, out.stderr
+    assert "nothing was submitted" in out.stderr or "no Slurm client" in out.stderr
+    assert not (study / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, flags, message",
+    [
+        (
+            "[study.slurm]\npartion = 'gpu'\n",
+            [],
+            "unknown key 'partion' (did you mean 'partition'?)",
+        ),
+        ("[study.slurm]\ncpus = 0\n", [], "'cpus' has bad value 0"),
+        ("[study.slurm]\ntime = 'soon'\n", [], "bad time limit 'soon'"),
+        ("", [], "needs a time limit"),
+        ("", ["--slurm-time", "5", "--slurm-extra", "account"], "expected KEY=VALUE"),
+        ("", ["--slurm-time", "5", "--foreground"], "choose one"),
+    ],
+)
+def test_bad_slurm_settings_exit_2_and_nothing_written(tmp_path, extra, flags, message):
+    pytest.importorskip("submitit")
+    study = tmp_path / "s"
+    study.mkdir()
+    # [study.slurm] belongs under [study]: put it right after that table.
+    text = textwrap.dedent(STUDY).replace(
+        'output_dir = "runs"\n', f'output_dir = "runs"\n\n{extra}'
+    )
+    (study / "arms.toml").write_text(text)
+    out = fnotui(
+        "sweep", "seeds", "--arms", str(study / "arms.toml"), "--executor", "slurm", *flags
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr
+    assert not (study / "runs").exists()
+
+
+def test_the_file_gives_the_resources_and_flags_override_it(tmp_path):
+    from engine.study.arms import load_study
+    from engine.study.slurm import SlurmOptions
+
+    study = tmp_path / "s"
+    study.mkdir()
+    text = textwrap.dedent(STUDY).replace(
+        'output_dir = "runs"\n',
+        'output_dir = "runs"\n\n[study.slurm]\npartition = "gpu"\ntime = "1-00:00:00"\n'
+        'gpus = 1\nextra = { account = "proj" }\n',
+    )
+    (study / "arms.toml").write_text(text)
+    loaded = load_study(study / "arms.toml", validate_models=False).slurm
+    assert loaded == SlurmOptions(partition="gpu", gpus=1, time=24 * 60, extra={"account": "proj"})
+    flags = SlurmOptions(partition="debug", time=90, extra={"qos": "short"})
+    assert loaded.merged(flags) == SlurmOptions(
+        partition="debug", gpus=1, time=90, extra={"account": "proj", "qos": "short"}
+    )
+
+
+def test_a_job_ended_by_slurm_shows_as_such(tmp_path):
+    """The states run_state derives from what the CLI recorded from squeue/sacct."""
+    from engine.runs.status import record_slurm_state, run_state
+
+    run = tmp_path / "r"
+    run.mkdir()
+
+    def given(**st):
+        (run / "status.json").write_text(json.dumps({"slurm_job_id": "7", **st}))
+
+    given(state="killed", executor="slurm")  # SIGTERM at the time limit: a graceful stop
+    assert record_slurm_state(run, "7", "TIMEOUT")
+    assert run_state(run) == "slurm:TIMEOUT"
+    given(state="killed", executor="slurm")  # fnotui stop cancelled it: the user's stop
+    record_slurm_state(run, "7", "CANCELLED")
+    assert run_state(run) == "killed"
+    given(state="queued", pid=None, host=None, heartbeat=0)  # waiting in Slurm's queue
+    assert run_state(run) == "queued"
+    record_slurm_state(run, "7", "CANCELLED")  # cancelled before it started
+    assert run_state(run) == "slurm:CANCELLED"
+    given(state="running", pid=None, host="node1", heartbeat=0)  # the node died under it
+    record_slurm_state(run, "7", "NODE_FAIL")
+    assert run_state(run) == "slurm:NODE_FAIL"
+    given(state="finished")
+    record_slurm_state(run, "7", "COMPLETED")
+    assert run_state(run) == "finished"
+    assert not record_slurm_state(run, "8", "TIMEOUT")  # another job's news: not this run's
+
+
+# -- the flows, on a real Slurm and with submitit's local executor --------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    pytest.importorskip("submitit")
+    from tests.slurm import LocalSlurm, SlurmUnavailable
+
+    slurm = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        slurm.start()
+    except SlurmUnavailable as exc:
+        slurm.stop()
+        print(f"\nreal-Slurm tests skipped: {exc}")
+        pytest.skip(f"no single-node Slurm here: {exc}")
+    yield slurm
+    slurm.stop()
+
+
+def flows(study: Path, executor: str, env: dict, flags=()) -> None:
+    arms = str(study / "arms.toml")
+    runs = study / "runs"
+
+    def sweep(*args):
+        return fnotui("sweep", *args, "--arms", arms, "--executor", executor, *flags, env=env)
+
+    # Submitted, run to completion.
+    out = sweep("seeds")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("submitted base.seed-1") == 2 and f"{executor} job" in out.stdout
+    for point in POINTS:
+        wait_for(lambda p=point: state_of(study, p, env) == "finished", 180, f"{point} finished")
+        st = status(runs / point)
+        assert st["executor"] == executor and st["slurm_job_id"]
+        header = json.loads((runs / point / "telemetry.jsonl").read_text().splitlines()[0])
+        assert header["slurm_job_id"] == st["slurm_job_id"]
+    listed = fnotui("sweep", "seeds", "--list", "--arms", arms, env=env).stdout
+    assert listed.count("finished") == 2
+
+    # Submitted again without --resume or --restart: refused, nothing submitted.
+    again = sweep("seeds")
+    assert again.returncode == 2 and "--resume" in again.stderr, again.stderr
+
+    # A long point: cancelled with fnotui stop while it trains ...
+    run = runs / LONG
+    out = sweep("long")
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_for(lambda: epochs_in(run) >= 2, 180, "the long point training")
+    first_job = status(run)["slurm_job_id"]
+    stopped = fnotui("stop", LONG, "--arms", arms, env=env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    if executor == "slurm":
+        assert f"cancelled {LONG}'s Slurm job {first_job}" in stopped.stdout
+    wait_for(lambda: status(run)["state"] == "killed", 90, "the cancelled run saved and stopped")
+    wait_for(lambda: state_of(study, LONG, env) == "killed", 60, "killed in fnotui list")
+    done = status(run)["epoch"]
+
+    # ... and resubmitted from its checkpoint with --resume: a new job continues the run.
+    out = sweep("long", "--resume")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "(resume)" in out.stdout
+    wait_for(
+        lambda: status(run).get("pid") is not None and status(run)["slurm_job_id"] != first_job,
+        120,
+        "the resubmitted job's engine",
+    )
+    wait_for(lambda: status(run)["epoch"] > done, 120, "the resumed run's next epoch")
+    assert b'"type":"segment"' in (run / "telemetry.jsonl").read_bytes()
+    assert status(run)["epoch"] > done
+    fnotui("stop", LONG, "--arms", arms, env=env)
+    wait_for(lambda: status(run)["state"] == "killed", 90, "the resumed run stopped")
+
+
+@pytest.mark.slow
+def test_sweep_on_a_real_slurm(cluster, tmp_path):
+    study = write_study(tmp_path / "s")
+    flows(study, "slurm", cluster.env, flags=("--slurm-time", "30", "--slurm-cpus", "1"))
+    jobs = cluster.run("squeue", "-h", "-t", "all", "-o", "%i %T").stdout
+    assert "COMPLETED" in jobs and "CANCELLED" in jobs, jobs
+
+
+@pytest.mark.slow
+def test_sweep_with_submitits_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    flows(write_study(tmp_path / "s"), "submitit-local", {})
