@@ -20,10 +20,16 @@ ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 class Terminal:
     """fnotui on a pty of 120x32; ``text`` is everything it drew, escape codes removed."""
 
-    def __init__(self, cwd: Path, *args: str):
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 32, 120, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "32"}
+        env = {
+            **os.environ,
+            **(env or {}),
+            "TERM": "xterm-256color",
+            "COLUMNS": "120",
+            "LINES": "32",
+        }
         # A session of its own with the pty as controlling terminal, as a login shell gives
         # it: closing the master then sends SIGHUP, exactly as a dropped ssh session does.
         self.proc = subprocess.Popen(
