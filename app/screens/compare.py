@@ -13,7 +13,15 @@ from textual.widgets import Footer, Header
 
 from app.screens.detail import object_error
 from app.screens.throttle import RedrawThrottle
-from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
+from app.widgets.cells import short_names
+from app.widgets.plot import (
+    Curve,
+    PlotView,
+    maximize_next,
+    panel_title,
+    plot_sizes,
+    render_plot,
+)
 from engine.live.snapshot import PlotData
 
 # Each arm gets its own marker character as well as a colour: nothing said by colour alone.
@@ -27,6 +35,8 @@ STYLES = (
     ("%", "white"),
     ("@", "cyan"),
 )
+# Short names up to this length are shown whole in a legend.
+LEGEND_NAME_MAX = 16
 PANELS = (
     ("val", "val loss (per epoch)"),
     ("loss", "train loss (per step)"),
@@ -35,10 +45,36 @@ PANELS = (
 )
 
 
+def legend_names(names: list[str]) -> dict[str, str]:
+    """Names that tell the compared arms apart in a legend: the study's short names
+    (cells.short_names), less a prefix every compared arm shares when that leaves each one
+    something of its own (arm_stable_warmup, arm_stable_lowlr -> warmup, lowlr)."""
+    short = short_names(names)
+    shown = [short[n] for n in names]
+    if max(map(len, shown)) <= LEGEND_NAME_MAX:
+        return short
+    prefix = _common_prefix(shown) if len(shown) > 1 else ""
+    # cut at a word boundary, and never to nothing
+    cut = max(prefix.rfind("_"), prefix.rfind("."), prefix.rfind("-")) + 1 if prefix else 0
+    if cut and all(len(s) > cut for s in shown):
+        return {n: "…" + short[n][cut:] for n in names}
+    return short
+
+
+def _common_prefix(names: list[str]) -> str:
+    first, last = min(names), max(names)
+    i = 0
+    while i < len(first) and i < len(last) and first[i] == last[i]:
+        i += 1
+    return first[:i]
+
+
 def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
     curves = []
+    names = legend_names([d.name for d in arms])
     for i, d in enumerate(arms):
         marker, color = STYLES[i % len(STYLES)]
+        d = _renamed(d, names[d.name])
         if panel == "val":
             curves.append(Curve(d.name, *d.epochs["val_loss"], marker, color, smoothable=False))
         elif panel == "loss":
@@ -51,11 +87,19 @@ def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
     return curves
 
 
+def _renamed(d: PlotData, name: str) -> PlotData:
+    from dataclasses import replace
+
+    return replace(d, name=name)
+
+
 class CompareScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("l", "toggle_log", "Log y"),
         Binding("e", "toggle_ema", "EMA"),
+        Binding("m", "maximize", "Max plot"),
+        Binding("question_mark", "help", "Help", show=False),
     ]
 
     log_y = reactive(False)
@@ -66,6 +110,7 @@ class CompareScreen(Screen):
         self.arms = list(arms)
         self._versions: tuple | None = None
         self._throttle = RedrawThrottle(self, self.redraw)
+        self._maximized = -1
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,10 +136,28 @@ class CompareScreen(Screen):
         self.call_after_refresh(self.redraw)
 
     def watch_log_y(self) -> None:
+        self._titles()
         self.redraw()
 
     def watch_smooth(self) -> None:
+        self._titles()
         self.redraw()
+
+    def _titles(self) -> None:
+        for pid, title in PANELS:
+            view = self.query_one(f"#cmp-{pid}", PlotView)
+            view.border_title = panel_title(title, self.log_y, self.smooth)
+
+    def action_maximize(self) -> None:
+        self._maximized = maximize_next(
+            self, "compare-plots", "cmp-", (pid for pid, _ in PANELS), self._maximized
+        )
+        self.set_timer(0.1, self.redraw)  # after the new grid layout
+
+    def action_help(self) -> None:
+        from app.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
 
     def action_toggle_log(self) -> None:
         self.log_y = not self.log_y

@@ -6,11 +6,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from app.widgets.arm_table import ArmTable
+from app.widgets.arm_table import SORTS, ArmTable, age_text
 from app.widgets.cells import VERDICT_STYLES, fmt_duration, fmt_num, state_text
 from engine.live.snapshot import ArmSnapshot
+
+# The info panel grows with its lines up to this many (fnotui.tcss max-height), so a long
+# status.json reason is shown whole.
+INFO_MAX_LINES = 10
 
 
 def info_text(s: ArmSnapshot | None) -> Text:
@@ -35,8 +39,18 @@ def info_text(s: ArmSnapshot | None) -> Text:
     t.append("  verdict ")
     t.append(s.verdict_text, style=VERDICT_STYLES.get(s.verdict_label, ""))
     total = "?" if s.epochs_total is None else s.epochs_total
+    if s.steps_per_epoch is None:
+        step = " · step k/n not recorded"  # a header older than steps_per_epoch
+    elif s.state == "running" or s.epoch_step:
+        step = f" · step {s.epoch_step}/{s.steps_per_epoch} of epoch {s.epochs_done + 1}"
+    else:
+        step = ""
+    updated = f"updated {age_text(s.updated_age_s)} ago" if s.updated_age_s is not None else ""
+    t.append(f"\nepoch {s.epochs_done}/{total}{step}" + (f" · {updated}" if updated else ""))
+    if s.amp_ssim is not None:
+        t.append(f" · final amp SSIM {fmt_num(s.amp_ssim, 3)}")
     t.append(
-        f"\nepoch {s.epochs_done}/{total} · loss {fmt_num(s.last_loss)} · best val "
+        f"\nloss {fmt_num(s.last_loss)} · best val "
         f"{fmt_num(s.best_val)}"
         + (f" (epoch {s.best_val_epoch + 1})" if s.best_val_epoch is not None else "")
         + f" · |g| {fmt_num(s.grad_norm, 3)} · lr {fmt_num(s.lr, 2)}"
@@ -60,8 +74,7 @@ def info_text(s: ArmSnapshot | None) -> Text:
         t.append(f"\n{s.verdict_detail}", style="dim")
     if s.note:
         t.append(f"\n{s.note}", style="dim")
-    t.no_wrap = True  # one fact per line, cut with an ellipsis rather than wrapped
-    t.overflow = "ellipsis"
+    # Wrapped, not cut: the panel grows to fit (a status.json reason must be read whole).
     return t
 
 
@@ -74,6 +87,13 @@ class DashboardScreen(Screen):
         Binding("r", "launch", "Run"),
         Binding("s", "stop", "Stop"),
         Binding("x", "app.export", "Export"),
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "filter", "Filter", show=False),
+        Binding("o", "sort", "Sort", show=False),
+        Binding("t", "tail", "Log", show=False),
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self):
@@ -84,10 +104,12 @@ class DashboardScreen(Screen):
         yield Header()
         yield ArmTable(names=list(self.app.store.arms), id="arms")
         yield Static(id="info")
+        yield Input(placeholder="filter arms by name (Enter keeps it, Esc clears)", id="filter")
         yield Footer()
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshots", self._show)
+        self.query_one("#filter", Input).display = False
         self.query_one(ArmTable).focus()
 
     def _show(self, snapshots) -> None:
@@ -101,9 +123,12 @@ class DashboardScreen(Screen):
         text = info_text(table.snapshot(name) if name else None)
         signature = (text.plain, tuple(text.spans))
         if signature != self._info_shown:
+            # A layout only when the number of lines changes (the panel's height follows it);
+            # otherwise a repaint, as most changes are numbers ticking.
+            old_lines = None if self._info_shown is None else self._info_shown[0].count("\n")
             self._info_shown = signature
-            # fixed height (fnotui.tcss): a repaint, not a layout, on every change
-            self.query_one("#info", Static).update(text, layout=False)
+            layout = old_lines != text.plain.count("\n")
+            self.query_one("#info", Static).update(text, layout=layout)
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self._show_info()
@@ -135,3 +160,70 @@ class DashboardScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.stop_arms(self.selected_arms())
+
+    # -- navigation --------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from app.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
+
+    def action_cursor(self, direction: str) -> None:
+        table = self.query_one(ArmTable)
+        (table.action_cursor_down if direction == "down" else table.action_cursor_up)()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.query_one(ArmTable).filter_text
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self._set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            event.input.display = False
+            self.query_one(ArmTable).focus()
+
+    def action_clear_filter(self) -> None:
+        """Esc: close the filter box and show every arm again."""
+        box = self.query_one("#filter", Input)
+        box.display = False
+        if self.query_one(ArmTable).filter_text:
+            self._set_filter("")
+        self.query_one(ArmTable).focus()
+
+    def on_key(self, event) -> None:
+        # Esc in the filter box closes it (the Input would otherwise keep the key).
+        if event.key == "escape" and self.query_one("#filter", Input).has_focus:
+            event.stop()
+            self.action_clear_filter()
+
+    def _set_filter(self, text: str) -> None:
+        table = self.query_one(ArmTable)
+        table.set_filter(text)
+        self._show_title()
+        self._show_info()
+
+    def action_sort(self) -> None:
+        self.query_one(ArmTable).cycle_sort()
+        self._show_title()
+
+    def _show_title(self) -> None:
+        """Sort and filter, in the info panel's top border (the header is the link's)."""
+        table = self.query_one(ArmTable)
+        parts = []
+        if table.sort_index:
+            parts.append(f"sort: {SORTS[table.sort_index][0]} (o)")
+        if table.filter_text:
+            parts.append(f"filter: {table.filter_text!r} ({table.row_count} shown, Esc clears)")
+        self.query_one("#info", Static).border_title = " · ".join(parts) or None
+
+    def action_tail(self) -> None:
+        table = self.query_one(ArmTable)
+        if table.current_arm:
+            from app.screens.logtail import LogTailScreen
+
+            self.app.push_screen(LogTailScreen(table.current_arm))

@@ -18,7 +18,14 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from app.screens.throttle import RedrawThrottle
 from app.widgets.cells import fmt_num, severity_text
 from app.widgets.image import HalfBlockImage, describe, display_range
-from app.widgets.plot import Curve, PlotView, plot_sizes, render_plot
+from app.widgets.plot import (
+    Curve,
+    PlotView,
+    maximize_next,
+    panel_title,
+    plot_sizes,
+    render_plot,
+)
 from engine.live.snapshot import PlotData
 from engine.runs.rundir import METRICS_FILE, RECON_FILE, RunDir
 
@@ -133,10 +140,13 @@ def _tree(t: Text, d: dict, depth: int) -> None:
             t.append(shown + "\n", style="cyan")
 
 
-def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
+def final_metrics_text(metrics: dict | None, record: dict | None, state: str | None = None) -> Text:
     """The final evaluation of a run: metrics.json when it was read (the full object, with the
     twin block), else the telemetry ``metrics`` record's headline (what a run directory without
-    metrics.json, or a mirror still fetching it, has)."""
+    metrics.json, or a mirror still fetching it, has).
+
+    Without either: "not recorded" for a run that finished without writing them (telemetry
+    older than the final-metrics record), "no data yet" for one that has not finished."""
     t = Text()
     if isinstance(metrics, dict):
         source, pairs = METRICS_FILE, metrics
@@ -153,9 +163,15 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
         vacuous = False
         reevaluated = bool(record.get("reevaluated"))
     else:
-        t.append(
-            "no final metrics: they are written when the run finishes its evaluation", style="dim"
-        )
+        t.append("final metrics: ", style="bold")
+        if state == "finished":
+            t.append(
+                "not recorded (this run's telemetry has no final metrics record; "
+                "fnotui evaluate re-scores the run)",
+                style="dim",
+            )
+        else:
+            t.append("no data yet (written when the run finishes its evaluation)", style="dim")
         return t
     again = ", re-evaluated" if reevaluated else ""
     # A run stopped by the user and re-scored says where its weights come from.
@@ -175,7 +191,7 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
     t.append("  twin   ")
     if fraction is None and undecidable is None:
         t.append(
-            "not evaluated (older evaluation code: fnotui evaluate re-scores the run)", style="dim"
+            "not recorded (older evaluation code: fnotui evaluate re-scores the run)", style="dim"
         )
         return t
     t.append(f"fraction {fmt_num(fraction, 3)}", style="bold")
@@ -184,9 +200,10 @@ def final_metrics_text(metrics: dict | None, record: dict | None) -> Text:
         t.append(f" ({undecidable:.0%} undecidable)")
     if isinstance(vs_twin, list) and len(vs_twin) == 2:
         t.append(
-            f"\n{'':9}SSIM vs twin {fmt_num(vs_twin[0])} / {fmt_num(vs_twin[1])} "
-            f"(amp / phase, against the all-twin image)"
+            f"\n{'':9}SSIM vs twin {fmt_num(vs_twin[0])} / {fmt_num(vs_twin[1])} (amp / phase)"
         )
+    else:
+        t.append(f"\n{'':9}SSIM vs twin not recorded", style="dim")
     return t
 
 
@@ -229,9 +246,12 @@ class ArmDetailScreen(Screen):
         Binding("l", "toggle_log", "Log y"),
         Binding("e", "toggle_ema", "EMA"),
         Binding("1", "tab('curves')", "Curves"),
-        Binding("2", "tab('events')", "Events"),
+        Binding("2", "tab('events')", "Metrics"),
         Binding("3", "tab('config')", "Config"),
         Binding("4", "tab('recon')", "Recon"),
+        Binding("m", "maximize", "Max plot"),
+        Binding("t", "tail", "Log", show=False),
+        Binding("question_mark", "help", "Help", show=False),
     ]
 
     log_y = reactive(False)
@@ -244,9 +264,10 @@ class ArmDetailScreen(Screen):
         self._throttle = RedrawThrottle(self, self.redraw)
         self._events_shown = 0
         self._header_shown: object = ()
-        self._recon_key: object = None
+        self._recon_key: object = ()  # never a stat key: the first look always shows a note
         self._metrics_key: object = None
         self._metrics: dict | None = None
+        self._maximized = -1  # index into PANELS of the one plot shown, -1: all four
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -256,7 +277,7 @@ class ArmDetailScreen(Screen):
                     view = PlotView(id=f"plot-{pid}")
                     view.border_title = title
                     yield view
-            with TabPane("Events", id="events"):
+            with TabPane("Metrics+events", id="events"):
                 yield Static(id="final-metrics", markup=False)
                 yield Static(id="events-summary", markup=False)
                 yield DataTable(id="events-table", cursor_type="row")
@@ -302,10 +323,17 @@ class ArmDetailScreen(Screen):
         self._check_recon(self._snapshot())
 
     def watch_log_y(self) -> None:
+        self._titles()
         self.redraw()
 
     def watch_smooth(self) -> None:
+        self._titles()
         self.redraw()
+
+    def _titles(self) -> None:
+        for pid, title in PANELS:
+            view = self.query_one(f"#plot-{pid}", PlotView)
+            view.border_title = panel_title(title, self.log_y, self.smooth)
 
     def action_toggle_log(self) -> None:
         self.log_y = not self.log_y
@@ -314,6 +342,23 @@ class ArmDetailScreen(Screen):
     def action_toggle_ema(self) -> None:
         self.smooth = not self.smooth
         self.notify(f"EMA smoothing {'on' if self.smooth else 'off'}", timeout=1.5)
+
+    def action_maximize(self) -> None:
+        self.action_tab("curves")
+        self._maximized = maximize_next(
+            self, "plots", "plot-", (pid for pid, _ in PANELS), self._maximized
+        )
+        self.set_timer(0.1, self.redraw)  # after the new grid layout
+
+    def action_tail(self) -> None:
+        from app.screens.logtail import LogTailScreen
+
+        self.app.push_screen(LogTailScreen(self.arm))
+
+    def action_help(self) -> None:
+        from app.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -343,7 +388,8 @@ class ArmDetailScreen(Screen):
             pid: render_plot(detail_curves(pid, data), w, h, log_y=log_y, smooth=smooth)
             for pid, (w, h) in sizes.items()
         }
-        final = final_metrics_text(self._metrics_json(), data.metrics)
+        snap = self._snapshot()
+        final = final_metrics_text(self._metrics_json(), data.metrics, snap.state if snap else None)
         self.app.call_from_thread(self._put, texts, data, final)
 
     def _metrics_json(self) -> dict | None:

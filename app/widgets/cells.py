@@ -23,7 +23,8 @@ STATES = {
     "finished": ("✔", "finished", ""),
     "collapsed": ("✖", "collapsed", "bold red"),
     "failed": ("✘", "failed", "bold red"),
-    "killed": ("■", "killed", "yellow"),
+    # the engine's state name is "killed"; for the user it is a stop (by s, or a signal)
+    "killed": ("■", "stopped", "yellow"),
     "crashed": ("‼", "crashed", "bold yellow"),
     "stale": ("?", "stale", "yellow"),
 }
@@ -122,3 +123,44 @@ def sparkline_text(peaks: tuple[float, ...], bad: tuple[bool, ...], width: int) 
     if len(text) < width:
         text.append(" " * (width - len(text)))
     return text
+
+
+def abbreviate_key(key: str) -> str:
+    """A sweep key shortened to the initials of its words: max_hidden_channels -> mhc,
+    fno_blocks -> fb; a one-word key (seed, lr) stays whole."""
+    words = [w for w in key.split("_") if w]
+    return "".join(w[0] for w in words) if len(words) > 1 else key
+
+
+def short_names(names) -> dict[str, str]:
+    """Short, still unique display names for a study's arms.
+
+    Sweep points are ``arm.key-value.key-value...``; the parts every point of the same arm
+    shares (epochs-30 in all nine crash-hunt points) say nothing that tells them apart and are
+    dropped, and multi-word keys are cut to their initials:
+    arm_control.epochs-30.fno_blocks-4.max_hidden_channels-512.seed-20260128 ->
+    arm_control.fb-4.seed-20260128. Names that would collide keep their full form."""
+    names = list(names)
+    groups: dict[str, list[list[str]]] = {}
+    for name in names:
+        arm, _, point = name.partition(".")
+        groups.setdefault(arm, []).append(point.split(".") if point else [])
+    common = {
+        arm: set.intersection(*(set(p) for p in points)) if len(points) > 1 else set()
+        for arm, points in groups.items()
+    }
+    out: dict[str, str] = {}
+    for name in names:
+        arm, _, point = name.partition(".")
+        if not point:
+            out[name] = name
+            continue
+        kept = []
+        for part in point.split("."):
+            if part in common[arm]:
+                continue
+            key, dash, value = part.partition("-")
+            kept.append(f"{abbreviate_key(key)}{dash}{value}" if dash else part)
+        out[name] = ".".join([arm, *kept])
+    shown = list(out.values())
+    return {n: (out[n] if shown.count(out[n]) == 1 else n) for n in names}

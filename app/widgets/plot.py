@@ -79,6 +79,26 @@ def _nice_ticks(lo: float, hi: float, count: int) -> tuple[list[float], list[str
     return positions, [f"{p:.4g}" for p in positions]
 
 
+def panel_title(title: str, log_y: bool, smooth: bool) -> str:
+    """A plot's border title with the view's state, so a log or smoothed plot says so."""
+    modes = [m for m, on in (("log y", log_y), ("EMA", smooth)) if on]
+    return f"{title} [{', '.join(modes)}]" if modes else title
+
+
+def maximize_next(screen, grid_id: str, id_prefix: str, panel_ids, current: int) -> int:
+    """The m key: show only the next plot of the grid, and after the last all of them again.
+    ``current`` is -1 while all are shown; returns the new value."""
+    panel_ids = list(panel_ids)
+    current = current + 1 if current + 1 < len(panel_ids) else -1
+    for i, pid in enumerate(panel_ids):
+        view = screen.query_one(f"#{id_prefix}{pid}", PlotView)
+        view.display = current in (-1, i)
+    grid = screen.query_one(f"#{grid_id}")
+    grid.styles.grid_size_columns = 1 if current >= 0 else 2
+    grid.styles.grid_size_rows = 1 if current >= 0 else 2
+    return current
+
+
 def plot_sizes(screen, id_prefix: str, panel_ids) -> dict[str, tuple[int, int]]:
     """Drawable (width, height) of each ``#<id_prefix><panel>`` PlotView that has room."""
     sizes = {}
@@ -104,23 +124,32 @@ def render_plot(
     labels = Text()
     drawn: list[tuple[Curve, np.ndarray, np.ndarray]] = []
     marks = {"nan": [], "inf": [], "-inf": [], "<=0": []}
+    faint: list[tuple[Curve, np.ndarray, np.ndarray]] = []
     for curve in curves:
         raw = curve
         if smooth:
             curve = smooth_curve(curve)
         for kind, xs in nonfinite_points(raw.x, raw.y).items():
             marks[kind].extend(xs.tolist())
-        x, y = minmax_downsample(curve.x, curve.y, width)
-        if log_y:
-            positive = y > 0
-            marks["<=0"].extend(x[~positive].tolist())
-            x, y = x[positive], np.log10(y[positive])
-        y = np.clip(y, -_CLIP, _CLIP)
+        pairs = [(curve, drawn)]
+        if curve is not raw:  # smoothed: the raw series stays, faint, under its EMA
+            pairs.insert(0, (Curve(raw.label, raw.x, raw.y, "braille", "gray"), faint))
+        for shown, into in pairs:
+            x, y = minmax_downsample(shown.x, shown.y, width)
+            if log_y:
+                positive = y > 0
+                if into is drawn:  # count the non-positive points once
+                    marks["<=0"].extend(x[~positive].tolist())
+                x, y = x[positive], np.log10(y[positive])
+            y = np.clip(y, -_CLIP, _CLIP)
+            if len(y):
+                into.append((shown, x, y))
         glyph = "⢕" if curve.marker == "braille" else curve.marker
         labels.append(glyph + " ", style=curve.color)
         labels.append(curve.label + "  ")
-        if len(y):
-            drawn.append((curve, x, y))
+    if faint:
+        labels.append("grey: raw", style="dim")
+    drawn = faint + drawn
     for kind, glyph, word in (
         ("nan", "✖", "NaN"),
         ("inf", "▲", "+inf"),

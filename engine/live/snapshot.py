@@ -58,6 +58,17 @@ class ArmSnapshot:
     has_run: bool  # a telemetry file exists: launching again means resume or restart
     version: int
     note: str = ""  # from status.json: whom a queued arm waits for, why a run failed
+    # Within-epoch progress: steps of the current epoch done, of steps_per_epoch (None: the
+    # header does not say, or no header yet).
+    epoch_step: int | None = None
+    steps_per_epoch: int | None = None
+    # Wall time of the newest record (step, epoch, event, ...); None before any.
+    updated_t: float | None = None
+    # Age of the newest record at the time of the snapshot, whole seconds, for a running arm
+    # (what says a live run is not frozen); None otherwise.
+    updated_age_s: int | None = None
+    # Final amplitude SSIM of the telemetry metrics record; None before the final evaluation.
+    amp_ssim: float | None = None
 
     @property
     def change_key(self) -> tuple:
@@ -70,6 +81,8 @@ class ArmSnapshot:
             self.has_run,
             self.verdict_text,
             self.note,
+            # a live arm's "updated N s ago" ticks every second
+            self.updated_age_s if self.state == "running" else None,
         )
 
 
@@ -136,6 +149,7 @@ def make_snapshot(
     sps = _field(last_epoch, "samples_per_s") if last_epoch else _step_rate(s)
     spark_loss, spark_grad = sparks.get(s)
     alarms = s.alarms()
+    updated = _updated(s)
     return ArmSnapshot(
         name=name,
         in_study=in_study,
@@ -165,7 +179,57 @@ def make_snapshot(
         has_run=has_run,
         version=s.version,
         note=note,
+        epoch_step=_epoch_step(s),
+        steps_per_epoch=_int_or_none(_steps_per_epoch(s.header)),
+        updated_t=updated,
+        updated_age_s=(
+            max(0, int(now - updated)) if updated is not None and state == "running" else None
+        ),
+        amp_ssim=_amp_ssim(s.metrics),
     )
+
+
+def _epoch_step(s: ArmSeries) -> int | None:
+    """Steps done in the current epoch: the newest step record's global step, less the steps
+    of the completed epochs (the step is global and monotonic, also over a resume)."""
+    spe = _steps_per_epoch(s.header)
+    if spe is None:
+        return None
+    loss = s.steps["loss"]
+    if not len(loss):
+        return 0
+    done = int(loss.x.last()) + 1 - len(s.epochs) * int(spe)
+    return min(max(done, 0), int(spe))
+
+
+def _updated(s: ArmSeries) -> float | None:
+    """Wall time of the newest record read: the last step's, or a later epoch, event,
+    metrics or status record's."""
+    times = [s.step_times[1]] if s.step_times else []
+    for record in (
+        s.epochs[-1] if s.epochs else None,
+        s.events[-1] if s.events else None,
+        s.metrics,
+        s.final_status,
+        s.header,
+    ):
+        if record:
+            t = as_float(record.get("t", record.get("start_time")))
+            if math.isfinite(t):
+                times.append(t)
+    return max(times) if times else None
+
+
+def _amp_ssim(metrics: dict | None) -> float | None:
+    inner = metrics.get("metrics") if isinstance(metrics, dict) else None
+    pair = inner.get("ssim") if isinstance(inner, dict) else None
+    if isinstance(pair, list) and pair and pair[0] is not None:
+        return as_float(pair[0])
+    return None
+
+
+def _int_or_none(x: float | None) -> int | None:
+    return None if x is None else int(x)
 
 
 def make_plot_data(name: str, s: ArmSeries) -> PlotData:

@@ -110,10 +110,12 @@ def classify_run(records: Iterable[dict], state: str, metrics: dict | None = Non
         return Verdict("incomplete", detail="not started")
     if state == "queued":
         return Verdict("incomplete", detail="queued for a device")
+    # "killed" is the engine's state name for a stop (the user's s, or a signal)
+    said = "stopped" if state == "killed" else state
     if not seen_header:
-        return Verdict("incomplete", detail=f"{state}, but no readable telemetry")
+        return Verdict("incomplete", detail=f"{said}, but no readable telemetry")
     if state != "finished" or (epochs_total is not None and epochs_done < epochs_total):
-        return Verdict("incomplete", detail=f"{state}, {epochs_done}/{epochs_total} epochs")
+        return Verdict("incomplete", detail=f"{said}, {epochs_done}/{epochs_total} epochs")
     return twin_verdict(*final_twin(final, metrics))
 
 

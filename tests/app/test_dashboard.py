@@ -42,8 +42,9 @@ def test_table_lists_every_arm_and_discovered_run_with_state_words(study_file):
                 "arm_idle",
                 "old_arm",
             ]
-            assert cell(table, "arm_ok", "state") == "✔ finished"
-            assert cell(table, "arm_collapse", "state") == "✖ collapsed"
+            # the state column says the verdict where it says more than the state
+            assert cell(table, "arm_ok", "state") == "✔ healthy"
+            assert cell(table, "arm_collapse", "state").startswith("‼ nan")
             assert cell(table, "arm_failed", "state") == "✘ failed"
             assert cell(table, "arm_stale", "state") == "? stale"
             assert cell(table, "arm_idle", "state") == "○ not started"
@@ -55,6 +56,8 @@ def test_table_lists_every_arm_and_discovered_run_with_state_words(study_file):
             assert cell(table, "arm_collapse", "verdict").startswith("‼ nan")
             assert cell(table, "arm_ok", "verdict") == "✔ healthy"
             assert cell(table, "old_arm", "verdict") == "⇆ twin"
+            assert cell(table, "arm_ok", "ssim") != "—"  # the final amplitude SSIM
+            assert cell(table, "arm_idle", "ssim") == "—"
             assert cell(table, "arm_idle", "loss") == "—"
             # the partial last line of arm_stale is not a record: 1 epoch of 10 steps
             assert app.store.snapshots()[3].n_steps == 10
@@ -291,12 +294,15 @@ def test_stop_key_asks_then_sends_sigterm(study_file, tmp_path):
 
 
 def test_left_and_right_scroll_the_table_a_column_at_a_time(study_file):
+    from app.widgets.arm_table import FIXED_COLUMNS
+
     async def main():
         app = make_app(study_file)
         async with app.run_test() as pilot:
             await settle(pilot)
             table = app.screen.query_one(ArmTable)
-            widths = [c.get_render_width(table) for c in table.ordered_columns]
+            assert table.fixed_columns == FIXED_COLUMNS  # mark and arm name stay in view
+            widths = [c.get_render_width(table) for c in table.ordered_columns[FIXED_COLUMNS:]]
             await pilot.press("right", "right")
             await pilot.pause()
             assert table.scroll_x == widths[0] + widths[1]
@@ -397,7 +403,7 @@ def test_detail_falls_back_to_the_telemetry_record_without_metrics_json(study_fi
             app.open_detail("arm_failed")  # failed before its evaluation: nothing to show
             await pilot.pause()
             await settle(pilot)
-            assert _final_metrics_shown(app).startswith("no final metrics")
+            assert _final_metrics_shown(app).startswith("final metrics: no data yet")
 
     run(main())
 
