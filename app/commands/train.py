@@ -170,7 +170,7 @@ def _submit_sweep(args, executor: str) -> int:
         return EXIT_RUN_FAILED
     with bad_input():
         for name in names:
-            check_submittable(study.run_dir(name), name)
+            check_submittable(study.run_dir(name), name, mode)
             check_startable(study.run_dir(name), mode)
     submitted = submit(
         study,

@@ -98,12 +98,21 @@ def check_options(kind: str, options: SlurmOptions) -> None:
         )
 
 
-def check_submittable(run_dir: Path, name: str) -> None:
+def check_submittable(run_dir: Path, name: str, mode: str | None) -> None:
+    """Refuse, before anything is submitted, what the job's engine would refuse on its node
+    (after the job had waited in the queue, and after its status.json was marked queued)."""
     state = run_state(run_dir)
     if state in ACTIVE_STATES:
         st = read_status(run_dir) or {}
         job = f", Slurm job {st['slurm_job_id']}" if st.get("slurm_job_id") else ""
         raise ConfigError(f"{name} is already {state}{job}; stop it first")
+    if mode is None and (Path(run_dir) / "telemetry.jsonl").exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run (state: {state}); continue it with --resume, or "
+            f"start it over with --restart"
+        )
+    if mode == "resume" and state == "finished":
+        raise ConfigError(f"cannot resume {run_dir}: the run already finished")
 
 
 def run_engine(command: list[str], cwd: str, log: str) -> int:
