@@ -83,6 +83,7 @@ def warm_run(study):
     return out, study / "runs" / "tiny_warm"
 
 
+@pytest.mark.slow  # starts a real engine
 def test_run_prints_a_readable_line_per_epoch(warm_run):
     out, _ = warm_run
     lines = [line for line in out.stdout.splitlines() if "] epoch " in line]
@@ -92,6 +93,7 @@ def test_run_prints_a_readable_line_per_epoch(warm_run):
     assert "finished" in out.stdout
 
 
+@pytest.mark.slow  # starts a real engine
 def test_every_artifact_is_written(warm_run):
     _, run = warm_run
     for name in (
@@ -108,6 +110,7 @@ def test_every_artifact_is_written(warm_run):
     assert not list(run.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
+@pytest.mark.slow  # starts a real engine
 def test_config_json_is_the_resolved_config(warm_run):
     _, run = warm_run
     cfg = json.loads((run / "config.json").read_text())
@@ -116,6 +119,7 @@ def test_config_json_is_the_resolved_config(warm_run):
     assert cfg["model"]["architecture"] == "stable_hybrid" and cfg["data"]["N"] == 32
 
 
+@pytest.mark.slow  # starts a real engine
 def test_history_aligns_one_to_one_with_epochs(warm_run):
     _, run = warm_run
     history = json.loads((run / "history.json").read_text())
@@ -124,6 +128,7 @@ def test_history_aligns_one_to_one_with_epochs(warm_run):
         assert all(isinstance(v, float) and math.isfinite(v) for v in history[key])
 
 
+@pytest.mark.slow  # starts a real engine
 def test_lr_of_every_epoch_equals_the_warmup_cosine_closed_form(warm_run):
     _, run = warm_run
     history = json.loads((run / "history.json").read_text())
@@ -136,6 +141,7 @@ def test_lr_of_every_epoch_equals_the_warmup_cosine_closed_form(warm_run):
     assert [v.to_list() for v in per_epoch["lr"]] == [[x] for x in history["lr"]]
 
 
+@pytest.mark.slow  # starts a real engine
 def test_metrics_are_amplitude_phase_pairs(warm_run):
     _, run = warm_run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -144,6 +150,7 @@ def test_metrics_are_amplitude_phase_pairs(warm_run):
     assert metrics["mae"][0] >= 0.0
 
 
+@pytest.mark.slow  # starts a real engine
 def test_status_is_finished(warm_run):
     _, run = warm_run
     status = json.loads((run / "status.json").read_text())
@@ -151,6 +158,7 @@ def test_status_is_finished(warm_run):
     assert status["epoch"] == 4 and status["pid"] > 0 and status["host"]
 
 
+@pytest.mark.slow  # starts a real engine
 def test_stable_checkpoint_has_norm_and_layerscale_keys(warm_run):
     _, run = warm_run
     state = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
@@ -158,6 +166,7 @@ def test_stable_checkpoint_has_norm_and_layerscale_keys(warm_run):
     assert any("layerscale" in k for k in state)
 
 
+@pytest.mark.slow  # starts a real engine
 def test_telemetry_reads_with_polars_and_tells_the_whole_story(warm_run):
     _, run = warm_run
     df = pl.read_ndjson(run / "telemetry.jsonl", infer_schema_length=None)
@@ -185,12 +194,14 @@ def test_telemetry_reads_with_polars_and_tells_the_whole_story(warm_run):
     assert epochs["layerscale"].null_count() == 0 and epochs["norm_weights"].null_count() == 0
 
 
+@pytest.mark.slow  # starts a real engine
 def test_list_shows_finished_and_not_started(study, warm_run):
     out = run_ok(study, "--list")
     assert "tiny_warm" in out.stdout and "finished" in out.stdout
     assert "not started" in out.stdout
 
 
+@pytest.mark.slow  # starts a real engine
 def test_set_overrides_reach_the_run(study):
     out = run_ok(
         study,
@@ -232,6 +243,7 @@ def test_help_documents_exit_codes():
         assert f"\n  {code}" in out.stdout
 
 
+@pytest.mark.slow  # starts a real engine
 def test_collapse_is_detected_live_and_stops_the_arm_on_request(study):
     # A real collapse: the tiny U-Net at lr 0.05 goes to a constant output within 3 epochs.
     out = run_ok(
@@ -260,6 +272,7 @@ def test_collapse_is_detected_live_and_stops_the_arm_on_request(study):
     assert (run / "metrics.json").is_file()  # the collapsed weights are still evaluated
 
 
+@pytest.mark.slow  # starts a real engine
 def test_sigterm_saves_and_exits_130(study):
     import signal
     import time
@@ -304,6 +317,7 @@ def test_sigterm_saves_and_exits_130(study):
     assert records[-1]["type"] == "status" and records[-1]["state"] == "killed"
 
 
+@pytest.mark.slow  # starts a real engine
 def test_export_reads_the_study_dir_of_out_and_writes_the_report_to_report(
     study, warm_run, tmp_path
 ):

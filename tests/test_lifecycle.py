@@ -41,6 +41,7 @@ def epochs_done(run: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # starts a real engine
 def test_launch_detaches_then_stop_saves_and_records_killed(study):
     out = cli("launch", "slow", cwd=study)
     assert out.returncode == 0, out.stderr
@@ -61,6 +62,7 @@ def test_launch_detaches_then_stop_saves_and_records_killed(study):
     assert "SIGTERM received" in (run / "run.log").read_text()
 
 
+@pytest.mark.slow  # starts a real engine
 def test_launched_arms_queue_one_per_device_in_order(study):
     arms = study / "arms.toml"
     arms.write_text(arms.read_text() + '\n[arms.second]\narchitecture = "cnn"\n')
@@ -100,6 +102,7 @@ def test_launched_arms_queue_one_per_device_in_order(study):
     wait_for(lambda: run_state(second) == "killed", what="second stopped")
 
 
+@pytest.mark.slow  # starts a real engine
 def test_launch_reports_an_engine_that_refuses_at_once(study):
     assert (
         cli("--arms", "arms.toml", "--run", "slow", "--set", "epochs=1", cwd=study).returncode == 0
@@ -115,6 +118,7 @@ def test_stop_of_an_arm_that_is_not_running_is_refused(study):
     assert out.returncode == 2 and "slow" in out.stderr
 
 
+@pytest.mark.slow  # starts a real engine
 def test_two_racing_launches_of_one_arm_train_exactly_once(study):
     args = [
         sys.executable,
@@ -144,6 +148,7 @@ def test_two_racing_launches_of_one_arm_train_exactly_once(study):
     assert len(headers) == 1
 
 
+@pytest.mark.slow  # starts a real engine
 def test_write_error_fails_the_run_cleanly_and_keeps_telemetry_whole(study):
     # Build the dataset cache first, without a limit, so the limit bites while training.
     first = cli("--arms", "arms.toml", "--run", "slow", "--set", "epochs=1", cwd=study)

@@ -77,6 +77,7 @@ def mirror_for(sshd, study: Path, root: Path) -> RemoteMirror:
     )
 
 
+@pytest.mark.slow  # starts a real engine
 def test_mirror_follows_through_drops_crash_resume_and_stop(sshd, study, tmp_path):
     assert cli("launch", "slow", cwd=study).returncode == 0
     run = study / "runs" / "slow"

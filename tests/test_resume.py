@@ -83,6 +83,7 @@ def steps_written(telemetry: Path) -> int:
     return telemetry.read_bytes().count(b'"type":"step"')
 
 
+@pytest.mark.slow  # starts a real engine
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(study, reference):
     rng = random.Random()
     run_dir = study / "killed" / "warm"
@@ -127,11 +128,13 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(study, reference):
     assert losses == [r["loss"] for r in ref_records if r["type"] == "step"]
 
 
+@pytest.mark.slow  # starts a real engine
 def test_resume_of_a_finished_run_is_refused(study, reference):
     out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref", "--resume"], study)
     assert out.returncode == 2 and "already finished" in out.stderr
 
 
+@pytest.mark.slow  # starts a real engine
 def test_resume_with_changed_config_is_refused(study, reference):
     out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref2", "--set", "epochs=3"], study)
     assert out.returncode == 0
@@ -143,6 +146,7 @@ def test_resume_with_changed_config_is_refused(study, reference):
     assert out.returncode == 2 and "config changed" in out.stderr and "train.lr" in out.stderr
 
 
+@pytest.mark.slow  # starts a real engine
 def test_restart_archives_the_earlier_run(study, reference):
     out = run(["--arms", "arms.toml", "--run", "warm", "--out", "ref3", "--set", "epochs=1"], study)
     assert out.returncode == 0

@@ -100,6 +100,7 @@ def report_of(study) -> Path:
     return study.output_dir / "report"
 
 
+@pytest.mark.slow  # starts a real engine
 def test_export_writes_stats_metrics_summary_and_figures(exported):
     study, result, _ = exported
     report = report_of(study)
@@ -120,6 +121,7 @@ def test_export_writes_stats_metrics_summary_and_figures(exported):
     assert any("never_ran" in p and "not started" in p for p in result.problems)
 
 
+@pytest.mark.slow  # starts a real engine
 def test_stats_json_carries_the_original_keys_and_the_verdict(exported):
     study, _, _ = exported
     combined = json.loads((report_of(study) / "stats.json").read_text())
@@ -161,6 +163,7 @@ def test_stats_json_carries_the_original_keys_and_the_verdict(exported):
     assert all_twin["amp_ssim"] != s["reference"]["flat"]["amp_ssim"]
 
 
+@pytest.mark.slow  # starts a real engine
 def test_exporting_twice_adds_no_duplicate_row(exported):
     study, _, _ = exported
     rows = pl.read_ndjson(report_of(study) / METRICS_FILE, infer_schema_length=None)
@@ -177,6 +180,7 @@ def test_exporting_twice_adds_no_duplicate_row(exported):
     assert all(rid.startswith(arm + "-") for rid, arm in zip(rows["run_id"], rows["arm"]))
 
 
+@pytest.mark.slow  # starts a real engine
 def test_a_new_run_of_an_arm_adds_a_row_and_keeps_the_old(exported, tmp_path):
     study, _, _ = exported
     root = copy_study(study.output_dir.parent, tmp_path / "study")
@@ -191,6 +195,7 @@ def test_a_new_run_of_an_arm_adds_a_row_and_keeps_the_old(exported, tmp_path):
     assert rows.height == 3 and rows.filter(pl.col("arm") == "healthy").height == 2
 
 
+@pytest.mark.slow  # starts a real engine
 def test_summary_compares_arms_and_tells_the_collapse_story(exported):
     study, _, _ = exported
     text = (report_of(study) / "summary.md").read_text()
@@ -212,6 +217,7 @@ def test_summary_compares_arms_and_tells_the_collapse_story(exported):
         assert f"]({rel})" in text  # linked relative to summary.md
 
 
+@pytest.mark.slow  # starts a real engine
 def test_bundle_archives_report_and_every_arms_evidence(runs, tmp_path):
     root = copy_study(runs, tmp_path / "study")
     study = load_study(root / "arms.toml")
@@ -241,6 +247,7 @@ def test_bundle_archives_report_and_every_arms_evidence(runs, tmp_path):
     assert bundle / "arms" / "healthy" / "model.pt" in result.files
 
 
+@pytest.mark.slow  # starts a real engine
 def test_damaged_and_live_runs_still_export_and_are_named(runs, tmp_path):
     root = copy_study(runs, tmp_path / "study")
     study = load_study(root / "arms.toml")
@@ -283,6 +290,7 @@ def test_damaged_and_live_runs_still_export_and_are_named(runs, tmp_path):
     assert set(rows["arm"]) == {"healthy", "collapsed"}
 
 
+@pytest.mark.slow  # starts a real engine
 def test_configs_that_differ_with_identical_histories_are_flagged(runs, tmp_path):
     root = copy_study(runs, tmp_path / "study")
     study = load_study(root / "arms.toml")
@@ -298,6 +306,7 @@ def test_configs_that_differ_with_identical_histories_are_flagged(runs, tmp_path
     assert "Identical amplitude metrics:** `healthy`, `never_ran`" in text
 
 
+@pytest.mark.slow  # starts a real engine
 def test_without_the_dataset_cache_the_all_twin_level_comes_from_recon_npz(exported, tmp_path):
     study, _, _ = exported
     from_cache = json.loads((report_of(study) / "stats.json").read_text())
