@@ -5,8 +5,10 @@ leave nothing submitted and nothing written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -247,6 +249,19 @@ def cluster(tmp_path_factory):
 
 
 def flows(study: Path, executor: str, env: dict, flags=()) -> None:
+    try:
+        _flows(study, executor, env, flags)
+    finally:  # a failed test leaves no engine training on shared CPUs
+        for run in (study / "runs").glob("*/status.json"):
+            pid = json.loads(run.read_text()).get("pid")
+            if isinstance(pid, int) and json.loads(run.read_text()).get("state") == "running":
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+        if executor == "slurm":
+            subprocess.run(["scancel", "--user", "root"], env={**os.environ, **env}, check=False)
+
+
+def _flows(study: Path, executor: str, env: dict, flags=()) -> None:
     arms = str(study / "arms.toml")
     runs = study / "runs"
 

@@ -19,6 +19,7 @@ on one machine (tests, and trying a sweep's Slurm path without one).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -139,6 +140,29 @@ class Submitted:
     folder: Path
 
 
+@contextlib.contextmanager
+def _detached_stdio(active: bool):
+    """submitit's local executor starts its job controller with this process's stdout and
+    stderr: a caller reading them to their end (a pipe, ssh) would wait for the job. The
+    controller gets /dev/null instead (its job's output goes to its folder and run.log)."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def _executor(submitit, kind: str, folder: Path, options: SlurmOptions, name: str):
     if kind == "slurm":
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
@@ -200,9 +224,10 @@ def submit(
         folder = study.output_dir / ".slurm" / name
         folder.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        job = _executor(submitit, kind, folder, options, name).submit(
-            run_engine, command, str(repo), str(run_dir / "run.log")
-        )
+        with _detached_stdio(kind == "submitit-local"):
+            job = _executor(submitit, kind, folder, options, name).submit(
+                run_engine, command, str(repo), str(run_dir / "run.log")
+            )
         job_id = str(job.job_id)
         mark_submitted(run_dir, name, study.arms[name].train.epochs, job_id, kind)
         done.append(Submitted(name, job_id, folder))
