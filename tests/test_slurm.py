@@ -327,3 +327,28 @@ def test_sweep_on_a_real_slurm(cluster, tmp_path):
 def test_sweep_with_submitits_local_executor(tmp_path):
     pytest.importorskip("submitit")
     flows(write_study(tmp_path / "s"), "submitit-local", {})
+
+
+@pytest.mark.slow
+def test_a_real_time_limit_shows_as_timeout_and_resumes(cluster, tmp_path):
+    """A one-minute limit: SIGUSR2 before it, the engine saves and stops, the run shows as
+    slurm:TIMEOUT (not killed, not crashed), and --resume resubmits it from its checkpoint."""
+    study = write_study(tmp_path / "s")
+    arms, run, env = str(study / "arms.toml"), study / "runs" / LONG, cluster.env
+    try:
+        out = fnotui(
+            "sweep", "long", "--arms", arms, "--executor", "slurm", "--slurm-time", "1", env=env
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: state_of(study, LONG, env) == "slurm:TIMEOUT", 240, "slurm:TIMEOUT")
+        assert (run / "checkpoint.pt").is_file()
+        listed = fnotui("sweep", "long", "--list", "--arms", arms, env=env).stdout
+        assert "slurm:TIMEOUT" in listed
+        out = fnotui(
+            "sweep", "long", "--arms", arms, "--executor", "slurm", "--slurm-time", "30",
+            "--resume", env=env,
+        )  # fmt: skip
+        assert out.returncode == 0 and "(resume)" in out.stdout, out.stdout + out.stderr
+        assert state_of(study, LONG, env) in ("queued", "running")
+    finally:
+        subprocess.run(["scancel", "--user", "root"], env=env, check=False)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from engine.runs.status import (
     FINAL_STATES,
     SLURM_ENDED,
     archive_run,
+    batch_job,
     mark_submitted,
     read_status,
     record_slurm_state,
@@ -119,15 +122,44 @@ def check_submittable(run_dir: Path, name: str, mode: str | None) -> None:
 def run_engine(command: list[str], cwd: str, log: str) -> int:
     """The job: the engine command, its stderr appended to the run's run.log as a detached
     launch does (its stdout is in Slurm's output file and run.log). The engine's own exit code
-    is the job's: a failed run fails its job."""
-    with open(log, "ab") as err:
-        code = subprocess.call(
-            command,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    is the job's: a failed run fails its job.
+
+    submitit asks Slurm for SIGUSR2 shortly before the time limit (``--signal``). It would end
+    the engine at once (Python's default for SIGUSR2), and submitit's own handler would end
+    this process and so the job step. Instead the engine ignores it, and this process turns
+    it into a graceful stop (SIGTERM: the engine saves a checkpoint, then exits), and records
+    the time limit in status.json: the run then shows as ``slurm:TIMEOUT``, ready for --resume.
+    """
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # inherited through exec
+    try:
+        with open(log, "ab") as err:
+            proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    limit: list[float] = []
+
+    def time_limit(signum, frame) -> None:
+        limit.append(time.time())
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGUSR2, time_limit)
+    code = proc.wait()
+    if limit:
+        job = batch_job().get("slurm_job_id")
+        if job:
+            record_slurm_state(
+                Path(log).parent,
+                job,
+                "TIMEOUT",
+                "the time limit was near: the engine saved a checkpoint and stopped",
+            )
     if code != 0:
         sys.exit(code)
     return code
@@ -176,6 +208,8 @@ def _executor(submitit, kind: str, folder: Path, options: SlurmOptions, name: st
             "gpus_per_task": options.gpus or None,
             "mem": options.mem,
             "additional_parameters": dict(options.extra) or None,
+            # SIGUSR2 this long before the time limit: the engine saves and stops (run_engine).
+            "signal_delay_s": min(90, options.time * 15),
         }
         executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
         return executor
