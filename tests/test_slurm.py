@@ -299,8 +299,14 @@ def _flows(study: Path, executor: str, env: dict, flags=()) -> None:
     wait_for(lambda: state_of(study, LONG, env) == "killed", 60, "killed in fnotui list")
     done = status(run)["epoch"]
 
-    # ... and resubmitted from its checkpoint with --resume: a new job continues the run.
-    out = sweep("long", "--resume")
+    # ... and resubmitted from its checkpoint with --resume: a new job continues the run. With
+    # the local executor through `fnotui launch --resume` (the dashboard's resume: the
+    # control resubmits a batch run as a batch run, with the resources of its submission).
+    if executor == "slurm":
+        out = sweep("long", "--resume")
+    else:
+        out = fnotui("launch", LONG, "--resume", "--arms", arms, env=env)
+        assert f"resubmitted {LONG} (resume): {executor} job" in out.stdout, out.stdout
     assert out.returncode == 0, out.stdout + out.stderr
     assert "(resume)" in out.stdout
     wait_for(

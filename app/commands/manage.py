@@ -56,14 +56,8 @@ def cmd_stop(args) -> int:
     study, names = load_named(args)
     control = _control(study, args)
 
-    def stop(name: str) -> str:
-        # A run submitted to Slurm is stopped by cancelling its job (Slurm signals the engine
-        # on its node); any other run by signalling its engine here.
-        from engine.control.slurm import cancel
-
-        return cancel(study.run_dir(name), name) or control.stop(name).message
-
-    return each_arm(names, stop)
+    # A run submitted to Slurm is stopped by cancelling its job (LocalControl.stop).
+    return each_arm(names, lambda name: control.stop(name).message)
 
 
 def cmd_export(args) -> int:

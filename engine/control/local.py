@@ -19,6 +19,7 @@ from engine.control.launch import (
     stop_run,
     wait_started,
 )
+from engine.control.slurm import batch_executor, cancel, resubmit
 from engine.errors import ConfigError
 from engine.runs.rundir import RunDir
 from engine.runs.status import run_state
@@ -59,6 +60,8 @@ class LocalControl(Control):
             raise ValueError(f"launch mode {mode!r}; expected one of {MODES}")
         run_dir = self.study.run_dir(arm)
         check_startable(run_dir, mode)
+        if mode == "resume" and batch_executor(run_dir):  # a Slurm run resumes on Slurm
+            return Outcome(resubmit(self, arm))
         pid = launch_detached(
             self.arms_file,
             arm,
@@ -85,6 +88,9 @@ class LocalControl(Control):
         return Outcome(f"launched {arm}{how}: pid {pid}, {state}, log {run_dir / 'run.log'}", pid)
 
     def stop(self, arm: str) -> Outcome:
+        cancelled = cancel(self.study.run_dir(arm), arm)  # a Slurm run: scancel its job
+        if cancelled:
+            return Outcome(cancelled)
         pid = stop_run(self.study.run_dir(arm))
         return Outcome(f"asked {arm} (pid {pid}) to stop", pid)
 

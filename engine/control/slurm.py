@@ -26,9 +26,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.atomic import atomic_write_json
 from engine.control.base import ControlError
 from engine.errors import ConfigError
 from engine.runs.status import (
@@ -263,6 +264,8 @@ def submit(
                 run_engine, command, str(repo), str(run_dir / "run.log")
             )
         job_id = str(job.job_id)
+        # What a resume from the dashboard resubmits with (LocalControl.launch).
+        atomic_write_json(folder / "options.json", {"executor": kind, **asdict(options)})
         mark_submitted(run_dir, name, study.arms[name].train.epochs, job_id, kind)
         done.append(Submitted(name, job_id, folder))
     return done
@@ -357,3 +360,42 @@ def cancel(run_dir: Path, name: str) -> str | None:
     return (
         f"cancelled {name}'s Slurm job {job_id}; the engine saves and stops (resume with --resume)"
     )
+
+
+def batch_executor(run_dir: Path) -> str | None:
+    """ "slurm" or "submitit-local" for a run last submitted as a batch job, else None."""
+    kind = (read_status(run_dir) or {}).get("executor")
+    return kind if kind in ("slurm", "submitit-local") else None
+
+
+def resubmit(control, arm: str) -> str:
+    """Resume a batch run as a batch run (the dashboard's resume key, through LocalControl):
+    resubmitted with the resources of its last submission, after the same checks as
+    ``fnotui sweep --executor slurm --resume``."""
+    import json
+
+    study, run_dir = control.study, control.study.run_dir(arm)
+    kind = batch_executor(run_dir)
+    try:
+        saved = json.loads((study.output_dir / ".slurm" / arm / "options.json").read_text())
+    except (OSError, ValueError):
+        saved = {}
+    saved.pop("executor", None)
+    options = study.slurm.merged(SlurmOptions(**saved)) if saved else study.slurm
+    check_options(kind, options)
+    check_submittable(run_dir, arm, "resume")
+    if kind == "slurm":
+        check_controller()
+    (job,) = submit(
+        study,
+        control.arms_file,
+        [arm],
+        kind=kind,
+        options=options,
+        mode="resume",
+        profile=control.profile,
+        out=control.out,
+        overrides=control.overrides,
+        device=control.device,
+    )
+    return f"resubmitted {arm} (resume): {kind} job {job.job_id}, log {run_dir / 'run.log'}"
