@@ -27,6 +27,9 @@ STATES = {
     "killed": ("■", "stopped", "yellow"),
     "crashed": ("‼", "crashed", "bold yellow"),
     "stale": ("?", "stale", "yellow"),
+    # Ended by Slurm (the state is "slurm:TIMEOUT", "slurm:PREEMPTED", ...): the word shown is
+    # the Slurm state, so a time limit never reads as a crash or as still running.
+    "slurm": ("■", "slurm", "yellow"),
 }
 
 SEVERITIES = {
@@ -92,11 +95,16 @@ def state_key(state: str, collapsed: bool) -> str:
     (a failed process stays "failed": the engine error is the more urgent news)."""
     if collapsed and state != "failed":
         return "collapsed"
+    if state.startswith("slurm:"):
+        return "slurm"
     return state if state in STATES else "stale"
 
 
 def state_text(state: str, collapsed: bool) -> Text:
-    glyph, word, style = STATES[state_key(state, collapsed)]
+    key = state_key(state, collapsed)
+    glyph, word, style = STATES[key]
+    if key == "slurm":
+        word = state  # e.g. slurm:TIMEOUT
     return Text(f"{glyph} {word}", style=style)
 
 

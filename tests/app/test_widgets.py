@@ -151,3 +151,10 @@ def test_long_sweep_point_names_stay_distinguishable_in_the_arm_column():
     assert all(s.endswith(n[-14:]) for s, n in zip(shown, names))  # the seed stays whole
     assert name_width(["arm_a", "arm_b"]) == 17  # short names keep the default width
     assert middle_ellipsis("arm_control", width) == "arm_control"
+
+
+def test_a_run_ended_by_slurm_shows_the_slurm_state_not_stale():
+    from app.widgets.cells import state_text
+
+    assert state_text("slurm:TIMEOUT", False).plain == "■ slurm:TIMEOUT"
+    assert state_text("somethingnew", False).plain == "? stale"
