@@ -426,8 +426,7 @@ class FnotuiApp(App):
 
     def _describe(self, outcome: Outcome) -> str:
         if outcome.files:
-            files = [_display_path(p, self.arms_file) for p in outcome.files]
-            return f"wrote {len(files)} files: " + ", ".join(files)
+            return _files_summary([_display_path(p, self.arms_file) for p in outcome.files])
         return outcome.message or "done"
 
     def open_detail(self, name: str) -> None:
@@ -515,6 +514,25 @@ def link_text(link: LinkState | None, now: float | None = None) -> str:
     if link.state == "failed":
         return "✘ link failed"
     return link.state
+
+
+def _files_summary(files: list[str], most: int = 5) -> str:
+    """Written files in a few lines: a name written in several folders (each arm's stats.json)
+    once with its count, the rest grouped by folder, at most ``most`` lines."""
+    split = [f.rpartition("/") for f in files]
+    by_name: dict[str, list[str]] = {}
+    for folder, _, name in split:
+        by_name.setdefault(name, []).append(folder or ".")
+    repeated = {name for name, folders in by_name.items() if len(folders) > 1}
+    parts = [f"{name} in {len(by_name[name])} folders" for name in sorted(repeated)]
+    folders: dict[str, list[str]] = {}
+    for folder, _, name in split:
+        if name not in repeated:
+            folders.setdefault(folder or ".", []).append(name)
+    parts += [f"{folder}/: {', '.join(names)}" for folder, names in folders.items()]
+    if len(parts) > most:
+        parts = parts[: most - 1] + [f"and {len(parts) - most + 1} more folders"]
+    return f"wrote {len(files)} files\n" + "\n".join(parts)
 
 
 def _display_path(path: Path, arms_file: Path) -> str:

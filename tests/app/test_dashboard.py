@@ -175,7 +175,7 @@ def test_export_key_notifies_the_written_files(study_file):
 
             await wait_for(pilot, exported, timeout=60, what="the export notification")
             note = exported()[0]
-            assert "runs/arm_ok/stats.json" in note.message
+            assert "stats.json in 5 folders" in note.message  # one line: 4 arms and the report
             assert "summary.md" in note.message
             assert note.markup is False
         assert (study_file.parent / "runs" / "arm_ok" / "stats.json").exists()
