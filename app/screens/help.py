@@ -26,6 +26,7 @@ KEYS = (
             ("/", "filter arms by name (Enter keeps it, Esc clears)"),
             ("o", "sort: study order, name, state, loss, val, SSIM, ETA"),
             ("t", "follow the arm's run.log"),
+            ("ctrl+r", "reconnect now (a --remote study; the title shows the link)"),
             ("q", "quit"),
         ),
     ),
