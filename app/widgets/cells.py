@@ -10,6 +10,8 @@ import math
 
 from rich.text import Text
 
+from engine.fmt import fmt_duration  # noqa: F401 (re-exported for the screens)
+
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 # A bucket holding a NaN or inf: shown as a marker instead of a bar (and never crashes).
 SPARK_NONFINITE = "✖"
@@ -75,19 +77,6 @@ def num_text(x: float | None, digits: int = 4, missing: str = "—") -> Text:
     s = fmt_num(x, digits)
     style = "bold red" if s.startswith("✖") else ""
     return Text(s, style=style, justify="right")
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
 def state_key(state: str, collapsed: bool) -> str:

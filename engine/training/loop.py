@@ -29,6 +29,7 @@ import torch
 
 from engine.atomic import atomic_write_bytes, atomic_write_json
 from engine.config import ArmConfig
+from engine.fmt import fmt_duration
 from engine.models import build_model, describe_model
 from engine.runs.rundir import RunDir
 from engine.runs.status import StatusFile, batch_job
@@ -65,7 +66,6 @@ from engine.training.progress import (
     EpochSummary,
     flush_due,
     flush_steps,
-    fmt_duration,
     format_epoch_line,
     react,
 )

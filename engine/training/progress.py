@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.config import ArmConfig
+from engine.fmt import fmt_duration
 from engine.runs.telemetry import STEP, TelemetryWriter
 from engine.scoring.detectors import Event, StepDetectors
 
@@ -55,13 +56,6 @@ def react(cfg: ArmConfig, events: list[Event], log) -> str | None:
         if e.severity in ("collapse", "fatal") and cfg.train.on_collapse == "stop":
             reason = reason or e.rule
     return reason
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def format_epoch_line(arm: str, e: EpochSummary) -> str:
