@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,20 @@ OUTSIDE_CITATIONS = ("domain" + ".md", "engineering" + "-notes", "../" + "shared
 
 
 def repo_text_files(suffixes=TEXT_SUFFIXES) -> list[Path]:
+    """The repository's own text files: what git tracks or would track (so a virtual environment
+    or any other ignored folder never counts), or a walk that skips the known ones without git."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        listed = None
+    if listed is not None:
+        paths = sorted({REPO / p for p in listed.split("\0") if p})
+        return [p for p in paths if p.suffix in suffixes and p.is_file()]
     files = []
     for root, dirs, names in os.walk(REPO):
         top = Path(root) == REPO
