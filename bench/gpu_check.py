@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -66,9 +67,11 @@ def set_tf32(enabled_cudnn: bool, enabled_matmul: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = enabled_matmul
 
 
-def forward_backward(model, physics, x):
+def forward_backward(model, physics, x, autocast=contextlib.nullcontext):
+    """One forward (the generator under ``autocast``; physics and loss in fp32) and backward."""
     model.zero_grad(set_to_none=True)
-    obj = model(x)
+    with autocast():
+        obj = model(x)
     loss = get_loss("mae")(physics(obj), x[:, 0])
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
@@ -299,7 +302,6 @@ def _trajectory(model, physics, x, steps: int, autocast) -> list[float]:
 
 def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[dict]:
     """Every speed mode against eager fp32 on ``device``: one forward/backward, then 20 steps."""
-    import contextlib
     import dataclasses
 
     dev = torch.device(device)
@@ -332,12 +334,7 @@ def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[d
                     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
             else:
                 autocast = contextlib.nullcontext
-            model.zero_grad(set_to_none=True)
-            with autocast():
-                out = model(x)
-            loss = get_loss("mae")(physics(out), x[:, 0])
-            loss.backward()
-            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            out, loss, grads = forward_backward(model, physics, x, autocast)
             traj = _trajectory(copy.deepcopy(model), physics, x, steps, autocast)
             rows.append(
                 {
