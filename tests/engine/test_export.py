@@ -18,6 +18,7 @@ import pytest
 
 from engine.reporting.export import METRICS_FILE, export_study
 from engine.study.arms import load_study
+from tests.engine.test_stats import ORIGINAL_KEYS
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,24 +129,7 @@ def test_stats_json_carries_the_original_keys_and_the_verdict(exported):
     assert list(combined) == ["healthy", "collapsed", "never_ran"]
     s = json.loads((study.run_dir("collapsed") / "stats.json").read_text())
     assert s == combined["collapsed"]
-    for key in (
-        "val_loss_best",
-        "val_loss_final",
-        "train_loss_final",
-        "has_nan",
-        "n_epochs",
-        "grad_norm_mean",
-        "grad_norm_max",
-        "grad_norm_min",
-        "amp_mae",
-        "phase_mae",
-        "amp_ssim",
-        "phase_ssim",
-        "amp_psnr",
-        "phase_psnr",
-        "norm_weights",
-        "norm_weight_near_zero",
-    ):
+    for key in ORIGINAL_KEYS:
         assert key in s, key
     assert s["verdict"]["label"] == "collapsed" and s["collapse_epoch"] is not None
     assert s["collapse_time_s"] > 0 and s["phase_vacuous"] is True
