@@ -132,19 +132,27 @@ def abbreviate_key(key: str) -> str:
 def short_names(names) -> dict[str, str]:
     """Short, still unique display names for a study's arms.
 
-    Sweep points are ``arm.key-value.key-value...``; the parts every point of the same arm
-    shares (epochs-30 in all nine crash-hunt points) say nothing that tells them apart and are
-    dropped, and multi-word keys are cut to their initials:
+    Sweep points are ``arm.key-value.key-value...``. Points of one arm with the same keys come
+    from one sweep; the parts all of them share (epochs-30 and max_hidden_channels-512 in the
+    nine crash-hunt points) tell none apart and are dropped, and multi-word keys are cut to
+    their initials:
     arm_control.epochs-30.fno_blocks-4.max_hidden_channels-512.seed-20260128 ->
     arm_control.fb-4.seed-20260128. Names that would collide keep their full form."""
     names = list(names)
-    groups: dict[str, list[list[str]]] = {}
-    for name in names:
+
+    def sweep_of(name: str) -> tuple[str, tuple[str, ...]]:
+        # Grouped by arm and key set, not by arm alone: the plain arm and another sweep over the
+        # same arm (seeds only) share nothing with these points and would empty the common set.
         arm, _, point = name.partition(".")
-        groups.setdefault(arm, []).append(point.split(".") if point else [])
+        return arm, tuple(sorted(p.partition("-")[0] for p in point.split("."))) if point else ()
+
+    groups: dict[tuple, list[set[str]]] = {}
+    for name in names:
+        point = name.partition(".")[2]
+        if point:
+            groups.setdefault(sweep_of(name), []).append(set(point.split(".")))
     common = {
-        arm: set.intersection(*(set(p) for p in points)) if len(points) > 1 else set()
-        for arm, points in groups.items()
+        g: set.intersection(*parts) if len(parts) > 1 else set() for g, parts in groups.items()
     }
     out: dict[str, str] = {}
     for name in names:
@@ -154,7 +162,7 @@ def short_names(names) -> dict[str, str]:
             continue
         kept = []
         for part in point.split("."):
-            if part in common[arm]:
+            if part in common[sweep_of(name)]:
                 continue
             key, dash, value = part.partition("-")
             kept.append(f"{abbreviate_key(key)}{dash}{value}" if dash else part)

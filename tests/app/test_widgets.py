@@ -158,3 +158,22 @@ def test_a_run_ended_by_slurm_shows_the_slurm_state_not_stale():
 
     assert state_text("slurm:TIMEOUT", False).plain == "■ slurm:TIMEOUT"
     assert state_text("somethingnew", False).plain == "? stale"
+
+
+def test_every_run_of_the_default_study_is_told_apart_in_the_arm_column():
+    # The plain arm_control, its seeds sweep and the nine crash-hunt points share an arm: the
+    # parts dropped are those of one sweep only, so at 28 columns all 24 runs stay distinct.
+    from pathlib import Path
+
+    from app.widgets.arm_table import middle_ellipsis
+    from app.widgets.cells import short_names
+    from engine.study.arms import load_study
+
+    arms = Path(__file__).resolve().parents[2] / "arms.toml"
+    names = list(load_study(arms, validate_models=False).arms)
+    short = short_names(names)
+    crash = "arm_control.epochs-30.fno_blocks-4.max_hidden_channels-512.seed-20260128"
+    assert short[crash] == "arm_control.fb-4.seed-20260128"
+    assert short["arm_control.seed-20260129"] == "arm_control.seed-20260129"
+    shown = [middle_ellipsis(short[n], 28) for n in names]
+    assert len(set(shown)) == len(names)
