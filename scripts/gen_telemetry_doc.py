@@ -1,4 +1,4 @@
-"""Write the field tables of docs/telemetry.md from engine/runs/telemetry.py's declarations.
+"""Write the field tables of docs/telemetry.md from engine/runs/schema.py's declarations.
 
 The prose of docs/telemetry.md is written by hand; every table between a
 ``<!-- fields: NAME -->`` and a ``<!-- /fields -->`` line is generated, never typed, so the
