@@ -32,6 +32,7 @@ of study_metrics.jsonl, one per run, not-started runs included); the output is J
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 
 import polars as pl
@@ -71,12 +72,13 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return lo, hi
 
 
-def fraction_text(k: int, n: int) -> str:
-    """'1/3 (95 % CI 6–79 %)'; '0/0 (no settled runs)' when nothing can be counted yet."""
+def fraction_text(k: int, n: int, *, short: bool = False) -> str:
+    """'1/3 (95 % CI 6–79 %)'; '0/0 (no settled runs)' when nothing can be counted yet.
+    ``short`` (a table cell): '1/3 (6–79 %)' and '0/0'."""
     if n == 0:
-        return "0/0 (no settled runs)"
+        return "0/0" if short else "0/0 (no settled runs)"
     lo, hi = wilson_interval(k, n)
-    return f"{k}/{n} (95 % CI {lo * 100:.0f}–{hi * 100:.0f} %)"
+    return f"{k}/{n} ({'' if short else '95 % CI '}{lo * 100:.0f}–{hi * 100:.0f} %)"
 
 
 def verdict_counts_text(counts: dict[str, int]) -> str:
@@ -95,12 +97,39 @@ def states_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {state}" for state, n in counts.items())
 
 
-def _spread(values: list[float]) -> dict:
+def is_counted(state: str, verdict: str) -> bool:
+    """Whether a run's training outcome is settled, so that it counts (see the module doc)."""
+    return verdict in OUTCOME_LABELS and state not in UNSETTLED_STATES
+
+
+def spread(values) -> dict:
+    """n, median, min and max of the finite values (None and NaN are not values)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
     return {
-        "n": len(values),
-        "median": float(pl.Series(values, dtype=pl.Float64).median()) if values else None,
-        "min": min(values) if values else None,
-        "max": max(values) if values else None,
+        "n": len(finite),
+        "median": statistics.median(finite) if finite else None,
+        "min": min(finite) if finite else None,
+        "max": max(finite) if finite else None,
+    }
+
+
+def group_outcome(runs: list[dict]) -> dict:
+    """The outcome statistics of one group's runs, JSON-ready: each run a mapping with its
+    ``state``, ``verdict`` and the METRICS values (missing or None: not recorded). The export
+    calls it per group of study metrics rows; the dashboard on its live snapshots."""
+    counted = [r for r in runs if is_counted(r["state"], r["verdict"])]
+    k, n = sum(r["verdict"] in COLLAPSE_LABELS for r in counted), len(counted)
+    verdicts = dict(Counter(r["verdict"] for r in runs))
+    return {
+        "states": dict(Counter(r["state"] for r in runs)),
+        "verdicts": verdicts,
+        "verdicts_text": verdict_counts_text(verdicts),
+        "counted": n,
+        "collapsed": k,
+        "collapse_fraction": k / n if n else None,
+        "collapse_ci95": list(wilson_interval(k, n)) if n else None,
+        "collapse_text": fraction_text(k, n),
+        **{m: spread(r.get(m) for r in counted) for m in METRICS},
     }
 
 
@@ -122,48 +151,23 @@ def outcome_groups(rows: list[dict]) -> list[dict]:
         schema_overrides={"seed": pl.Int64, **{m: pl.Float64 for m in METRICS}},
         strict=False,
     )
-    counted = pl.col("verdict").is_in(OUTCOME_LABELS) & ~pl.col("state").is_in(UNSETTLED_STATES)
-    frame = frame.with_columns(
-        counted.alias("counted"),
-        (counted & pl.col("verdict").is_in(COLLAPSE_LABELS)).alias("collapsed"),
-    )
     grouped = (
         frame.group_by("group", maintain_order=True)
         .agg(
             pl.col("run"),
             pl.col("seed"),
-            pl.col("state"),
-            pl.col("verdict"),
             pl.col("sweep").filter(pl.col("sweep") != "").unique(maintain_order=True),
-            pl.col("counted").sum().alias("n_counted"),
-            pl.col("collapsed").sum().alias("n_collapsed"),
-            *[
-                pl.col(m).filter(pl.col("counted") & pl.col(m).is_not_null()).alias(m)
-                for m in METRICS
-            ],
+            pl.struct("state", "verdict", *METRICS).alias("outcomes"),
         )
         .filter(pl.col("sweep").list.len() > 0)
     )
-    out = []
-    for g in grouped.iter_rows(named=True):
-        k, n = int(g["n_collapsed"]), int(g["n_counted"])
-        verdicts = dict(Counter(g["verdict"]))
-        states = dict(Counter(g["state"]))
-        out.append(
-            {
-                "group": g["group"],
-                "sweeps": g["sweep"],
-                "runs": g["run"],
-                "seeds": g["seed"],
-                "states": states,
-                "verdicts": verdicts,
-                "verdicts_text": verdict_counts_text(verdicts),
-                "counted": n,
-                "collapsed": k,
-                "collapse_fraction": k / n if n else None,
-                "collapse_ci95": list(wilson_interval(k, n)) if n else None,
-                "collapse_text": fraction_text(k, n),
-                **{m: _spread(g[m]) for m in METRICS},
-            }
-        )
-    return out
+    return [
+        {
+            "group": g["group"],
+            "sweeps": g["sweep"],
+            "runs": g["run"],
+            "seeds": g["seed"],
+            **group_outcome(g["outcomes"]),
+        }
+        for g in grouped.iter_rows(named=True)
+    ]
