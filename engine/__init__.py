@@ -4,7 +4,8 @@ Subsystems, lowest first; each may import only those listed before it in its own
 (tests/test_import_hygiene.py keeps the directions):
 
 - foundation modules: ``errors`` (the error types), ``atomic`` (crash-safe writes), ``locking``
-  (OS file locks), ``fmt`` (how durations read), ``config`` (every knob and its validation)
+  (OS file locks), ``fmt`` (how durations read), ``knobs`` (a knob's declaration and its one
+  validator), ``config`` (every knob of an arm)
 - ``sim``: probe, physics, simulated object, scan grid, dataset cache
 - ``models``: the generators (cnn, fno, hybrid, stable_hybrid)
 - ``runs``: run directory, status and lock, telemetry format, device queue

@@ -83,7 +83,7 @@ def test_loading_a_study_for_the_dashboard_does_not_import_torch_or_scipy():
 
 # The subsystems of engine/ and what each may import (engine/__init__.py says why). Every import
 # counts, also those inside functions: a lazy import is still a dependency.
-FOUNDATION = {"errors", "atomic", "config", "fmt", "locking"}
+FOUNDATION = {"errors", "atomic", "config", "fmt", "knobs", "locking"}
 ALLOWED = {
     "foundation": set(),
     "sim": set(),
