@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.study import arms  # noqa: E402
+from engine.study import checks  # noqa: E402
 from engine.study.arms import load_study  # noqa: E402
 
 SWEEP = """
@@ -53,7 +53,7 @@ def arms_file(folder: Path) -> Path:
 
 def cold() -> None:
     """Forget the per-process validation caches, so every timed load checks every config."""
-    for cache in (arms._data_problem, arms._model_problem, arms._probe_twin_symmetry):
+    for cache in (checks.data_problem, checks.model_problem, checks.probe_twin_symmetry):
         cache.cache_clear()
 
 

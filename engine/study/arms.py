@@ -20,7 +20,6 @@ before anything is written (ConfigError -> exit code 2 at the CLI).
 from __future__ import annotations
 
 import difflib
-import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from engine.config import (
 from engine.errors import ConfigError
 from engine.runs.rundir import RUN_NAME_RE
 from engine.sim.probe import BUILT_IN_PROBES
+from engine.study.checks import check_cross_field, study_warnings, warn_once
 from engine.study.slurm import SlurmOptions, check_slurm_table
 from engine.study.sweeps import SweepPoint, parse_sweeps
 
@@ -321,7 +321,7 @@ def load_study(
             train=TrainConfig(**train_vals),
             detect=DetectConfig(**sections["detect"]),
         )
-        _check_cross_field(path, cfg, validate_models)
+        check_cross_field(path, cfg, validate_models)
         return cfg
 
     arms: dict[str, ArmConfig] = {name: resolve(name, name, {}) for name in tables}
@@ -335,7 +335,7 @@ def load_study(
     # when the caller only reads the study (the dashboard's start-up), done wherever runs start.
     notes = study_warnings(path, arms, check_probes=validate_models)
     for note in notes:
-        _warn_once(note)
+        warn_once(note)
     return Study(
         path=path,
         name=study_name,
@@ -356,64 +356,6 @@ def _check_grid_value(where: str, key: str, value: Any) -> Any:
         allowed = list(_ARM_LEVEL) + [f"{s}.<key>" for s in _SECTIONS]
         raise _unknown_key(where, key, allowed)
     return _check_value(where, knobs[knob], key, value)
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        print(f"fnotui: warning: {message}", file=sys.stderr)
-
-
-@functools.lru_cache(maxsize=32)
-def _probe_twin_symmetry(data: DataConfig) -> float:
-    from engine.sim.probe import build_probe, twin_symmetry
-
-    return twin_symmetry(build_probe(data).array)
-
-
-def _arm_list(names: list[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:4])
-    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
-    return f"arm {shown}" if len(names) == 1 else f"arms {shown}{more}"
-
-
-def study_warnings(path: Path, arms: dict[str, ArmConfig], check_probes: bool = True) -> list[str]:
-    """Set-ups that are legal but very likely not what the user meant, one line each.
-
-    A probe whose twin symmetry is ~1 (real and centrosymmetric, like ``ideal_disk``) gives every
-    patch an exact twin with the same diffraction: someone may study that on purpose, so it is a
-    warning. A WarmupCosine arm whose warmup lasts the whole run never reaches its base rate.
-    """
-    from engine.sim.probe import TWIN_SYMMETRY_WARN
-
-    notes = []
-    by_probe: dict[DataConfig, list[str]] = {}
-    endless_warmup: dict[tuple[int, int], list[str]] = {}
-    for name, cfg in arms.items():
-        by_probe.setdefault(cfg.data, []).append(name)
-        tc = cfg.train
-        if tc.scheduler == "WarmupCosine" and tc.warmup_epochs >= tc.epochs:
-            endless_warmup.setdefault((tc.warmup_epochs, tc.epochs), []).append(name)
-    for (warmup, epochs), names in endless_warmup.items():
-        notes.append(
-            f"{path}: {_arm_list(names)}: warmup_epochs = {warmup} >= epochs = {epochs}: the "
-            f"WarmupCosine schedule never leaves its warmup (the rate only climbs from "
-            f"0.1 x lr); lower warmup_epochs or raise epochs"
-        )
-    for data, names in by_probe.items() if check_probes else ():
-        symmetry = _probe_twin_symmetry(data)
-        if symmetry >= TWIN_SYMMETRY_WARN:
-            notes.append(
-                f"{path}: probe = {data.probe!r} ({_arm_list(names)}) is twin-symmetric "
-                f"(twin symmetry {symmetry:.4f}; 1 = exact): every patch and its twin "
-                f"conj(O(-r)) give the same diffraction, so no loss can tell them apart and "
-                f"reconstructions may be twins; set data.probe = 'defocused_aperture' (or a "
-                f"complex probe file) unless you study the ambiguity on purpose"
-            )
-    return notes
 
 
 def _parse_profile(path: Path, name: str, table: Any, arms_raw: dict):
@@ -439,45 +381,3 @@ def _parse_profile(path: Path, name: str, table: Any, arms_raw: dict):
         data = _check_table(f"{arm_where[:-1]}.data]", arm_table.get("data", {}), _DATA)
         per_arm[arm] = (values, data)
     return p_arm, p_data, per_arm
-
-
-def _check_cross_field(path: Path, cfg: ArmConfig, validate_models: bool) -> None:
-    """Constraints between knobs, checked with the modules that own them, before any write."""
-    prefix = f"{path}: arm {cfg.name!r}"
-    # A probe file is read by the check and may change between loads: never cached.
-    built_in = cfg.data.probe is None or cfg.data.probe in BUILT_IN_PROBES
-    problem = (_data_problem if built_in else _data_problem.__wrapped__)(cfg.data)
-    if problem is None and validate_models:
-        problem = _model_problem(cfg.model, cfg.data.N)
-    if problem is not None:
-        raise ConfigError(f"{prefix}: {problem}")
-
-
-# A sweep's points mostly share their data recipe and generator (a 1,000-point grid of seeds and
-# optimizer knobs has one of each), so each distinct config is checked once per process: the
-# meta-device build costs ~20 ms, which made a 1,000-point sweep take 19 s to load.
-@functools.lru_cache(maxsize=256)
-def _data_problem(data: DataConfig) -> str | None:
-    from engine.sim.data import validate_data_config
-
-    try:
-        validate_data_config(data)
-    except ConfigError as exc:
-        return str(exc)
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _model_problem(model: ModelConfig, n: int) -> str | None:
-    import torch
-
-    from engine.models import build_model
-
-    # Building on the meta device runs every shape check of the generator without
-    # allocating its weights, so a 4-billion-parameter arm is refused in milliseconds.
-    try:
-        with torch.device("meta"):
-            build_model(model, n)
-    except ConfigError as exc:
-        return str(exc)
-    return None

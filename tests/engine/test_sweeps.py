@@ -305,9 +305,9 @@ def test_a_point_knows_its_seed_and_its_group_without_the_seed(tmp_path):
 
 def test_each_distinct_generator_is_built_once_per_load(tmp_path, monkeypatch):
     import engine.models
-    from engine.study import arms
+    from engine.study import checks
 
-    arms._model_problem.cache_clear()
+    checks.model_problem.cache_clear()
     built = []
     real = engine.models.build_model
     monkeypatch.setattr(engine.models, "build_model", lambda *a: built.append(a) or real(*a))
