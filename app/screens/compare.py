@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from rich.text import Text
+from dataclasses import replace
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid
-from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from app.screens.detail import object_error
-from app.screens.throttle import RedrawThrottle
+from app.screens.plot_screen import PlotScreen
 from app.widgets.cells import short_names
-from app.widgets.plot import (
-    Curve,
-    PlotView,
-    maximize_next,
-    panel_title,
-    plot_sizes,
-    render_plot,
-)
+from app.widgets.plot import Curve, render_plot
+from app.widgets.plot_grid import PlotGrid
+from app.widgets.run_curves import object_error
 from engine.live.snapshot import PlotData
 
 # Each arm gets its own marker character as well as a colour: nothing said by colour alone.
@@ -74,7 +66,7 @@ def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
     names = legend_names([d.name for d in arms])
     for i, d in enumerate(arms):
         marker, color = STYLES[i % len(STYLES)]
-        d = _renamed(d, names[d.name])
+        d = replace(d, name=names[d.name])
         if panel == "val":
             curves.append(Curve(d.name, *d.epochs["val_loss"], marker, color, smoothable=False))
         elif panel == "loss":
@@ -87,91 +79,25 @@ def compare_curves(panel: str, arms: list[PlotData]) -> list[Curve]:
     return curves
 
 
-def _renamed(d: PlotData, name: str) -> PlotData:
-    from dataclasses import replace
+class CompareScreen(PlotScreen):
+    """The runs named in ``arms`` overlaid (any runs of the study: arms, sweep points)."""
 
-    return replace(d, name=name)
-
-
-class CompareScreen(Screen):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("l", "toggle_log", "Log y"),
-        Binding("e", "toggle_ema", "EMA"),
         Binding("m", "maximize", "Max plot"),
         Binding("question_mark", "help", "Help", show=False),
     ]
 
-    log_y = reactive(False)
-    smooth = reactive(False)
-
     def __init__(self, arms: list[str]):
-        super().__init__()
-        self.arms = list(arms)
-        self._versions: tuple | None = None
-        self._throttle = RedrawThrottle(self, self.redraw)
-        self._maximized = -1
+        super().__init__(arms)
+        self.arms = self.runs
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Grid(id="compare-plots"):
-            for pid, title in PANELS:
-                view = PlotView(id=f"cmp-{pid}")
-                view.border_title = title
-                yield view
+        yield PlotGrid(PANELS, "cmp-", id="compare-plots")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "compare " + ", ".join(self.arms)
-        self.watch(self.app, "snapshots", self._on_snapshots)
-        self.call_after_refresh(self.redraw)
-
-    def _on_snapshots(self, snapshots) -> None:
-        versions = tuple(s.version for s in snapshots if s.name in self.arms)
-        if versions == self._versions:
-            return
-        self._throttle.request()
-
-    def on_resize(self) -> None:
-        self.call_after_refresh(self.redraw)
-
-    def watch_log_y(self) -> None:
-        self._titles()
-        self.redraw()
-
-    def watch_smooth(self) -> None:
-        self._titles()
-        self.redraw()
-
-    def _titles(self) -> None:
-        for pid, title in PANELS:
-            view = self.query_one(f"#cmp-{pid}", PlotView)
-            view.border_title = panel_title(title, self.log_y, self.smooth)
-
-    def action_maximize(self) -> None:
-        self._maximized = maximize_next(
-            self, "compare-plots", "cmp-", (pid for pid, _ in PANELS), self._maximized
-        )
-        self.set_timer(0.1, self.redraw)  # after the new grid layout
-
-    def action_help(self) -> None:
-        from app.screens.help import HelpScreen
-
-        self.app.push_screen(HelpScreen())
-
-    def action_toggle_log(self) -> None:
-        self.log_y = not self.log_y
-
-    def action_toggle_ema(self) -> None:
-        self.smooth = not self.smooth
-
-    def redraw(self) -> None:
-        self._throttle.starting()
-        if not self.is_mounted:
-            return
-        sizes = plot_sizes(self, "cmp-", (pid for pid, _ in PANELS))
-        self._throttle.drawn()
-        self._draw_plots(sizes, self.log_y, self.smooth)
 
     @work(
         thread=True,
@@ -188,9 +114,6 @@ class CompareScreen(Screen):
         }
         self.app.call_from_thread(self._put, texts, tuple(d.version for d in data))
 
-    def _put(self, texts: dict[str, Text], versions: tuple) -> None:
-        if not self.is_mounted:
-            return
-        self._versions = versions
-        for pid, text in texts.items():
-            self.query_one(f"#cmp-{pid}", PlotView).update(text)
+    def _put(self, texts: dict, versions: tuple) -> None:
+        if self.is_mounted:
+            self._put_plots(texts, versions)

@@ -79,36 +79,6 @@ def _nice_ticks(lo: float, hi: float, count: int) -> tuple[list[float], list[str
     return positions, [f"{p:.4g}" for p in positions]
 
 
-def panel_title(title: str, log_y: bool, smooth: bool) -> str:
-    """A plot's border title with the view's state, so a log or smoothed plot says so."""
-    modes = [m for m, on in (("log y", log_y), ("EMA", smooth)) if on]
-    return f"{title} [{', '.join(modes)}]" if modes else title
-
-
-def maximize_next(screen, grid_id: str, id_prefix: str, panel_ids, current: int) -> int:
-    """The m key: show only the next plot of the grid, and after the last all of them again.
-    ``current`` is -1 while all are shown; returns the new value."""
-    panel_ids = list(panel_ids)
-    current = current + 1 if current + 1 < len(panel_ids) else -1
-    for i, pid in enumerate(panel_ids):
-        view = screen.query_one(f"#{id_prefix}{pid}", PlotView)
-        view.display = current in (-1, i)
-    grid = screen.query_one(f"#{grid_id}")
-    grid.styles.grid_size_columns = 1 if current >= 0 else 2
-    grid.styles.grid_size_rows = 1 if current >= 0 else 2
-    return current
-
-
-def plot_sizes(screen, id_prefix: str, panel_ids) -> dict[str, tuple[int, int]]:
-    """Drawable (width, height) of each ``#<id_prefix><panel>`` PlotView that has room."""
-    sizes = {}
-    for pid in panel_ids:
-        w, h = screen.query_one(f"#{id_prefix}{pid}", PlotView).plot_size()
-        if w > 0 and h > 0:
-            sizes[pid] = (w, h)
-    return sizes
-
-
 def render_plot(
     curves: list[Curve],
     width: int,
