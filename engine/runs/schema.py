@@ -230,7 +230,7 @@ STATUS = RecordKind(
     "status",
     "the last record of a run that ended on its own terms",
     (
-        Field("state", "string", "`finished`, `failed` or `killed`"),
+        Field("state", "string", "`finished`, `failed`, `oom` or `killed`"),
         Field("exit_code", "integer", "the engine's exit code"),
         Field(
             "error",
@@ -249,6 +249,24 @@ STATUS = RecordKind(
             "string|null",
             'the rule that stopped training under `on_collapse = "stop"`, else null',
             optional="failed and killed runs",
+        ),
+        Field(
+            "oom_bytes_requested",
+            "integer|null",
+            "the allocation that failed, as the out-of-memory error reported it (null when the "
+            "message names no size)",
+            unit="bytes",
+            optional="runs that did not end out of memory",
+            since="oom state",
+        ),
+        Field(
+            "device_capacity_bytes",
+            "integer|null",
+            "the device's memory when it ran out: the GPU's total memory, or on the CPU the "
+            "host's (or the cgroup's) limit",
+            unit="bytes",
+            optional="runs that did not end out of memory",
+            since="oom state",
         ),
         T_FIELD,
     ),
