@@ -15,7 +15,7 @@ def _connect_remote(args):
     import shlex
 
     from engine.control.remote import RemoteControl, open_mirror, study_values
-    from engine.live.remote import RemoteError, Target
+    from engine.live.ssh import RemoteError, Target
     from engine.study.arms import load_study
 
     with bad_input():

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from engine.control.base import MODES, Control, ControlError, LinkState, Outcome
 from engine.control.grammar import command_line
-from engine.live.remote import RemoteMirror, Target, default_mirror_root
+from engine.live.remote import RemoteMirror
+from engine.live.ssh import Target, default_mirror_root
 
 
 class RemoteCommandError(ControlError):

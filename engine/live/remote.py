@@ -20,19 +20,24 @@ line (``stream_argv``) from the grammar in engine/control/grammar.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import shlex
 import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ConfigError, FnotuiError
+from engine.live.ssh import (  # noqa: F401 (RemoteError, Target: part of this module's API)
+    BACKOFF_S,
+    SSH_OPTIONS,
+    RemoteError,
+    Target,
+    Watchdog,
+    default_mirror_root,
+    drain,
+    remote_shell_command,
+)
 from engine.live.stream import (
     APPEND_FILES,
     HEAD_BYTES,
@@ -45,59 +50,6 @@ from engine.live.stream import (
 )
 from engine.locking import try_lock
 from engine.runs.status import MIRROR_MARK, OBSERVED_STATE_FILE
-
-SSH_OPTIONS = (
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "ServerAliveInterval=5",
-    "-o",
-    "ServerAliveCountMax=3",
-    "-o",
-    "ConnectTimeout=15",
-)
-BACKOFF_S = (1, 2, 4, 8, 15)
-
-
-class RemoteError(FnotuiError):
-    """The remote study cannot be reached or does not answer as ``fnotui stream``."""
-
-
-@dataclass(frozen=True)
-class Target:
-    destination: str  # what ssh gets: host or user@host
-    study_dir: str  # on the remote host; "" = the login directory
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        """``[user@]host[:study_dir]``. A port or key belongs in ~/.ssh/config or ``--ssh``.
-        ``~/x`` means x in the remote home (where ssh starts), as scp reads it."""
-        dest, _, path = text.partition(":")
-        if not dest or dest.startswith("-") or any(c.isspace() for c in dest):
-            raise ConfigError(f"--remote {text!r}: expected [user@]host[:study_dir]")
-        if path == "~":
-            path = ""
-        elif path.startswith("~/"):
-            path = path[2:]
-        return cls(dest, path)
-
-    @property
-    def label(self) -> str:
-        return f"{self.destination}:{self.study_dir}" if self.study_dir else self.destination
-
-
-def remote_shell_command(target: Target, fnotui: str, args: list[str]) -> str:
-    """The command line the remote login shell runs: cd to the study, then fnotui."""
-    cd = f"cd -- {shlex.quote(target.study_dir)} && " if target.study_dir else ""
-    return cd + "exec " + fnotui + " " + " ".join(shlex.quote(a) for a in args)
-
-
-def default_mirror_root(target: Target, study_args: list[str] = ()) -> Path:
-    """One mirror per remote study: host, directory and the arguments that pick the runs."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fnotui" / "remote"
-    key = hashlib.sha256("\0".join([target.label, *study_args]).encode()).hexdigest()[:12]
-    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", target.destination)
-    return base / f"{safe}-{key}"
 
 
 class RemoteMirror:
@@ -288,8 +240,8 @@ class RemoteMirror:
         except OSError:
             pass  # ssh already exited: its stderr says why
         stderr_tail: list[str] = []
-        threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True).start()
-        watchdog = _Watchdog(self.silence_s, proc)
+        threading.Thread(target=drain, args=(proc.stderr, stderr_tail), daemon=True).start()
+        watchdog = Watchdog(self.silence_s, proc)
         got_hello = False
         try:
             for raw in proc.stdout:
@@ -424,36 +376,3 @@ def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-class _Watchdog:
-    """Kills the ssh process when no line arrived for ``silence_s`` (the remote side sends a
-    tick every 2 s, so silence means a dead link that TCP has not noticed yet)."""
-
-    def __init__(self, silence_s: float, proc: subprocess.Popen):
-        self.silence_s = silence_s
-        self.proc = proc
-        self.fired = False
-        self._last = time.monotonic()
-        self._done = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def feed(self) -> None:
-        self._last = time.monotonic()
-
-    def stop(self) -> None:
-        self._done.set()
-
-    def _watch(self) -> None:
-        while not self._done.wait(1.0):
-            if time.monotonic() - self._last > self.silence_s:
-                self.fired = True
-                if self.proc.poll() is None:
-                    self.proc.kill()
-                return
-
-
-def _drain(stream, tail: list[str]) -> None:
-    for raw in stream:
-        tail.append(raw.decode("utf-8", "replace"))
-        del tail[:-20]
