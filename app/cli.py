@@ -44,8 +44,10 @@ examples:
 
 exit codes:
   0    every requested arm finished
-  1    a run failed (the error is in the arm's status.json, telemetry and run.log)
-  2    bad input: arms file, --set, unknown arm or profile, unusable --out; nothing was written
+  1    a run failed or ran out of memory (the error is in the arm's status.json, telemetry
+       and run.log)
+  2    bad input: arms file, --set, unknown arm or profile, unusable --out, a memory estimate
+       above the device's memory (--force tries anyway); nothing was written
   130  stopped by SIGINT/SIGTERM after saving the model, history and a final status
 """
 
@@ -78,6 +80,21 @@ def _study_parent() -> argparse.ArgumentParser:
     return parent
 
 
+# The commands that start engines, and so may be refused for memory (engine/training/
+# memory_check.py): --force tries anyway. Declared here, not in the grammar: an engine line never
+# carries it (the launching command has checked, engine/control/launch.py).
+FORCE_COMMANDS = ("run", "launch", "sweep")
+
+
+def _add_force(parser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="start even when the memory estimate exceeds the device's memory",
+    )
+
+
 def _add_command(sub, command: Command, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         command.name,
@@ -90,6 +107,8 @@ def _add_command(sub, command: Command, parent: argparse.ArgumentParser) -> None
         dest, metavar = command.names
         p.add_argument(dest, nargs="+" if dest == "names" else None, metavar=metavar)
     _declare(p, [o for o in command.options if o not in STUDY])
+    if command.name in FORCE_COMMANDS:
+        _add_force(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The dashboard's launches, and --run, take the run options.
     _declare(p, [o for o in RUN_OPTIONS if o not in STUDY])
+    _add_force(p)
     remote = p.add_argument_group("following a study on another machine (no open ports)")
     remote.add_argument(
         "--remote",
@@ -177,6 +197,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         # does not take rather than ignore them.
         spec = COMMANDS[command]
         takes = {o.dest for o in spec.flat_options()} | {spec.names[0] if spec.names else ""}
+        if command in FORCE_COMMANDS:
+            takes.add("force")
         stray = sorted(given - takes)
         if stray:
             flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
@@ -188,6 +210,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                 setattr(args, dest, default)
     # --list and the dashboard read the run options too (--set shows overridden configs).
     fill_defaults(args, args.command if args.command not in (None, "list") else None)
+    if not hasattr(args, "force"):
+        args.force = False
     return args
 
 

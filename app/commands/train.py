@@ -18,6 +18,7 @@ def cmd_run(args) -> int:
     from engine.errors import ConfigError, Dequeued, FnotuiError, RunLockedError
     from engine.runs.rundir import data_cache_dir
     from engine.runs.status import archive_run
+    from engine.training.memory_check import is_out_of_memory
     from engine.training.train import resolve_device, resolve_devices, train_arm
 
     study = load(args, validate_models=True)
@@ -32,6 +33,7 @@ def cmd_run(args) -> int:
         check_output_dir(study.output_dir)
         for cfg in arms:
             check_startable(study.run_dir(cfg.name), "resume" if args.resume else None)
+        check_memory(arms, args)
     cache = data_cache_dir(study.output_dir)
     for cfg in arms:
         print(f"fnotui: training {cfg.name} -> {study.run_dir(cfg.name)}", flush=True)
@@ -58,8 +60,9 @@ def cmd_run(args) -> int:
         except ConfigError as exc:  # e.g. a probe file found unusable while building data
             err(f"arm {cfg.name!r}: {exc}")
             return EXIT_BAD_INPUT
-        except (FnotuiError, RuntimeError, OSError, ValueError) as exc:
-            err(f"arm {cfg.name!r} failed: {type(exc).__name__}: {exc}")
+        except (FnotuiError, RuntimeError, OSError, ValueError, MemoryError) as exc:
+            how = "ran out of memory" if is_out_of_memory(exc) else "failed"
+            err(f"arm {cfg.name!r} {how}: {type(exc).__name__}: {exc}")
             return EXIT_RUN_FAILED
         except KeyboardInterrupt:
             err(f"arm {cfg.name!r} interrupted")
@@ -74,10 +77,31 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def check_memory(arms, args) -> None:
+    """Refuse (ConfigError) an arm whose memory estimate exceeds its devices' memory, unless
+    --force; an engine started by a launch leaves it to its launcher."""
+    import os
+
+    from engine.training.memory_check import MEMORY_CHECKED_ENV, check_fits
+    from engine.training.train import resolve_device, resolve_devices
+
+    if args.force or os.environ.get(MEMORY_CHECKED_ENV):
+        return
+    if args.max_parallel:
+        devices = resolve_devices(args.device)
+    else:
+        devices = [str(resolve_device(args.device))]
+    for cfg in arms:
+        check_fits(cfg, devices)
+
+
 def cmd_list(args) -> int:
-    # Read-only and quick: no generator is built (that would import torch).
+    # Read-only and quick: no generator is built here (that would import torch); the memory
+    # estimates come from their cache, the missing ones traced in one child process.
     from engine.control.local import profiles_with_runs
     from engine.runs.status import read_status, run_state
+    from engine.training.memory_check import MemoryEstimate, fmt_bytes
+    from engine.training.memory_check import estimates as memory_estimates
 
     study = load(args)
     sweep = getattr(args, "sweep", None)  # fnotui sweep NAME --list
@@ -86,6 +110,7 @@ def cmd_list(args) -> int:
     print(f"study {study.name} ({study.path}) -> {study.output_dir}")
     _refresh_slurm([study.run_dir(n) for n in names])
     width = max(len(n) for n in names)
+    memory = memory_estimates({n: study.arms[n] for n in names})
     for name in names:
         cfg = study.arms[name]
         run_dir = study.run_dir(name)
@@ -99,7 +124,8 @@ def cmd_list(args) -> int:
         print(
             f"  {name:<{width}}  {state:<11}  {progress:<14}  {cfg.model.architecture}, "
             f"{cfg.train.optimizer} lr {cfg.train.lr:g}, {cfg.train.scheduler}, "
-            f"clip {cfg.train.clip_algorithm + ' ' + format(cfg.train.grad_clip, 'g') if cfg.train.grad_clip > 0 else 'off'}"
+            f"clip {cfg.train.clip_algorithm + ' ' + format(cfg.train.grad_clip, 'g') if cfg.train.grad_clip > 0 else 'off'}, "
+            f"memory {_memory_text(memory.get(name), MemoryEstimate, fmt_bytes)}"
         )
     # Each profile has its own output directory: after `fnotui run X --profile quick`, the
     # plain list shows X not started. Say where the other runs are.
@@ -108,6 +134,12 @@ def cmd_list(args) -> int:
         label = f"profile {profile}" if profile else "no profile"
         print(f"  ({label} has {count} run{'s' if count > 1 else ''}: {how})")
     return EXIT_OK
+
+
+def _memory_text(estimate, kind, fmt_bytes) -> str:
+    if isinstance(estimate, kind):
+        return f"~{fmt_bytes(estimate.total)} at batch {estimate.batch_size}"
+    return "not estimated" + (f" ({estimate})" if estimate else "")
 
 
 def cmd_sweep(args) -> int:

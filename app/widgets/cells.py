@@ -25,6 +25,8 @@ STATES = {
     "finished": ("✔", "finished", ""),
     "collapsed": ("✖", "collapsed", "bold red"),
     "failed": ("✘", "failed", "bold red"),
+    # Out of memory: a failure whose cure is a smaller batch or generator, not a bug hunt.
+    "oom": ("✘", "oom", "bold red"),
     # the engine's state name is "killed"; for the user it is a stop (by s, or a signal)
     "killed": ("■", "stopped", "yellow"),
     "crashed": ("‼", "crashed", "bold yellow"),
@@ -81,8 +83,9 @@ def num_text(x: float | None, digits: int = 4, missing: str = "—") -> Text:
 
 def state_key(state: str, collapsed: bool) -> str:
     """The table's state: the process state, except that a detector alarm shows "collapsed"
-    (a failed process stays "failed": the engine error is the more urgent news)."""
-    if collapsed and state != "failed":
+    (a failed process stays "failed", and one out of memory "oom": the engine error is the more
+    urgent news)."""
+    if collapsed and state not in ("failed", "oom"):
         return "collapsed"
     if state.startswith("slurm:"):
         return "slurm"

@@ -4,6 +4,11 @@ The dashboard never trains in-process and never owns a run (docs/engineering.md,
 arm is the ordinary headless ``fnotui --run ARM`` in its own session, so closing the terminal,
 a dropped SSH link or quitting the TUI leaves it training. It is found again through its run
 directory (status.json, telemetry.jsonl) like any other run.
+
+The memory estimate (engine/training/memory_check.py) is checked by the command that launches
+(``fnotui launch``, ``fnotui sweep``), against every device the arm may take, before any arm
+starts; the engine is told so, and does not refuse on its own what its launcher was told to
+force.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from engine.control.base import MODES, ControlError
 from engine.control.grammar import engine_line
 from engine.runs.rundir import RunDir
 from engine.runs.status import ACTIVE_STATES, describe_owner, read_status, run_state
+from engine.training.memory_check import MEMORY_CHECKED_ENV
 
 
 class LaunchError(ControlError):
@@ -116,7 +122,8 @@ def launch_detached(
             stderr=log,
             start_new_session=True,
             close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # Whoever launches has checked the memory estimate (or was told --force).
+            env={**os.environ, "PYTHONUNBUFFERED": "1", MEMORY_CHECKED_ENV: "1"},
         )
     _children[proc.pid] = proc
     return proc.pid

@@ -1,6 +1,7 @@
 """Run status: the one place that writes status.json and decides whether a run is alive.
 
-States written by the engine: [queued ->] running -> finished | failed | killed. States derived by
+States written by the engine: [queued ->] running -> finished | failed | oom | killed (oom: the
+process ran out of device or host memory, a failure of its own kind). States derived by
 readers: crashed (no final state and the pid is gone, checked on the engine's own host) and stale
 (no word from the engine's host for ``SILENT_AFTER_S``). A dead run must never look alive, and a
 run we cannot see must never look dead (docs/engineering.md, 'Run states').
@@ -26,7 +27,7 @@ HEARTBEAT_INTERVAL_S = 10.0
 SILENT_AFTER_S = float(os.environ.get("FNOTUI_SILENT_AFTER_S") or 30.0)
 # A live pid on this machine whose heartbeat is this old: alive, but perhaps hung.
 STALE_AFTER_S = 120.0
-FINAL_STATES = ("finished", "failed", "killed")
+FINAL_STATES = ("finished", "failed", "oom", "killed")
 # Written beside status.json in a mirror of a remote study (engine/live/remote.py): the run state as
 # seen on the engine's own host, where its pid can be checked. Trusted while fresh.
 OBSERVED_STATE_FILE = ".observed_state.json"
@@ -186,7 +187,7 @@ def silence(run_dir: Path, now: float | None = None) -> float | None:
 
 
 def run_state(run_dir: Path, now: float | None = None) -> str:
-    """not started | queued | running | finished | failed | killed | crashed | stale.
+    """not started | queued | running | finished | failed | oom | killed | crashed | stale.
 
     ``crashed`` needs positive evidence from the engine's host: our own pid check there, or the
     state a mirror's remote side observed. From anywhere else a silent run is ``stale``."""
@@ -254,7 +255,9 @@ def slurm_ended(st: dict) -> str | None:
     if not st.get("slurm_job_id") or job_state not in SLURM_ENDED:
         return None
     state = st.get("state")
-    if state in ("finished", "failed") or (state == "killed" and job_state not in _SLURM_STOPPED):
+    if state in ("finished", "failed", "oom") or (
+        state == "killed" and job_state not in _SLURM_STOPPED
+    ):
         return None
     return f"slurm:{job_state}"
 

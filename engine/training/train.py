@@ -3,7 +3,9 @@
 Around the loop (engine/training/loop.py) it holds what a process owns: the run lock, SIGTERM and
 SIGINT turned into a clean stop, the device slot (engine/training/devices.py), status.json from
 queued to finished, the run.log tee, and the final ``status`` record, written whatever happens, so
-a reader never has to guess how a run ended.
+a reader never has to guess how a run ended. Running out of memory, at model load or in a step,
+ends the run as ``oom`` with the failed allocation's size and the device's capacity, not as a
+plain failure: the cure (a smaller batch or generator) is another one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from engine.training.loop import (
     format_epoch_line,
     run_training,
 )
+from engine.training.memory_check import is_out_of_memory, oom_details
 
 __all__ = [
     "EpochSummary",
@@ -91,26 +94,19 @@ def train_arm(
         job = Job(cfg, run, cache_dir, device, log, stop, status, telemetry, resume, queue_info)
         result = run_training(job)
     except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        state, code = ("killed", 130) if interrupted else ("failed", 1)
-        message = (
-            "interrupted twice: stopped at once" if interrupted else f"{type(exc).__name__}: {exc}"
-        )
+        state, code, message, extra = _ending(exc, device)
         log(f"[{cfg.name}] {state}: {message}")
         if telemetry is not None:
             try:
                 telemetry.write(
                     STATUS.record(
-                        state=state,
-                        exit_code=code,
-                        error=message,
-                        t=time.time(),
+                        state=state, exit_code=code, error=message, **extra, t=time.time()
                     )
                 )
             except Exception:  # the disk may be the failure; status.json still tries below
                 pass
         try:
-            status.finish(state, exit_code=code, error=message)
+            status.finish(state, exit_code=code, error=message, **extra)
         except OSError:
             pass
         raise
@@ -137,6 +133,17 @@ def train_arm(
             telemetry.close()
         restore_signals()
         lock.release()
+
+
+def _ending(exc: BaseException, device: str) -> tuple[str, int, str, dict]:
+    """(state, exit code, error, extra status fields) of a run ended by ``exc``: a second
+    Ctrl-C is a stop, running out of memory is ``oom`` with the numbers, the rest ``failed``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "killed", 130, "interrupted twice: stopped at once", {}
+    message = f"{type(exc).__name__}: {exc}"
+    if is_out_of_memory(exc):
+        return "oom", 1, message, oom_details(exc, device)
+    return "failed", 1, message, {}
 
 
 def _check_run_dir(run: RunDir, resume: bool) -> None:
