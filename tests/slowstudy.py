@@ -4,38 +4,16 @@ but has 400 of them, so it is still running whenever a test looks."""
 
 from __future__ import annotations
 
-import textwrap
 import time
 from pathlib import Path
 
-from tests.tiny import TINY_DATA, TINY_GENERATOR
-
-SLOW_ARMS = f"""
-[study]
-name = "{{name}}"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 400
-batch_size = 8
-infer_batch_size = 16
-
-[arms.slow]
-architecture = "cnn"
-"""
+from tests.tiny import tiny_study
 
 
-def write_slow_study(folder: Path, name: str = "slow") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "arms.toml").write_text(textwrap.dedent(SLOW_ARMS.format(name=name)))
-    return folder
+def write_slow_study(folder: Path, name: str = "slow", **more_arms: dict) -> Path:
+    """The study in ``folder``; ``more_arms`` (name -> knobs) beside the slow one."""
+    arms = {"slow": {"architecture": "cnn"}, **more_arms}
+    return tiny_study(folder, name, arms, epochs=400, infer_batch_size=16)
 
 
 def wait_for(predicate, timeout: float = 90, what: str = "condition") -> None:

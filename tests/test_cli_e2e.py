@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import polars as pl
@@ -15,59 +14,25 @@ import pytest
 import torch
 
 from engine.training.optim import warmup_cosine_lr
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.cli import fnotui, sets
+from tests.tiny import TINY_WARM_ARM, tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = f"""
-[study]
-name = "tiny"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-set_phi = true
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 4
-batch_size = 8
-infer_batch_size = 7
-seed = 3
-
-[arms.tiny_warm]
-architecture = "stable_hybrid"
-scheduler = "WarmupCosine"
-lr = 2e-3
-warmup_epochs = 2
-min_lr_ratio = 0.05
-grad_clip = 1.0
-clip_algorithm = "norm"
-
-[arms.tiny_cnn]
-architecture = "cnn"
-"""
-
-
-def fnotui(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+TINY = tiny_study_toml(
+    "tiny",
+    {"tiny_warm": TINY_WARM_ARM, "tiny_cnn": {"architecture": "cnn"}},
+    data={"set_phi": True},
+    epochs=4,
+    infer_batch_size=7,
+    seed=3,
+)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    (root / "arms.toml").write_text(textwrap.dedent(TINY))
+    (root / "arms.toml").write_text(TINY)
     return root
 
 
@@ -207,10 +172,7 @@ def test_set_overrides_reach_the_run(study):
         study,
         "--run",
         "tiny_cnn",
-        "--set",
-        "epochs=1",
-        "--set",
-        "data.train_stride=16",
+        *sets("epochs=1", "data.train_stride=16"),
         "--out",
         str(study / "other"),
     )
@@ -250,12 +212,7 @@ def test_collapse_is_detected_live_and_stops_the_arm_on_request(study):
         study,
         "--run",
         "tiny_cnn",
-        "--set",
-        "lr=0.05",
-        "--set",
-        "epochs=8",
-        "--set",
-        "on_collapse=stop",
+        *sets("lr=0.05", "epochs=8", "on_collapse=stop"),
         "--out",
         str(study / "collapse"),
     )

@@ -14,8 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -29,7 +27,9 @@ from engine.models.layers import AUTO_CHECKPOINT_ABOVE_BLOCKS
 from engine.runs.telemetry import iter_records
 from engine.training.checkpoint import _config_diff, _current_form
 from engine.training.devices import precision_context
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.cli import fnotui as run_fnotui
+from tests.cli import fnotui_argv
+from tests.tiny import tiny_study_toml
 
 pytestmark = pytest.mark.slow  # the run tests start real engines
 
@@ -113,53 +113,27 @@ def test_bf16_autocasts_the_body_but_keeps_the_output_complex64():
 
 REPO = Path(__file__).resolve().parents[1]
 
-ARMS = f"""
-[study]
-name = "deep"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 4
-test_stride = 8
-set_phi = true
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 5
-batch_size = 8
-infer_batch_size = 16
-seed = 5
-architecture = "hybrid"
-lr = 2e-3
-grad_clip = 1.0
-
-[arms.plain]
-
-[arms.bf16]
-precision = "bf16"
-
-[arms.tf32]
-precision = "tf32"
-"""
+ARMS = tiny_study_toml(
+    "deep",
+    {"plain": {}, "bf16": {"precision": "bf16"}, "tf32": {"precision": "tf32"}},
+    data={"train_stride": 4, "set_phi": True},
+    epochs=5,
+    infer_batch_size=16,
+    seed=5,
+    architecture="hybrid",
+    lr=2e-3,
+    grad_clip=1.0,
+)
 
 
 def fnotui(args, cwd, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "--arms", "arms.toml", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kw,
-    )
+    return run_fnotui("--arms", "arms.toml", *args, cwd=cwd, **kw)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("deep")
-    (root / "arms.toml").write_text(textwrap.dedent(ARMS))
+    (root / "arms.toml").write_text(ARMS)
     out = fnotui(["--run", "plain", "--out", "ref"], root)
     assert out.returncode == 0, out.stderr
     return root
@@ -172,7 +146,7 @@ def _steps(run: Path) -> list[float]:
 def test_a_checkpointed_run_killed_and_resumed_equals_the_plain_uninterrupted_one(study):
     run = study / "ckpt" / "plain"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--arms", "arms.toml", "--run", "plain"]
+        fnotui_argv("--arms", "arms.toml", "--run", "plain")
         + ["--out", "ckpt", "--set", "grad_checkpointing=blocks"],
         cwd=study,
         stdout=subprocess.DEVNULL,

@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,37 +21,21 @@ from engine.runs.status import RunLock
 from engine.runs.telemetry import encode_record, iter_records
 from engine.training.reevaluate import reevaluate_run
 from tests.test_cli_e2e import fnotui
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 
-STUDY = f"""
-[study]
-name = "tiny_reevaluate"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-set_phi = true
-probe = "ideal_disk"
-
-[defaults]
-architecture = "cnn"
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 2
-batch_size = 8
-infer_batch_size = 7
-seed = 3
-
-[arms.tiny]
-
-[arms.never_ran]
-"""
+STUDY = tiny_study_toml(
+    "tiny_reevaluate",
+    {"tiny": {}, "never_ran": {}},
+    data={"set_phi": True, "probe": "ideal_disk"},
+    architecture="cnn",
+    epochs=2,
+    infer_batch_size=7,
+    seed=3,
+)
 EVIDENCE = ("metrics.json", "recon.npz", "telemetry.jsonl", "status.json")
 
 
@@ -60,7 +43,7 @@ EVIDENCE = ("metrics.json", "recon.npz", "telemetry.jsonl", "status.json")
 def trained(tmp_path_factory) -> Path:
     """A study folder with one finished tiny arm, trained once for the module."""
     root = tmp_path_factory.mktemp("reevaluate")
-    (root / "arms.toml").write_text(textwrap.dedent(STUDY))
+    (root / "arms.toml").write_text(STUDY)
     out = fnotui("--arms", "arms.toml", "--run", "tiny", cwd=root)
     assert out.returncode == 0, out.stdout + out.stderr
     return root

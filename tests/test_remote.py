@@ -19,6 +19,7 @@ from engine.control.remote import RemoteControl, open_mirror
 from engine.live.remote import RemoteMirror, Target
 from engine.runs.status import run_state
 from engine.runs.telemetry import iter_records, resolve_segments
+from tests.cli import fnotui
 from tests.slowstudy import epochs_in, wait_for, write_slow_study
 from tests.sshd import LoopbackSSHD, find_sshd
 
@@ -47,13 +48,17 @@ def study(tmp_path) -> Path:
 
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return fnotui(*args, cwd=cwd, timeout=120)
+
+
+def remote_terminal(sshd, study: Path, root: Path, *args: str, env: dict | None = None):
+    """The dashboard in a terminal, following ``study`` through ``sshd``, mirrored under root."""
+    from tests.terminal import Terminal
+
+    target, ssh = f"{sshd.destination}:{study}", " ".join(sshd.ssh)
+    mirror = str(root / "mirror")
+    remote = ("--remote", target, "--ssh", ssh, "--remote-fnotui", FNOTUI, "--mirror", mirror)
+    return Terminal(root, *remote, *args, env=env or {})
 
 
 def kill_engine(run: Path) -> None:
@@ -187,22 +192,8 @@ def test_remote_cli_errors_are_clear(sshd, study, tmp_path):
 
 
 def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_path):
-    from tests.terminal import Terminal
-
     run = study / "runs" / "slow"
-    tui = Terminal(
-        tmp_path,
-        "--remote",
-        f"{sshd.destination}:{study}",
-        "--ssh",
-        " ".join(sshd.ssh),
-        "--remote-fnotui",
-        FNOTUI,
-        "--device",
-        "cpu",
-        "--mirror",
-        str(tmp_path / "mirror"),
-    )
+    tui = remote_terminal(sshd, study, tmp_path, "--device", "cpu")
     try:
         tui.wait_text("not started")  # the mirror's first content: the link is up
         tui.press("r")  # launches on the remote host, through ssh

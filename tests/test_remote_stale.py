@@ -15,19 +15,15 @@ import time
 import pytest
 
 from engine.runs.status import run_state
-from tests.slowstudy import SLOW_ARMS, wait_for
-from tests.terminal import Terminal
-from tests.test_remote import FNOTUI, cli, kill_engine, sshd  # noqa: F401 (a fixture)
+from tests.slowstudy import wait_for, write_slow_study
+from tests.test_remote import cli, kill_engine, remote_terminal, sshd  # noqa: F401 (a fixture)
 
 SILENT_S = 6
 
 
 @pytest.mark.slow
 def test_a_cut_link_shows_stale_never_crashed_and_recovers(sshd, tmp_path):  # noqa: F811
-    study = tmp_path / "study"
-    study.mkdir()
-    arms = SLOW_ARMS.format(name="cut") + '\n[arms.quick]\narchitecture = "cnn"\nepochs = 1\n'
-    (study / "arms.toml").write_text(arms)
+    study = write_slow_study(tmp_path / "study", "cut", quick={"architecture": "cnn", "epochs": 1})
     slow, quick = study / "runs" / "slow", study / "runs" / "quick"
     tui = None
     try:
@@ -35,18 +31,7 @@ def test_a_cut_link_shows_stale_never_crashed_and_recovers(sshd, tmp_path):  # n
         wait_for(lambda: run_state(quick) == "finished", timeout=120, what="the quick arm")
         assert cli("launch", "slow", "--device", "cpu", cwd=study).returncode == 0
         wait_for(lambda: run_state(slow) == "running", what="the slow arm")
-        tui = Terminal(
-            tmp_path,
-            "--remote",
-            f"{sshd.destination}:{study}",
-            "--ssh",
-            " ".join(sshd.ssh),
-            "--remote-fnotui",
-            FNOTUI,
-            "--mirror",
-            str(tmp_path / "mirror"),
-            env={"FNOTUI_SILENT_AFTER_S": str(SILENT_S)},
-        )
+        tui = remote_terminal(sshd, study, tmp_path, env={"FNOTUI_SILENT_AFTER_S": str(SILENT_S)})
         mirrored = tmp_path / "mirror" / "runs"
         # Before: both true states, and the link leads the title.
         tui.wait_text("● connected")

@@ -7,8 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,57 +14,36 @@ import pytest
 
 from engine.runs.status import run_state
 from engine.runs.telemetry import iter_records, resolve_segments
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.cli import fnotui, fnotui_argv
+from tests.tiny import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[1]
 
-ARMS = f"""
-[study]
-name = "resume"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 4
-test_stride = 8
-set_phi = true
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 10
-batch_size = 8
-infer_batch_size = 16
-seed = 11
-
-[arms.warm]
-architecture = "stable_hybrid"
-scheduler = "WarmupCosine"
-lr = 2e-3
-warmup_epochs = 2
-grad_clip = 1.0
-"""
-
-
-def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "app.cli", *args]
+WARM = {
+    "architecture": "stable_hybrid",
+    "scheduler": "WarmupCosine",
+    "lr": 2e-3,
+    "warmup_epochs": 2,
+    "grad_clip": 1.0,
+}
+ARMS = tiny_study_toml(
+    "resume",
+    {"warm": WARM},
+    data={"train_stride": 4, "set_phi": True},
+    epochs=10,
+    infer_batch_size=16,
+    seed=11,
+)
 
 
 def run(args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        cli(*args),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    return fnotui(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("resume")
-    (root / "arms.toml").write_text(textwrap.dedent(ARMS))
+    (root / "arms.toml").write_text(ARMS)
     return root
 
 
@@ -88,7 +65,7 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(study, reference):
     rng = random.Random()
     run_dir = study / "killed" / "warm"
     proc = subprocess.Popen(
-        cli("--arms", "arms.toml", "--run", "warm", "--out", "killed"),
+        fnotui_argv("--arms", "arms.toml", "--run", "warm", "--out", "killed"),
         cwd=study,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

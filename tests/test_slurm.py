@@ -11,61 +11,42 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.slowstudy import wait_for
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study
 
 REPO = Path(__file__).resolve().parents[1]
 
-STUDY = f"""
-[study]
-name = "slurm_sweep"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-architecture = "cnn"
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 1
-batch_size = 8
-infer_batch_size = 7
-seed = 3
-
-[arms.base]
-
-[arms.long]
-epochs = 5000  # stopped long before its end
-
-[sweeps.seeds]
-arms = ["base"]
-
-[sweeps.seeds.grid]
-seed = [11, 12]
-
-[sweeps.long]
-arms = ["long"]
-
-[sweeps.long.grid]
-seed = [21]
-"""
-
+SWEEPS = {
+    "seeds": {"arms": ["base"], "grid": {"seed": [11, 12]}},
+    "long": {"arms": ["long"], "grid": {"seed": [21]}},
+}
 POINTS = ("base.seed-11", "base.seed-12")
 LONG = "long.seed-21"
 
 
-def write_study(root: Path, extra: str = "") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "arms.toml").write_text(textwrap.dedent(STUDY) + textwrap.dedent(extra))
-    return root
+def write_study(root: Path, slurm: dict | None = None) -> Path:
+    """The tiny sweep study, with ``slurm`` as its [study.slurm] table."""
+    return tiny_study(
+        root,
+        "slurm_sweep",
+        {"base": {}, "long": {"epochs": 5000}},  # long is stopped long before its end
+        study={"slurm": slurm} if slurm is not None else {},
+        sweeps=SWEEPS,
+        architecture="cnn",
+        epochs=1,
+        infer_batch_size=7,
+        seed=3,
+    )
+
+
+def slurm_sweep(study: Path, *flags: str, **kw) -> subprocess.CompletedProcess:
+    """``fnotui sweep seeds --executor slurm`` on the study."""
+    arms = str(study / "arms.toml")
+    return fnotui("sweep", "seeds", "--arms", arms, "--executor", "slurm", *flags, **kw)
 
 
 def fnotui(*args, env: dict | None = None, prelude: str = "", timeout: float = 120):
@@ -106,17 +87,7 @@ def state_of(study: Path, name: str, env: dict | None = None) -> str:
 def test_without_submitit_exit_2_and_nothing_written(tmp_path):
     study = write_study(tmp_path / "s")
     # submitit absent as an import would find it absent (the module lookup fails).
-    out = fnotui(
-        "sweep",
-        "seeds",
-        "--arms",
-        str(study / "arms.toml"),
-        "--executor",
-        "slurm",
-        "--slurm-time",
-        "5",
-        prelude="sys.modules['submitit'] = None",
-    )
+    out = slurm_sweep(study, "--slurm-time", "5", prelude="sys.modules['submitit'] = None")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "needs submitit" in out.stderr and "pip install" in out.stderr
     assert not (study / "runs").exists()
@@ -131,17 +102,7 @@ def test_unreachable_controller_exit_1_and_nothing_written(tmp_path):
         "ClusterName=dead\nSlurmctldHost=localhost\nSlurmctldPort=1\nMessageTimeout=2\n"
         "AuthType=auth/munge\nNodeName=localhost CPUs=1\nPartitionName=debug Nodes=localhost\n"
     )
-    out = fnotui(
-        "sweep",
-        "seeds",
-        "--arms",
-        str(study / "arms.toml"),
-        "--executor",
-        "slurm",
-        "--slurm-time",
-        "5",
-        env={"SLURM_CONF": str(conf)},
-    )
+    out = slurm_sweep(study, "--slurm-time", "5", env={"SLURM_CONF": str(conf)})
     assert out.returncode == 1, out.stdout + out.stderr
     assert "not reachable" in out.stderr or "no Slurm client" in out.stderr, out.stderr
     assert "nothing was submitted" in out.stderr or "no Slurm client" in out.stderr
@@ -149,32 +110,20 @@ def test_unreachable_controller_exit_1_and_nothing_written(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "extra, flags, message",
+    "slurm, flags, message",
     [
-        (
-            "[study.slurm]\npartion = 'gpu'\n",
-            [],
-            "unknown key 'partion' (did you mean 'partition'?)",
-        ),
-        ("[study.slurm]\ncpus = 0\n", [], "'cpus' has bad value 0"),
-        ("[study.slurm]\ntime = 'soon'\n", [], "bad time limit 'soon'"),
-        ("", [], "needs a time limit"),
-        ("", ["--slurm-time", "5", "--slurm-extra", "account"], "expected KEY=VALUE"),
-        ("", ["--slurm-time", "5", "--foreground"], "choose one"),
+        ({"partion": "gpu"}, [], "unknown key 'partion' (did you mean 'partition'?)"),
+        ({"cpus": 0}, [], "'cpus' has bad value 0"),
+        ({"time": "soon"}, [], "bad time limit 'soon'"),
+        (None, [], "needs a time limit"),
+        (None, ["--slurm-time", "5", "--slurm-extra", "account"], "expected KEY=VALUE"),
+        (None, ["--slurm-time", "5", "--foreground"], "choose one"),
     ],
 )
-def test_bad_slurm_settings_exit_2_and_nothing_written(tmp_path, extra, flags, message):
+def test_bad_slurm_settings_exit_2_and_nothing_written(tmp_path, slurm, flags, message):
     pytest.importorskip("submitit")
-    study = tmp_path / "s"
-    study.mkdir()
-    # [study.slurm] belongs under [study]: put it right after that table.
-    text = textwrap.dedent(STUDY).replace(
-        'output_dir = "runs"\n', f'output_dir = "runs"\n\n{extra}'
-    )
-    (study / "arms.toml").write_text(text)
-    out = fnotui(
-        "sweep", "seeds", "--arms", str(study / "arms.toml"), "--executor", "slurm", *flags
-    )
+    study = write_study(tmp_path / "s", slurm)
+    out = slurm_sweep(study, *flags)
     assert out.returncode == 2, out.stdout + out.stderr
     assert message in out.stderr
     assert not (study / "runs").exists()
@@ -184,14 +133,8 @@ def test_the_file_gives_the_resources_and_flags_override_it(tmp_path):
     from engine.study.arms import load_study
     from engine.study.slurm import SlurmOptions
 
-    study = tmp_path / "s"
-    study.mkdir()
-    text = textwrap.dedent(STUDY).replace(
-        'output_dir = "runs"\n',
-        'output_dir = "runs"\n\n[study.slurm]\npartition = "gpu"\ntime = "1-00:00:00"\n'
-        'gpus = 1\nextra = { account = "proj" }\n',
-    )
-    (study / "arms.toml").write_text(text)
+    slurm = {"partition": "gpu", "time": "1-00:00:00", "gpus": 1, "extra": {"account": "proj"}}
+    study = write_study(tmp_path / "s", slurm)
     loaded = load_study(study / "arms.toml", validate_models=False).slurm
     assert loaded == SlurmOptions(partition="gpu", gpus=1, time=24 * 60, extra={"account": "proj"})
     flags = SlurmOptions(partition="debug", time=90, extra={"qos": "short"})

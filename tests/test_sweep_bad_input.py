@@ -9,28 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli_e2e import fnotui
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[1]
 
-BASE = f"""
-[study]
-name = "bad_sweeps"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-architecture = "hybrid"
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 1
-
-[arms.a]
-"""
+BASE = tiny_study_toml("bad_sweeps", {"a": {}}, architecture="hybrid", epochs=1)
 
 CASES = {
     "empty list": (
@@ -100,7 +83,7 @@ CASES = {
 def test_a_bad_sweep_exits_2_naming_it_and_writes_nothing(tmp_path, case, mode):
     sweeps, expected = CASES[case]
     arms = tmp_path / "arms.toml"
-    arms.write_text(textwrap.dedent(BASE) + textwrap.dedent(sweeps))
+    arms.write_text(BASE + textwrap.dedent(sweeps))
     before = sorted(p.name for p in tmp_path.iterdir())
     args = ["sweep", "s", "--arms", str(arms)] + (["--foreground"] if mode != "launch" else [])
     out = fnotui(*args, cwd=REPO)

@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.test_cli_e2e import fnotui
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[1]
 
-STUDY = f"""
-[study]
-name = "tiny_sweep"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-architecture = "cnn"
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 1
-batch_size = 8
-infer_batch_size = 7
-seed = 3
-
-[arms.base]
-
-[sweeps.seeds]
-arms = ["base"]
-
-[sweeps.seeds.grid]
-seed = [11, 12]
-"""
+STUDY = tiny_study_toml(
+    "tiny_sweep",
+    {"base": {}},
+    sweeps={"seeds": {"arms": ["base"], "grid": {"seed": [11, 12]}}},
+    architecture="cnn",
+    epochs=1,
+    infer_batch_size=7,
+    seed=3,
+)
 
 POINTS = ("base.seed-11", "base.seed-12")
 
@@ -47,7 +28,7 @@ POINTS = ("base.seed-11", "base.seed-12")
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
-    (root / "arms.toml").write_text(textwrap.dedent(STUDY))
+    (root / "arms.toml").write_text(STUDY)
     return root
 
 

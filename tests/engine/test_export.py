@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,49 +18,31 @@ import pytest
 from engine.reporting.export import METRICS_FILE, export_study
 from engine.study.arms import load_study
 from tests.engine.test_stats import ORIGINAL_KEYS
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Two real arms that finish in seconds: one healthy, one that collapses to a constant output at
 # once (lr 0.05) and is stopped by its detector; a third arm is never run.
-STUDY = f"""
-[study]
-name = "tiny_export"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-set_phi = false
-
-[defaults]
-architecture = "cnn"
-fno_width = 4
-{TINY_GENERATOR}
-batch_size = 8
-infer_batch_size = 7
-seed = 3
-
-[arms.healthy]
-epochs = 2
-
-[arms.collapsed]
-epochs = 6
-lr = 0.05
-on_collapse = "stop"
-
-[arms.never_ran]
-epochs = 2
-"""
+STUDY = tiny_study_toml(
+    "tiny_export",
+    {
+        "healthy": {"epochs": 2},
+        "collapsed": {"epochs": 6, "lr": 0.05, "on_collapse": "stop"},
+        "never_ran": {"epochs": 2},
+    },
+    data={"set_phi": False},
+    architecture="cnn",
+    infer_batch_size=7,
+    seed=3,
+)
 
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> Path:
     """A study folder with two real finished arms (trained once per test session)."""
     root = tmp_path_factory.mktemp("export_study")
-    (root / "arms.toml").write_text(textwrap.dedent(STUDY))
+    (root / "arms.toml").write_text(STUDY)
     proc = subprocess.run(
         [
             sys.executable,

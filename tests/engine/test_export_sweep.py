@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import polars as pl
@@ -12,51 +11,30 @@ import pytest
 
 from engine.reporting.outcomes import COLLAPSE_LABELS, fraction_text
 from tests.test_cli_e2e import fnotui
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
 # lr 0.05 collapses this generator to a constant output at once (tests/engine/test_export.py),
 # and its detector stops the run; lr 1e-3 trains. A third arm is never run.
-STUDY = f"""
-[study]
-name = "tiny_sweep_export"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-set_phi = false
-
-[defaults]
-architecture = "cnn"
-fno_width = 4
-{TINY_GENERATOR}
-batch_size = 8
-infer_batch_size = 7
-seed = 3
-epochs = 4
-on_collapse = "stop"
-
-[arms.base]
-
-[arms.other]
-
-[sweeps.crash]
-arms = ["base"]
-
-[sweeps.crash.grid]
-seed = [11, 12]
-lr = [1e-3, 0.05]
-"""
+STUDY = tiny_study_toml(
+    "tiny_sweep_export",
+    {"base": {}, "other": {}},
+    data={"set_phi": False},
+    sweeps={"crash": {"arms": ["base"], "grid": {"seed": [11, 12], "lr": [1e-3, 0.05]}}},
+    architecture="cnn",
+    infer_batch_size=7,
+    seed=3,
+    epochs=4,
+    on_collapse="stop",
+)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sweep_export")
     arms = root / "arms.toml"
-    arms.write_text(textwrap.dedent(STUDY))
+    arms.write_text(STUDY)
     trained = fnotui("sweep", "crash", "--foreground", "--arms", str(arms), cwd=REPO, timeout=600)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     out = fnotui("export", "--arms", str(arms), cwd=REPO)
