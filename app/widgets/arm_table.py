@@ -1,18 +1,15 @@
 """The arm table: one row per arm, updated by difference from run-store snapshots.
 
-Columns and rows have explicit keys (``add_columns`` would give random keys and
-``update_cell`` would then raise), and only the cells whose text changed are written, all in one
-``batch_update`` (docs/engineering.md, 'Dashboard'). The most useful columns come first, so an
-80-column terminal shows arm, state, progress, losses and the loss sparkline; the rest scroll
-horizontally (the mark and the arm name stay, frozen) and are repeated in the info panel
-under the table.
+The most useful columns come first, so an 80-column terminal shows arm, state, progress, losses
+and the loss sparkline; the rest scroll horizontally (the mark and the arm name stay, frozen)
+and are repeated in the info panel under the table. Difference updates, the cell cache, filter
+and sort: app/widgets/keyed_table.py.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from app.widgets.cells import (
     STATES,
@@ -24,12 +21,16 @@ from app.widgets.cells import (
     state_key,
     state_text,
 )
+from app.widgets.keyed_table import (
+    NAME_WIDTH_MAX,  # noqa: F401 (re-exported: the run table's limit)
+    KeyedTable,
+    middle_ellipsis,
+    num_key,
+)
+from app.widgets.keyed_table import name_width as _name_width
 from engine.live.snapshot import SPARK_BUCKETS, ArmSnapshot
 
 MARK = "●"
-# The arm column grows with the study's longest name up to this width (sweep points are long:
-# arm_stable_lowlr.seed-20260129); longer names lose their middle, not their distinguishing end.
-NAME_WIDTH_MAX = 28
 
 # key, label, width. Mark, arm, state (with the verdict), epoch, loss and ETA fit in 80
 # columns with a 28-character arm name; the rest scroll under the frozen arm name.
@@ -57,43 +58,16 @@ SORTS = (
     ("study order", None, False),
     ("name", lambda s: s.name, False),
     ("state", lambda s: (s.state, s.name), False),
-    ("loss", lambda s: _num_key(s.last_loss), False),
-    ("best val", lambda s: _num_key(s.best_val), False),
-    ("SSIM a", lambda s: _num_key(s.amp_ssim, high_first=True), False),
-    ("ETA", lambda s: _num_key(s.eta_s), False),
+    ("loss", lambda s: num_key(s.last_loss), False),
+    ("best val", lambda s: num_key(s.best_val), False),
+    ("SSIM a", lambda s: num_key(s.amp_ssim, high_first=True), False),
+    ("ETA", lambda s: num_key(s.eta_s), False),
 )
-
-
-def _num_key(x: float | None, high_first: bool = False) -> tuple:
-    """Numbers ascending (or descending), NaN/inf and missing values last."""
-    if x is None or x != x or x in (float("inf"), float("-inf")):
-        return (1, 0.0)
-    return (0, -x if high_first else x)
 
 
 def name_width(names) -> int:
     """Width of the arm column for these names: the default, up to NAME_WIDTH_MAX."""
-    default = next(w for k, _, w in COLUMNS if k == "arm")
-    return max(default, min(NAME_WIDTH_MAX, max((len(n) for n in names), default=0)))
-
-
-def middle_ellipsis(name: str, width: int) -> str:
-    """``name`` cut to ``width`` by dropping a middle part. A sweep point (arm.key-value...)
-    keeps its values whole and loses the middle of its arm name, so arms that share a prefix
-    stay apart: arm_st…_warmup.seed-20260129 and arm_st…stepped.seed-20260129."""
-    if len(name) <= width:
-        return name
-    arm, dot, point = name.partition(".")
-    if dot and len(point) + 1 <= width - 7:
-        return _cut_middle(arm, width - len(point) - 1) + "." + point
-    return _cut_middle(name, width)
-
-
-def _cut_middle(text: str, width: int) -> str:
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return _name_width(names, next(w for k, _, w in COLUMNS if k == "arm"))
 
 
 def state_verdict_text(s: ArmSnapshot) -> Text:
@@ -166,170 +140,34 @@ def row_cells(
     }
 
 
-def _signature(text: Text) -> tuple:
-    return text.plain, str(text.style), tuple(text.spans)
-
-
-class ArmTable(DataTable):
+class ArmTable(KeyedTable):
     """Rows keyed by arm name; ``marked`` is the set of arms selected with space."""
 
+    COLUMNS = COLUMNS
+    NAME_COLUMN = "arm"
+    FIXED_COLUMNS = FIXED_COLUMNS
+    SORTS = SORTS
     # Enter is the table's own select (so it acts on the row the cursor is on after every
     # earlier key press, in order); shown in the footer as "Detail".
     BINDINGS = [Binding("enter", "select_cursor", "Detail")]
-    # Rendered cells kept by content; cleared when it grows past this many entries.
-    CELL_CACHE_SIZE = 4096
 
     def __init__(self, names=(), **kwargs):
-        super().__init__(
-            cursor_type="row", zebra_stripes=False, fixed_columns=FIXED_COLUMNS, **kwargs
-        )
-        self.short = short_names(names)
-        self.name_width = name_width(self.short.values())
-        self.filter_text = ""  # "/" filter: a case-insensitive part of the name
-        self.sort_index = 0  # into SORTS
-        self._rebuilding = False
+        super().__init__(short_names(names), **kwargs)
         self.marked: set[str] = set()
-        self._snapshots: dict[str, ArmSnapshot] = {}
-        self._shown: dict[tuple[str, str], tuple] = {}
-        self._cells_by_content: dict[tuple, object] = {}
 
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ):
-        """DataTable keys its cell cache on a table-wide update counter, so one changed cell
-        re-renders every cell (most of the dashboard's CPU while engines write). Key rendered
-        cells on their content instead; only cells whose text changed are rendered again."""
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key = self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        key = (
-            row_key,
-            column_key,
-            self._shown.get((row_key.value, column_key.value)),
-            row_index,
-            column_index,
-            base_style,
-            width,
-            cursor,
-            hover,
-            self._show_hover_cursor,
-            self._pseudo_class_state,
-        )
-        lines = self._cells_by_content.get(key)
-        if lines is None:
-            if len(self._cells_by_content) >= self.CELL_CACHE_SIZE:
-                self._cells_by_content.clear()
-            lines = self._cells_by_content[key] = super()._render_cell(
-                row_index, column_index, base_style, width, cursor, hover
-            )
-        return lines
-
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, width=self.name_width if key == "arm" else width, key=key)
-
-    def action_cursor_right(self) -> None:
-        """Left and right move a whole column: at 80 columns the right-hand half of the table
-        is off screen, and a cell at a time would take dozens of key presses."""
-        self._scroll_by_column(+1)
-
-    def action_cursor_left(self) -> None:
-        self._scroll_by_column(-1)
-
-    def _scroll_by_column(self, direction: int) -> None:
-        edges, x = [], 0
-        for column in self.ordered_columns[FIXED_COLUMNS:]:
-            edges.append(x)
-            x += column.get_render_width(self)
-        now = round(self.scroll_x)
-        if direction > 0:
-            target = next((e for e in edges if e > now), now)
-        else:
-            target = max((e for e in edges if e < now), default=0)
-        self.scroll_to(x=target, animate=False)
+    def cells(self, snap: ArmSnapshot) -> dict[str, Text]:
+        return row_cells(snap, snap.name in self.marked, self.name_width, self.short.get(snap.name))
 
     @property
     def current_arm(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except Exception:  # no row under the cursor
-            return None
-        return row_key.value
+        return self.current_name
 
     def arm_names(self) -> list[str]:
-        return [row.key.value for row in self.ordered_rows]
-
-    def visible(self, name: str) -> bool:
-        return self.filter_text.lower() in name.lower()
-
-    def show(self, snapshots: tuple[ArmSnapshot, ...]) -> None:
-        """Add rows for new arms and rewrite only the cells whose text changed."""
-        added = False
-        with self.app.batch_update():
-            for snap in snapshots:
-                self._snapshots[snap.name] = snap
-                if not self.visible(snap.name):
-                    continue
-                cells = row_cells(
-                    snap, snap.name in self.marked, self.name_width, self.short.get(snap.name)
-                )
-                if snap.name not in self.rows:
-                    self.add_row(*(cells[k] for k, _, _ in COLUMNS), key=snap.name)
-                    for key, text in cells.items():
-                        self._shown[(snap.name, key)] = _signature(text)
-                    added = True
-                    continue
-                for key, text in cells.items():
-                    sig = _signature(text)
-                    if self._shown.get((snap.name, key)) != sig:
-                        self._shown[(snap.name, key)] = sig
-                        self.update_cell(snap.name, key, text)
-            if added and self.sort_index and not self._rebuilding:
-                self.rebuild()
-
-    def rebuild(self) -> None:
-        """Rows again from the snapshots, filtered and in the chosen order; the cursor stays
-        on its arm."""
-        current = self.current_arm
-        snaps = list(self._snapshots.values())
-        _, key, reverse = SORTS[self.sort_index]
-        if key is not None:
-            snaps.sort(key=key, reverse=reverse)
-        self._rebuilding = True
-        try:
-            self.clear()
-            self._shown.clear()
-            self.show(tuple(snaps))
-        finally:
-            self._rebuilding = False
-        if current in self.rows:
-            self.move_cursor(row=self.get_row_index(current), animate=False)
-
-    def set_filter(self, text: str) -> None:
-        """Show only the arms whose name contains ``text``."""
-        self.filter_text = text
-        self.rebuild()
-
-    def cycle_sort(self) -> str:
-        """The next sort key of SORTS; returns its name."""
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
-        self.rebuild()
-        return SORTS[self.sort_index][0]
+        return self.names()
 
     def toggle_mark(self, name: str) -> None:
         self.marked ^= {name}
-        text = Text(MARK if name in self.marked else " ", style="bold")
-        self._shown[(name, "mark")] = _signature(text)
-        self.update_cell(name, "mark", text)
+        self.set_cell(name, "mark", Text(MARK if name in self.marked else " ", style="bold"))
 
     def snapshot(self, name: str) -> ArmSnapshot | None:
-        return self._snapshots.get(name)
+        return self.item(name)
