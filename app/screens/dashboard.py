@@ -1,4 +1,5 @@
-"""Main screen: the arm table, and the full facts of the highlighted arm under it."""
+"""Main screen: the arm table (or, after g, the sweep groups), and the full facts of the
+highlighted row under it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from app.widgets.arm_table import SORTS, ArmTable, age_text
+from app.widgets.arm_table import ArmTable, age_text
 from app.widgets.cells import VERDICT_STYLES, fmt_duration, fmt_num, state_text
 from engine.live.snapshot import ArmSnapshot
 
@@ -87,6 +88,7 @@ class DashboardScreen(Screen):
         Binding("r", "launch", "Run"),
         Binding("s", "stop", "Stop"),
         Binding("x", "app.export", "Export"),
+        Binding("g", "groups", "Groups"),
         Binding("question_mark", "help", "Help"),
         Binding("slash", "filter", "Filter", show=False),
         Binding("o", "sort", "Sort", show=False),
@@ -99,28 +101,69 @@ class DashboardScreen(Screen):
     def __init__(self):
         super().__init__()
         self._info_shown: tuple | None = None
+        self.grouped = False  # g: one row per sweep group instead of one per run
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield ArmTable(names=list(self.app.store.arms), id="arms")
         yield Static(id="info")
         yield Input(placeholder="filter arms by name (Enter keeps it, Esc clears)", id="filter")
-        yield Footer()
+        # compact, palette hint off: at 80 columns every key fits (ctrl+p is in the ? help)
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshots", self._show)
         self.query_one("#filter", Input).display = False
         self.query_one(ArmTable).focus()
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # In the group view Enter compares, and marks are per run: keep both out of the footer.
+        return not (self.grouped and action in ("toggle_mark", "compare"))
+
+    @property
+    def table(self) -> DataTable:
+        """The table on screen: the runs' or the groups'."""
+        return self.query_one("#groups" if self.grouped else "#arms", DataTable)
+
     def _show(self, snapshots) -> None:
         with self.app.batch_update():  # one repaint for the table and the info panel
             self.query_one(ArmTable).show(snapshots)
+            if self.grouped:
+                self._show_groups(snapshots)
             self._show_info()
 
+    def _show_groups(self, snapshots) -> None:
+        from app.sweep_groups import group_rows
+
+        self.table.show(group_rows(snapshots, self.app.study.points))
+
+    async def action_groups(self) -> None:
+        """g: one row per sweep group (a sweep point without its seed), and back."""
+        from app.sweep_groups import group_names
+        from app.widgets.group_table import GroupTable
+
+        if not self.query("#groups"):
+            names = group_names(self.app.store.arms, self.app.study.points)
+            await self.mount(GroupTable(names=names, id="groups"), after=self.query_one(ArmTable))
+        self.grouped = not self.grouped
+        self.refresh_bindings()
+        self.query_one(ArmTable).display = not self.grouped
+        self.query_one("#groups").display = self.grouped
+        if self.grouped:
+            self._show_groups(self.app.snapshots)
+        self.table.focus()
+        self._show_title()
+        self._show_info()
+
     def _show_info(self) -> None:
-        table = self.query_one(ArmTable)
-        name = table.current_arm
-        text = info_text(table.snapshot(name) if name else None)
+        table = self.table
+        if self.grouped:
+            from app.widgets.group_table import group_info_text
+
+            text = group_info_text(table.group(table.current_name))
+        else:
+            name = table.current_arm
+            text = info_text(table.snapshot(name) if name else None)
         signature = (text.plain, tuple(text.spans))
         if signature != self._info_shown:
             # A layout only when the number of lines changes (the panel's height follows it);
@@ -135,10 +178,30 @@ class DashboardScreen(Screen):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.app.open_detail(event.row_key.value)
+        if event.data_table.id == "groups":
+            self._open_group(event.row_key.value)
+        else:
+            self.app.open_detail(event.row_key.value)
+
+    def _group_runs(self, name: str | None = None) -> list[str]:
+        """The runs of the group ``name`` (default: the highlighted one), in study order."""
+        table = self.query_one("#groups", DataTable)
+        row = table.group(name or table.current_name)
+        return list(row.runs) if row else []
+
+    def _open_group(self, name: str | None = None) -> None:
+        """Enter on a group: its runs overlaid in compare (a group of one: the run's detail)."""
+        runs = self._group_runs(name)
+        if len(runs) == 1:
+            self.app.open_detail(runs[0])
+        elif runs:
+            self.app.open_compare(runs)
 
     def selected_arms(self) -> list[str]:
-        """The marked arms in table order, or the highlighted arm when none is marked."""
+        """The marked arms in table order, or the highlighted arm when none is marked; in the
+        group view, the highlighted group's runs."""
+        if self.grouped:
+            return self._group_runs()
         table = self.query_one(ArmTable)
         marked = [n for n in table.arm_names() if n in table.marked]
         if marked:
@@ -146,12 +209,21 @@ class DashboardScreen(Screen):
         return [table.current_arm] if table.current_arm else []
 
     def action_toggle_mark(self) -> None:
+        if self.grouped:
+            self._per_run_only("space selects runs")
+            return
         table = self.query_one(ArmTable)
         if table.current_arm:
             table.toggle_mark(table.current_arm)
             table.action_cursor_down()
 
+    def _per_run_only(self, what: str) -> None:
+        self.notify(f"{what}: g shows one row per run again", severity="warning", markup=False)
+
     def action_compare(self) -> None:
+        if self.grouped:
+            self._open_group()
+            return
         table = self.query_one(ArmTable)
         self.app.open_compare([n for n in table.arm_names() if n in table.marked])
 
@@ -169,13 +241,13 @@ class DashboardScreen(Screen):
         self.app.push_screen(HelpScreen())
 
     def action_cursor(self, direction: str) -> None:
-        table = self.query_one(ArmTable)
+        table = self.table
         (table.action_cursor_down if direction == "down" else table.action_cursor_up)()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.value = self.query_one(ArmTable).filter_text
+        box.value = self.table.filter_text
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -185,15 +257,15 @@ class DashboardScreen(Screen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             event.input.display = False
-            self.query_one(ArmTable).focus()
+            self.table.focus()
 
     def action_clear_filter(self) -> None:
         """Esc: close the filter box and show every arm again."""
         box = self.query_one("#filter", Input)
         box.display = False
-        if self.query_one(ArmTable).filter_text:
+        if self.table.filter_text:
             self._set_filter("")
-        self.query_one(ArmTable).focus()
+        self.table.focus()
 
     def on_key(self, event) -> None:
         # Esc in the filter box closes it (the Input would otherwise keep the key).
@@ -202,28 +274,30 @@ class DashboardScreen(Screen):
             self.action_clear_filter()
 
     def _set_filter(self, text: str) -> None:
-        table = self.query_one(ArmTable)
+        table = self.table
         table.set_filter(text)
         self._show_title()
         self._show_info()
 
     def action_sort(self) -> None:
-        self.query_one(ArmTable).cycle_sort()
+        self.table.cycle_sort()
         self._show_title()
 
     def _show_title(self) -> None:
         """Sort and filter, in the info panel's top border (the header is the link's)."""
-        table = self.query_one(ArmTable)
-        parts = []
+        table = self.table
+        parts = ["groups: a sweep point without its seed (g: runs)"] if self.grouped else []
         if table.sort_index:
-            parts.append(f"sort: {SORTS[table.sort_index][0]} (o)")
+            parts.append(f"sort: {table.SORTS[table.sort_index][0]} (o)")
         if table.filter_text:
             parts.append(f"filter: {table.filter_text!r} ({table.row_count} shown, Esc clears)")
         self.query_one("#info", Static).border_title = " · ".join(parts) or None
 
     def action_tail(self) -> None:
-        table = self.query_one(ArmTable)
-        if table.current_arm:
+        runs = self._group_runs() if self.grouped else [self.query_one(ArmTable).current_arm]
+        if self.grouped and len(runs) > 1:
+            self._per_run_only("t follows one run's log")
+        elif runs and runs[0]:
             from app.screens.logtail import LogTailScreen
 
-            self.app.push_screen(LogTailScreen(table.current_arm))
+            self.app.push_screen(LogTailScreen(runs[0]))

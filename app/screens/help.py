@@ -26,8 +26,17 @@ KEYS = (
             ("/", "filter arms by name (Enter keeps it, Esc clears)"),
             ("o", "sort: study order, name, state, loss, val, SSIM, ETA"),
             ("t", "follow the arm's run.log"),
+            ("g", "one row per sweep group (seeds together); again: runs"),
             ("ctrl+r", "reconnect now (a --remote study; the title shows the link)"),
             ("q", "quit"),
+        ),
+    ),
+    (
+        "groups (g)",
+        (
+            ("enter", "compare the group's runs (one run: its detail)"),
+            ("r s", "run, stop every run of the group"),
+            ("/ o", "filter by group name; sort: collapsed, val, SSIM"),
         ),
     ),
     (
@@ -42,7 +51,14 @@ KEYS = (
     ),
     ("compare", (("l e m", "as in detail"),)),
     ("run.log", (("f", "follow on/off"), ("g G", "top, bottom"))),
-    ("everywhere", (("?", "this help"), ("esc", "close the panel, overlay or screen"))),
+    (
+        "everywhere",
+        (
+            ("?", "this help"),
+            ("esc", "close the panel, overlay or screen"),
+            ("ctrl+p", "command palette: every action, and any arm by name"),
+        ),
+    ),
 )
 
 
