@@ -134,6 +134,29 @@ def write_telemetry(path: Path, records: list[dict], partial: bytes = b"") -> No
     path.write_bytes("".join(encode_record(r) for r in records).encode() + partial)
 
 
+def queue_arm(study_file: Path, arm: str, reason: str) -> None:
+    """``arm`` queued by a live process of this host (status.json as engine/runs/status.py
+    writes it for a queued arm), with the reason it waits."""
+    import os
+    import socket
+    import time
+
+    run = study_file.parent / "runs" / arm
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(
+        json.dumps(
+            {
+                "arm": arm,
+                "state": "queued",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": time.time(),
+                "queue": reason,
+            }
+        )
+    )
+
+
 def write_status(run: Path, **fields) -> None:
     run.mkdir(parents=True, exist_ok=True)
     status = {

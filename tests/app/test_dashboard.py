@@ -314,27 +314,10 @@ def test_left_and_right_scroll_the_table_a_column_at_a_time(study_file):
 
 
 def test_a_queued_arm_shows_whom_it_waits_for_and_a_failed_one_why(study_file):
-    import json
-    import os
-    import socket
-    import time
-
     from app.screens.dashboard import info_text
+    from tests.app.studyfix import queue_arm
 
-    idle = study_file.parent / "runs" / "arm_idle"
-    idle.mkdir(parents=True)
-    (idle / "status.json").write_text(
-        json.dumps(
-            {
-                "arm": "arm_idle",
-                "state": "queued",
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "heartbeat": time.time(),
-                "queue": "queued for cpu (at most 1 per device); busy: arm_ok on cpu",
-            }
-        )
-    )
+    queue_arm(study_file, "arm_idle", "queued for cpu (at most 1 per device); busy: arm_ok on cpu")
 
     async def main():
         app = make_app(study_file)
