@@ -12,7 +12,6 @@ point without its seed, engine/study/sweeps.py):
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from engine.atomic import atomic_write_json
@@ -27,43 +26,14 @@ from tests.app.studyfix import (
     step,
     write_status,
 )
-from tests.tiny import TINY_DATA, TINY_GENERATOR
-
-ARMS_TOML = f"""
-[study]
-name = "sweepfix"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-architecture = "cnn"
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 4
-batch_size = 8
-seed = 3
-
-[arms.arm_a]
-[arms.arm_b]
-architecture = "hybrid"
-
-[sweeps.seeds]
-arms = ["arm_a"]
-[sweeps.seeds.grid]
-seed = [11, 12, 13]
-
-[sweeps.lr]
-arms = ["arm_b"]
-[sweeps.lr.grid]
-seed = [21, 22]
-lr = [0.001, 0.01]
-"""
+from tests.tiny import tiny_study
 
 EPOCHS = 4
+ARMS = {"arm_a": {}, "arm_b": {"architecture": "hybrid"}}
+SWEEPS = {
+    "seeds": {"arms": ["arm_a"], "grid": {"seed": [11, 12, 13]}},
+    "lr": {"arms": ["arm_b"], "grid": {"seed": [21, 22], "lr": [0.001, 0.01]}},
+}
 
 
 def records(run: str, scale: float, done: int = EPOCHS) -> list[dict]:
@@ -112,10 +82,8 @@ def finished(runs: Path, name: str, scale: float) -> None:
 
 
 def make_sweep_study(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    arms = root / "arms.toml"
-    arms.write_text(textwrap.dedent(ARMS_TOML))
-    runs = root / "runs"
+    tiny_study(root, "sweepfix", ARMS, sweeps=SWEEPS, architecture="cnn", epochs=EPOCHS, seed=3)
+    arms, runs = root / "arms.toml", root / "runs"
     finished(runs, "arm_a", 1.0)
     finished(runs, "arm_a.seed-11", 0.5)
     collapsed = records("arm_a.seed-12", 2.0, done=2) + [collapse_event(1)]
