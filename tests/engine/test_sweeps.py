@@ -8,31 +8,14 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.study.arms import load_study
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study
 
-BASE = f"""
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-fno_width = 8
-{TINY_GENERATOR}
-epochs = 3
-
-[arms.a]
-architecture = "hybrid"
-
-[arms.b]
-architecture = "stable_hybrid"
-"""
+ARMS = {"a": {"architecture": "hybrid"}, "b": {"architecture": "stable_hybrid"}}
 
 
 def study(tmp_path, sweeps: str, **kw):
-    path = tmp_path / "arms.toml"
-    path.write_text(textwrap.dedent(BASE) + textwrap.dedent(sweeps))
-    return load_study(path, **kw)
+    root = tiny_study(tmp_path, "s", ARMS, extra=textwrap.dedent(sweeps), fno_width=8, epochs=3)
+    return load_study(root / "arms.toml", **kw)
 
 
 GRID = """

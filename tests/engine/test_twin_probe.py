@@ -19,7 +19,7 @@ from engine.sim.physics import ForwardModel, far_field_amplitude
 from engine.sim.probe import TWIN_SYMMETRY_WARN, build_probe, twin_symmetry
 from engine.sim.simulate import extract_patches, make_lines_object, object_phase
 from engine.study.arms import load_study
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study
 
 N = 64
 
@@ -122,26 +122,11 @@ def test_every_probe_knob_changes_the_probe():
 
 # --- arms.toml: bad probe knobs are refused, an ambiguous probe is a warning ------------------
 
-STUDY = f"""
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-
-[defaults]
-fno_width = 8
-{TINY_GENERATOR}
-epochs = 3
-
-[arms.a]
-architecture = "hybrid"
-"""
-
 
 def write_study(tmp_path, extra: str = ""):
-    path = tmp_path / "arms.toml"
-    path.write_text(textwrap.dedent(STUDY) + textwrap.dedent(extra))
-    return path
+    arms = {"a": {"architecture": "hybrid"}}
+    study = tiny_study(tmp_path, "probe", arms, extra=textwrap.dedent(extra), fno_width=8, epochs=3)
+    return study / "arms.toml"
 
 
 @pytest.mark.parametrize(
