@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,48 +41,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.runs.telemetry import SCHEMA, ReadStats, encode_record, iter_records  # noqa: E402
-from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
+from tests.cli import fnotui  # noqa: E402
+from tests.cli import sets as set_flags  # noqa: E402
+from tests.tiny import TINY_WARM_ARM, tiny_study_toml  # noqa: E402
 
 CORPUS = REPO / "tests" / "fixtures" / "traces"
 COLLAPSE_LABEL_RATIO = 1e-2
 
-TINY_STUDY = f"""
-[study]
-name = "corpus"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 4
-test_stride = 8
-set_phi = true
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = 12
-batch_size = 4
-infer_batch_size = 8
-seed = 3
-
-[arms.cnn]
-architecture = "cnn"
-
-[arms.hybrid]
-architecture = "hybrid"
-
-[arms.fno]
-architecture = "fno"
-
-[arms.stable]
-architecture = "stable_hybrid"
-scheduler = "WarmupCosine"
-lr = 2e-3
-warmup_epochs = 2
-min_lr_ratio = 0.05
-grad_clip = 1.0
-clip_algorithm = "norm"
-"""
+TINY_STUDY = tiny_study_toml(
+    "corpus",
+    {
+        "cnn": {"architecture": "cnn"},
+        "hybrid": {"architecture": "hybrid"},
+        "fno": {"architecture": "fno"},
+        "stable": TINY_WARM_ARM,
+    },
+    data={"train_stride": 4, "set_phi": True},
+    epochs=12,
+    batch_size=4,
+    infer_batch_size=8,
+    seed=3,
+)
 
 # name -> (arm, --set overrides, kind, description)
 REAL_RUNS = {
@@ -148,28 +125,10 @@ def run_real(workdir: Path) -> list[tuple[str, list[dict], str, str]]:
     arms = workdir / "arms.toml"
     arms.write_text(TINY_STUDY)
     out = []
-    for name, (arm, sets, kind, description) in REAL_RUNS.items():
+    for name, (arm, overrides, kind, description) in REAL_RUNS.items():
         dest = workdir / name
-        cmd = [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--arms",
-            str(arms),
-            "--run",
-            arm,
-            "--out",
-            str(dest),
-        ]
-        for s in sets:
-            cmd += ["--set", s]
-        proc = subprocess.run(
-            cmd,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        run = ("--arms", str(arms), "--run", arm, "--out", str(dest), *set_flags(*overrides))
+        proc = fnotui(*run, cwd=REPO, timeout=None)
         if proc.returncode not in (0, 1):
             raise SystemExit(f"{name}: fnotui exited {proc.returncode}\n{proc.stderr}")
         stats = ReadStats()
@@ -178,7 +137,7 @@ def run_real(workdir: Path) -> list[tuple[str, list[dict], str, str]]:
             for r in iter_records(dest / arm / "telemetry.jsonl", stats)
             if r.get("type") != "event"
         ]
-        description += f" (--set {' '.join(sets) or 'none'})"
+        description += f" (--set {' '.join(overrides) or 'none'})"
         if stats.bad_lines:  # said, not hidden: the corpus holds what the reader could decode
             description += (
                 f"; {stats.bad_lines} telemetry line(s) of the run were unreadable "
@@ -431,36 +390,26 @@ def synthetic() -> list[tuple[str, list[dict], dict]]:
     )
 
     # Divergence without constant output.
-    s = Synth(seed=10, epochs=30)
-    k = 8
-    rise = 1.12 ** np.arange(1, s.epochs - k + 1)
-    s.val[k:] = s.val[k - 1] * rise
-    for e in range(k, s.epochs):
-        s.loss[e * s.spe : (e + 1) * s.spe] *= rise[e - k]
-        s.grad[e * s.spe : (e + 1) * s.spe] *= rise[e - k] ** 0.5
-    add(
-        "synth_divergence_slow",
-        s,
-        "divergence",
-        "from epoch 8 val and train loss grow 12 % per epoch, output spread stays healthy",
-        expect={"divergence": {"epoch": k}},
-        allow={"plateau", "grad_spike", "loss_spike"},
-    )
-    s = Synth(seed=11)
-    k = 7
-    rise = 2.0 ** np.arange(1, s.epochs - k + 1)
-    s.val[k:] = s.val[k - 1] * rise
-    for e in range(k, s.epochs):
-        s.loss[e * s.spe : (e + 1) * s.spe] *= rise[e - k]
-        s.grad[e * s.spe : (e + 1) * s.spe] *= rise[e - k]
-    add(
-        "synth_divergence_fast",
-        s,
-        "divergence",
-        "from epoch 7 every loss doubles per epoch",
-        expect={"divergence": {"epoch": k}},
-        allow={"plateau", "grad_spike", "loss_spike"},
-    )
+    slow = "from epoch 8 val and train loss grow 12 % per epoch, output spread stays healthy"
+    fast = "from epoch 7 every loss doubles per epoch"
+    for seed, epochs, k, rate, grad_power, name, description in (
+        (10, 30, 8, 1.12, 0.5, "slow", slow),
+        (11, 24, 7, 2.0, 1.0, "fast", fast),
+    ):
+        s = Synth(seed=seed, epochs=epochs)
+        rise = rate ** np.arange(1, s.epochs - k + 1)
+        s.val[k:] = s.val[k - 1] * rise
+        for e in range(k, s.epochs):
+            s.loss[e * s.spe : (e + 1) * s.spe] *= rise[e - k]
+            s.grad[e * s.spe : (e + 1) * s.spe] *= rise[e - k] ** grad_power
+        add(
+            f"synth_divergence_{name}",
+            s,
+            "divergence",
+            description,
+            expect={"divergence": {"epoch": k}},
+            allow={"plateau", "grad_spike", "loss_spike"},
+        )
 
     # Non-finite values.
     s = Synth(seed=12)
