@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from engine.config import ARCHITECTURES, ModelConfig, TrainConfig  # noqa: E402
 from engine.models import build_model, describe_model  # noqa: E402
 from engine.sim.physics import ForwardModel, get_loss  # noqa: E402
+from engine.training.compiling import COMPILE_MODES, compiled_forward  # noqa: E402
 from engine.training.optim import build_optimizer  # noqa: E402
 
 SECTION = "## Training throughput"
@@ -84,9 +85,10 @@ def disk_probe(n: int, device: torch.device) -> torch.Tensor:
 class Step:
     """One training step on a fixed batch, as engine/training/train.py runs it."""
 
-    def __init__(self, arch: str, n: int, batch: int, device: torch.device):
+    def __init__(self, arch: str, n: int, batch: int, device: torch.device, compile: str = "off"):
         torch.manual_seed(0)
         self.model = build_model(ModelConfig(architecture=arch), n).to(device).train()
+        self.forward = compiled_forward(self.model, compile, device)
         self.physics = ForwardModel(disk_probe(n, device)).to(device)
         self.loss_fn = get_loss("mae")
         self.optimizer = build_optimizer(self.model.parameters(), TrainConfig())
@@ -97,7 +99,7 @@ class Step:
             self.x = self.physics(obj).unsqueeze(1)
 
     def loss(self) -> torch.Tensor:
-        return self.loss_fn(self.physics(self.model(self.x)), self.x[:, 0])
+        return self.loss_fn(self.physics(self.forward(self.x)), self.x[:, 0])
 
     def __call__(self) -> None:
         loss = self.loss()
@@ -113,10 +115,20 @@ class Step:
 
 
 def measure(
-    arch: str, n: int, batch: int, device: torch.device, warmup: int, reps: int, steps: int
+    arch: str,
+    n: int,
+    batch: int,
+    device: torch.device,
+    warmup: int,
+    reps: int,
+    steps: int,
+    compile: str = "off",
 ) -> dict:
-    step = Step(arch, n, batch, device)
-    flops = step.train_flops() / batch
+    step = Step(arch, n, batch, device, compile)
+    flops = Step(arch, n, batch, device).train_flops() / batch  # counted on the eager graph
+    t = time.perf_counter()
+    step()  # a compiled step compiles here
+    first_step_s = time.perf_counter() - t
     for _ in range(warmup):
         step()
     rates = []
@@ -135,6 +147,8 @@ def measure(
         "min": min(rates),
         "max": max(rates),
         "gflop_per_sample": flops / 1e9,
+        "compile": compile,
+        "first_step_s": first_step_s,
     }
 
 
@@ -213,8 +227,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per timed repetition")
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        default=["off"],
+        choices=COMPILE_MODES,
+        help="train.compile modes to measure, each architecture in each (default: off)",
+    )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.write and args.compile != ["off"]:
+        parser.error("--write renders the eager table only; drop --compile or --write")
     if args.reps < 5:
         parser.error("--reps must be at least 5: the figure is a median")
 
@@ -230,14 +253,17 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for batch in args.batch_sizes:
         for arch in args.archs:
-            r = measure(arch, args.N, batch, device, args.warmup, args.reps, args.steps)
-            rows.append(r)
-            print(
-                f"{arch:14s} batch {batch:4d}: {r['samples_per_s']:8.1f} samples/s "
-                f"({r['min']:.1f}-{r['max']:.1f}), {r['gflop_per_sample']:.2f} GFLOP/sample, "
-                f"{100 * r['samples_per_s'] * r['gflop_per_sample'] / peak:.0f} % of peak",
-                flush=True,
-            )
+            for mode in args.compile:
+                r = measure(arch, args.N, batch, device, args.warmup, args.reps, args.steps, mode)
+                rows.append(r)
+                print(
+                    f"{arch:14s} batch {batch:4d} compile {mode:7s}: "
+                    f"{r['samples_per_s']:8.1f} samples/s ({r['min']:.1f}-{r['max']:.1f}), "
+                    f"{r['gflop_per_sample']:.2f} GFLOP/sample, "
+                    f"{100 * r['samples_per_s'] * r['gflop_per_sample'] / peak:.0f} % of peak, "
+                    f"first step {r['first_step_s']:.1f} s",
+                    flush=True,
+                )
     text = render(rows, args, device, peak, (load_before, load_average()))
     if args.write:
         write_section(text)

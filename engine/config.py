@@ -235,6 +235,13 @@ class TrainConfig(Validated):
         "(validation and the final evaluation always run in fp32)",
         choices=("fp32", "tf32", "bf16"),
     )
+    compile: str = knob(
+        "off",
+        "'off': the generator runs eagerly; 'default': torch.compile of the generator's "
+        "training forward and backward (physics, loss, validation stay eager); 'graphs': the "
+        "same, replayed as CUDA graphs (mode 'reduce-overhead'; refused off CUDA)",
+        choices=("off", "default", "graphs"),
+    )
     deterministic: bool = knob(True, "request deterministic kernels (slower on GPU)")
     on_collapse: str = knob(
         "continue",
