@@ -11,9 +11,10 @@
    metrics.json equal an uninterrupted CUDA run's exactly (as tests/test_resume.py asserts on
    the CPU)?
 5. The speed modes against eager fp32 on the same device (``check_modes``): bf16 autocast, TF32
-   (CUDA only) and gradient checkpointing, each for every generator: output and gradient
-   relative error after one step, and the relative gap of a 20-step loss trajectory.
-   ``--modes-only-on cpu`` runs it on the CPU (bf16 and checkpointing; TF32 has no CPU form).
+   (CUDA only), gradient checkpointing, ``train.compile = "default"`` and ``"graphs"`` (CUDA
+   only), each for every generator: output and gradient relative error after one step, and the
+   relative gap of a 20-step loss trajectory. ``--modes-only-on cpu`` runs it on the CPU (bf16,
+   checkpointing and compile; TF32 and CUDA graphs have no CPU form).
 
     python bench/gpu_check.py --out gpu_check.json
 """
@@ -43,6 +44,7 @@ from engine.config import ARCHITECTURES, ModelConfig  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.models.layers import SpectralConv2d  # noqa: E402
 from engine.sim.physics import ForwardModel, get_loss  # noqa: E402
+from engine.training.compiling import compiled_forward  # noqa: E402
 from tests.tiny import TINY_DATA, TINY_GENERATOR  # noqa: E402
 
 N = 64
@@ -67,11 +69,12 @@ def set_tf32(enabled_cudnn: bool, enabled_matmul: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = enabled_matmul
 
 
-def forward_backward(model, physics, x, autocast=contextlib.nullcontext):
-    """One forward (the generator under ``autocast``; physics and loss in fp32) and backward."""
+def forward_backward(model, physics, x, autocast=contextlib.nullcontext, forward=None):
+    """One forward (the generator under ``autocast``, through ``forward`` if given, e.g. a
+    compiled wrapper; physics and loss in fp32) and backward."""
     model.zero_grad(set_to_none=True)
     with autocast():
-        obj = model(x)
+        obj = (forward or model)(x)
     loss = get_loss("mae")(physics(obj), x[:, 0])
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
@@ -286,13 +289,14 @@ def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
     }
 
 
-def _trajectory(model, physics, x, steps: int, autocast) -> list[float]:
+def _trajectory(model, physics, x, steps: int, autocast, compile: str = "off") -> list[float]:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    forward = compiled_forward(model, compile, x.device)
     losses = []
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         with autocast():
-            obj = model(x)
+            obj = forward(x)
         loss = get_loss("mae")(physics(obj), x[:, 0])
         loss.backward()
         opt.step()
@@ -305,8 +309,15 @@ def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[d
     import dataclasses
 
     dev = torch.device(device)
-    modes = {"bf16": "bf16", "checkpointing": "fp32"} | (
-        {"tf32": "tf32"} if dev.type == "cuda" else {}
+    # mode -> (train.precision, model.grad_checkpointing, train.compile)
+    modes = {
+        "bf16": ("bf16", "off", "off"),
+        "checkpointing": ("fp32", "blocks", "off"),
+        "compile": ("fp32", "off", "default"),
+    } | (
+        {"tf32": ("tf32", "off", "off"), "graphs": ("fp32", "off", "graphs")}
+        if dev.type == "cuda"
+        else {}
     )
     physics = ForwardModel(disk_probe(N)).to(dev)
     rows = []
@@ -320,10 +331,8 @@ def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[d
         set_tf32(False, False)
         ref_obj, ref_loss, ref_grads = forward_backward(reference, physics, x)
         ref_traj = _trajectory(copy.deepcopy(reference), physics, x, steps, contextlib.nullcontext)
-        for mode, precision in modes.items():
-            cfg = dataclasses.replace(
-                base, grad_checkpointing="blocks" if mode == "checkpointing" else "off"
-            )
+        for mode, (precision, checkpointing, compile) in modes.items():
+            cfg = dataclasses.replace(base, grad_checkpointing=checkpointing)
             torch.manual_seed(0)
             model = build_model(cfg, N).to(dev).train()
             model.load_state_dict(reference.state_dict())
@@ -334,8 +343,9 @@ def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[d
                     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
             else:
                 autocast = contextlib.nullcontext
-            out, loss, grads = forward_backward(model, physics, x, autocast)
-            traj = _trajectory(copy.deepcopy(model), physics, x, steps, autocast)
+            forward = compiled_forward(model, compile, dev)
+            out, loss, grads = forward_backward(model, physics, x, autocast, forward)
+            traj = _trajectory(copy.deepcopy(model), physics, x, steps, autocast, compile)
             rows.append(
                 {
                     "arch": arch,
@@ -369,7 +379,7 @@ def main() -> None:
     parser.add_argument(
         "--modes-only-on",
         metavar="DEVICE",
-        help="only the speed modes against eager fp32, on DEVICE (cpu: bf16 and checkpointing)",
+        help="only the speed modes against eager fp32, on DEVICE (cpu: bf16, checkpointing, compile)",
     )
     args = parser.parse_args()
     if args.modes_only_on:

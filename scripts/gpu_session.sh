@@ -36,6 +36,10 @@ if [ -z "${SKIP_CHECKS:-}" ]; then
     say "throughput (the card alone)"
     $PY bench/train_throughput.py --batch-sizes 16 256 --reps 7 > "$OUT/throughput.md" 2>&1
     tail -12 "$OUT/throughput.md"
+    say "train.compile: eager, compiled and CUDA graphs for the hybrid at batch 16"
+    $PY bench/train_throughput.py --archs hybrid --batch-sizes 16 --compile off default graphs \
+        --reps 7 > "$OUT/compile.md" 2>&1
+    grep "samples/s" "$OUT/compile.md"
     say "peak memory per depth, with and without gradient checkpointing"
     $PY bench/deep_memory.py --device "$DEVICE" > "$OUT/deep_memory.md" 2> "$OUT/deep_memory.log"
     cat "$OUT/deep_memory.md"
