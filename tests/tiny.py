@@ -85,3 +85,11 @@ TINY_WARM_ARM = {
     "grad_clip": 1.0,
     "clip_algorithm": "norm",
 }
+
+
+def tiny_data(**changes):
+    """The tiny recipe's DataConfig (TINY_DATA and the tiny strides) with ``changes``."""
+    from engine.config import DataConfig
+
+    recipe = {"N": 32, "object_size": 64, "n_lines": 30, "nimgs_train": 1, "nimgs_test": 1}
+    return DataConfig(**{**recipe, **TINY_STRIDES, **changes})

@@ -27,16 +27,9 @@ from engine.sim.stitch import (
     gt_crop_bounds,
     stitch_patches,
 )
+from tests.tiny import tiny_data
 
-SMALL = DataConfig(
-    N=32,
-    object_size=96,
-    n_lines=40,
-    nimgs_train=2,
-    nimgs_test=1,
-    train_stride=4,
-    test_stride=8,
-)
+SMALL = tiny_data(object_size=96, n_lines=40, nimgs_train=2, train_stride=4)
 
 
 @pytest.fixture(scope="module")
@@ -228,15 +221,7 @@ def test_meta_is_strict_json_and_names_the_recipe(small):
 
 
 def test_patch_size_128_builds():
-    cfg = DataConfig(
-        N=128,
-        object_size=160,
-        n_lines=30,
-        nimgs_train=1,
-        nimgs_test=1,
-        train_stride=16,
-        test_stride=10,
-    )
+    cfg = tiny_data(N=128, object_size=160, train_stride=16, test_stride=10)
     ds = build_dataset(cfg)
     assert ds.train.diffraction.shape == (9, 128, 128)
     assert ds.test.diffraction.shape == (16, 128, 128)

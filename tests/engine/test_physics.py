@@ -8,21 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import DataConfig
 from engine.sim import simulate
 from engine.sim.data import build_dataset
 from engine.sim.physics import ForwardModel, mae_loss, poisson_loss
+from tests.tiny import tiny_data
 
-RECIPE = DataConfig(
-    N=32,
-    object_size=96,
-    n_lines=40,
-    nimgs_train=1,
-    nimgs_test=1,
-    train_stride=8,
-    test_stride=8,
-    set_phi=True,
-)
+RECIPE = tiny_data(object_size=96, n_lines=40, set_phi=True)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,12 @@ def arm(name: str, verdict: Verdict, fraction, undecidable, ssim_vs_twin) -> dic
     }
 
 
+def summary(stats: list[dict], **report) -> str:
+    """The summary of a study "s" with these arms' stats (and ``report``'s other inputs)."""
+    base = dict(study="s", generated="now", arms_file="arms.toml", output_dir="runs", profile=None)
+    return render_summary(ReportInput(**base, stats=stats, **report))
+
+
 def level(ssim: float, mae: float) -> dict:
     return {
         "ssim": [ssim, 0.5],
@@ -44,17 +50,7 @@ def test_twin_runs_get_their_column_signature_and_reference_level():
         twin=level(0.150, 0.355),
         source="test",
     )
-    text = render_summary(
-        ReportInput(
-            study="s",
-            generated="now",
-            arms_file="arms.toml",
-            output_dir="runs",
-            profile=None,
-            stats=stats,
-            references=[ref],
-        )
-    )
+    text = summary(stats, references=[ref])
     header = next(line for line in text.splitlines() if line.startswith("| arm |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     row = next(line for line in text.splitlines() if line.startswith("| `a_twin` |"))
@@ -101,17 +97,7 @@ def test_replicates_that_differ_only_in_seed_are_reported_per_seed():
         arm("a.seed-2", Verdict("healthy"), 0.02, 0.05, 0.2),
         arm("a.seed-3", twin_verdict(0.5, 0.1), 0.5, 0.1, 0.5),
     ]
-    text = render_summary(
-        ReportInput(
-            study="s",
-            generated="now",
-            arms_file="arms.toml",
-            output_dir="runs",
-            profile=None,
-            stats=stats,
-            seed_groups=groups,
-        )
-    )
+    text = summary(stats, seed_groups=groups)
     section = text.split("## Outcomes per seed")[1].split("\n## ")[0]
     assert "**3 seeds of one set-up** (1 twin, 1 healthy, 1 mixed twin" in section
     assert "| `a.seed-2` | 2 | ✔ healthy |" in section
@@ -134,17 +120,7 @@ def test_groups_sharing_a_dataset_show_its_image_levels_once_and_name_their_loss
         )
         for name, c, f in (("g1", 0.25, 0.003), ("g16", 0.26, 0.05))
     ]
-    text = render_summary(
-        ReportInput(
-            study="s",
-            generated="now",
-            arms_file="arms.toml",
-            output_dir="runs",
-            profile=None,
-            stats=stats,
-            references=refs,
-        )
-    )
+    text = summary(stats, references=refs)
     rows = [line for line in text.splitlines() if line.startswith("| *")]
     assert sum(r.startswith("| *flat reconstruction*") for r in rows) == 1
     assert sum(r.startswith("| *all-twin reconstruction*") for r in rows) == 1

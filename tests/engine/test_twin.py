@@ -15,18 +15,7 @@ from engine.sim.physics import far_field_amplitude
 from engine.sim.probe import build_probe
 from engine.sim.simulate import make_lines_object, object_phase
 from engine.sim.stitch import count_patches_per_axis, gt_crop_bounds, stitch_patches
-
-
-def cut_patches(obj: np.ndarray, N: int, stride: int) -> np.ndarray:
-    """Valid extraction in scan order (row-major), as the dataset does it."""
-    P = count_patches_per_axis(obj.shape[-1], N, stride)
-    return np.stack(
-        [
-            obj[i * stride : i * stride + N, j * stride : j * stride + N]
-            for i in range(P)
-            for j in range(P)
-        ]
-    )
+from tests.engine.test_stitch import cut_patches
 
 
 def random_complex(shape, seed: int = 0) -> np.ndarray:
