@@ -7,7 +7,7 @@ it does not import Textual.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,29 +31,16 @@ class Session:
     preload_error: str | None = None  # what stopped the first read, said once it is shown
 
     @classmethod
-    def local(
-        cls,
-        study: Study,
-        arms_file: Path,
-        *,
-        profile: str | None = None,
-        out: Path | None = None,
-        device: str = "auto",
-        max_parallel: int = 1,
-        overrides=(),
-        **options,
-    ) -> Session:
-        """A dashboard on a study on this machine; launches take the given options."""
+    def local(cls, study: Study, arms_file: Path, **options) -> Session:
+        """A dashboard on a study on this machine. ``options`` are this class's fields (live,
+        poll_interval, ...) and, by every other name, LocalControl's launch options (profile,
+        out, device, max_parallel, overrides), so its signature is written once, there."""
         from engine.control.local import LocalControl
 
-        control = LocalControl(
-            study,
-            arms_file,
-            profile=profile,
-            out=out,
-            device=device,
-            max_parallel=max_parallel,
-            overrides=overrides,
-            export_in_process=False,  # the dashboard stays small: see LocalControl
+        own = {f.name for f in fields(cls)}
+        launch = {k: v for k, v in options.items() if k not in own}
+        # export_in_process=False: the dashboard stays small (see LocalControl)
+        control = LocalControl(study, arms_file, export_in_process=False, **launch)
+        return cls(
+            study, control, Path(arms_file), **{k: v for k, v in options.items() if k in own}
         )
-        return cls(study, control, Path(arms_file), **options)
