@@ -2,64 +2,53 @@
 'Training loop').
 
 ``run_training(job)``: seed -> dataset -> model -> physics -> optimizer, schedule, clipper
-(``prepare``) -> header record (``header_record``) -> per epoch: set the epoch's LR, training steps
-(``train_epoch``: step records), validation, schedule update, epoch record, history, checkpoint,
-status (``end_epoch``) -> final evaluation on the last weights -> artifacts (``finish``).
+(``prepare``) -> header record (engine/training/records.py) -> per epoch: set the epoch's LR,
+training steps (``train_epoch``: step records), validation, schedule update, epoch record,
+history, checkpoint, status (``end_epoch``) -> final evaluation on the last weights -> artifacts
+(``finish``).
 
 Everything the loop does to the optimisation is read back from the live objects and written to
 the telemetry header, so a knob that did not arrive is visible (docs/science.md, 'Knobs not
 passed through'). The process around the loop (run lock, signals, device slot, status.json, the
-final status record) is engine/training/train.py.
+final status record) is engine/training/train.py; what the loop is given and builds (``Job``,
+``Setup``) is engine/training/job.py.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
-import signal
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.atomic import atomic_write_bytes, atomic_write_json
-from engine.config import ArmConfig
 from engine.fmt import fmt_duration
-from engine.models import build_model, describe_model
-from engine.runs.rundir import RunDir
-from engine.runs.status import StatusFile, batch_job
+from engine.models import build_model
 from engine.runs.telemetry import (
     EPOCH,
-    HEADER,
     HISTORY_FIELDS,
     METRICS,
-    SCHEMA,
-    SEGMENT,
-    TelemetryWriter,
 )
 from engine.scoring.detectors import EpochDetectors, StepDetectors
 from engine.scoring.evaluate import evaluate, headline_metrics
-from engine.sim.data import GridLinesDataset, load_or_build_dataset
+from engine.sim.data import load_or_build_dataset
 from engine.sim.physics import ForwardModel, get_loss
 from engine.sim.stitch import stitch_border
 from engine.training.checkpoint import LoopState, load_checkpoint, restore_rng, save_checkpoint
 from engine.training.devices import (
-    device_info,
     precision_context,
     resolve_device,
     seed_everything,
 )
+from engine.training.job import Job, RunResult, Setup, StopRequest
 from engine.training.optim import (
     GradClipper,
     LRSchedule,
     build_optimizer,
     current_lr,
-    describe_optimizer,
     set_lr,
 )
 from engine.training.progress import (
@@ -69,84 +58,10 @@ from engine.training.progress import (
     format_epoch_line,
     react,
 )
+from engine.training.records import stable_block_summaries, start_telemetry
 from engine.training.validation import PROBE_BATCH, validate
 
-
-@dataclass
-class RunResult:
-    state: str  # finished | killed
-    run_dir: Path
-    history: dict
-    metrics: dict | None = None
-    epochs_done: int = 0
-    wall_time: float = 0.0
-    stopped_early: str | None = None  # the detector rule that stopped training (on_collapse)
-
-
-class StopRequest:
-    """Set by SIGTERM/SIGINT: the loop finishes the current step, saves, and exits cleanly."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name: str | None = None
-
-    def __call__(self, signum, _frame) -> None:
-        if self.requested:  # a second Ctrl-C means "now": no more waiting for the step to end
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-
-    def install(self):
-        previous = {s: signal.signal(s, self) for s in (signal.SIGTERM, signal.SIGINT)}
-        return lambda: [signal.signal(s, h) for s, h in previous.items()]
-
-
-@dataclass
-class Job:
-    """What one training process is given (built by engine.training.train.train_arm)."""
-
-    cfg: ArmConfig
-    run: RunDir
-    cache_dir: Path
-    device: str  # one concrete device, the one whose queue slot the process holds
-    log: Callable[[str], None]
-    stop: StopRequest
-    status: StatusFile
-    telemetry: TelemetryWriter
-    resume: bool
-    queue_info: dict | None = None  # the header's ``queue`` record (None when not queued)
-
-
-@dataclass
-class Setup:
-    """Everything ``prepare`` builds and the epochs use."""
-
-    dev: torch.device
-    seeding: dict
-    autocast: Callable  # () -> the context of the training forward (train.precision)
-    precision: dict  # the header's record of it
-    dataset: GridLinesDataset
-    model: torch.nn.Module
-    physics: ForwardModel
-    loss_fn: Callable
-    optimizer: torch.optim.Optimizer
-    schedule: LRSchedule
-    clipper: GradClipper
-    x_train: torch.Tensor
-    x_test: torch.Tensor
-    amp_test: torch.Tensor
-    border: int  # pixels per side that stitching drops
-    target_amp_std: float
-    shuffle: torch.Generator
-    step_rules: StepDetectors
-    epoch_rules: EpochDetectors
-    loop: LoopState
-    t_start: float
-    epoch_times: list[float] = field(default_factory=list)  # this process's epochs, for the ETA
-
-    @property
-    def n_train(self) -> int:
-        return self.x_train.shape[0]
+__all__ = ["EpochSummary", "Job", "RunResult", "StopRequest", "format_epoch_line", "run_training"]
 
 
 def run_training(job: Job) -> RunResult:
@@ -184,6 +99,9 @@ def prepare(job: Job) -> Setup:
     dataset = load_or_build_dataset(cfg.data, job.cache_dir, log=job.log)
     torch.manual_seed(tc.seed)  # weights depend on the training seed only, not on data timing
     model = build_model(cfg.model, cfg.data.N).to(dev)
+    # The one place the training step's generator call may be wrapped (a compiled forward): the
+    # step calls ``s.forward``, everything else the plain ``model``.
+    forward = model
     physics = ForwardModel(
         torch.from_numpy(dataset.probe), tc.physics_gain, tc.physics_gain_mode
     ).to(dev)
@@ -202,6 +120,7 @@ def prepare(job: Job) -> Setup:
         precision=precision,
         dataset=dataset,
         model=model,
+        forward=forward,
         physics=physics,
         loss_fn=get_loss(tc.loss),
         optimizer=build_optimizer(model.parameters(), tc),
@@ -229,84 +148,6 @@ def prepare(job: Job) -> Setup:
         s.loop = ckpt["loop"]
         s.loop.segment += 1
     return s
-
-
-def header_record(job: Job, s: Setup) -> dict:
-    """The run's first record: the config, and every knob read back from the live objects."""
-    cfg, tc = job.cfg, job.cfg.train
-    model_info = describe_model(s.model)
-    return HEADER.record(
-        schema=SCHEMA,
-        arm=cfg.name,
-        config=cfg.to_dict(),
-        model=model_info,
-        parameters=model_info["parameters"],
-        channel_schedule=model_info.get("channels"),
-        optimizer=describe_optimizer(s.optimizer),
-        scheduler=s.schedule.describe(),
-        clip=s.clipper.describe(),
-        # Not named "loss": a field keeps one type across record types so that
-        # polars.read_ndjson can read the whole file into one frame.
-        physics={
-            "loss_mode": tc.loss,
-            **s.physics.describe(),
-            "loss_normalisation": "divided by the batch-mean observed amplitude (detached)",
-            "val_batch_size": tc.val_batch_size,
-            "probe_twin_symmetry": s.dataset.meta.get("probe", {}).get("twin_symmetry"),
-        },
-        dataset=s.dataset.meta,
-        n_train=s.n_train,
-        n_test=int(s.x_test.shape[0]),
-        steps_per_epoch=math.ceil(s.n_train / tc.batch_size),
-        target_amp_std=s.target_amp_std,
-        seeding=s.seeding,
-        precision=s.precision,
-        device=device_info(s.dev),
-        queue=job.queue_info,
-        torch=torch.__version__,
-        numpy=np.__version__,
-        python=platform.python_version(),
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        slurm_job_id=batch_job().get("slurm_job_id"),
-        start_time=s.t_start,
-        t=s.t_start,
-    )
-
-
-def start_telemetry(job: Job, s: Setup) -> None:
-    """Write the header (a new run) or a segment record (a resume), and say what trains."""
-    cfg, loop = job.cfg, s.loop
-    header = header_record(job, s)
-    if job.resume:
-        # Records of the interrupted process from this epoch on are superseded by what follows
-        # (engine.runs.telemetry.resolve_segments); the first header stays the run's header.
-        job.telemetry.write(
-            SEGMENT.record(
-                segment=loop.segment,
-                resume_epoch=loop.epochs_done,
-                resume_step=loop.global_step,
-                pid=os.getpid(),
-                host=socket.gethostname(),
-                device=header["device"],
-                start_time=s.t_start,
-                t=s.t_start,
-            )
-        )
-        job.log(
-            f"[{cfg.name}] resuming after epoch {loop.epochs_done} (step {loop.global_step}), "
-            f"segment {loop.segment}"
-        )
-    else:
-        job.telemetry.write(header)
-    job.telemetry.fsync()
-    model_info = header["model"]
-    job.log(
-        f"[{cfg.name}] {model_info['architecture']}: {model_info['parameters']:,} parameters, "
-        f"channels {model_info.get('channels')}, optimizer {header['optimizer']['class']}, "
-        f"scheduler {cfg.train.scheduler}, clip {header['clip']['algorithm'] or 'off'}, "
-        f"device {s.dev}, {s.n_train} train / {s.x_test.shape[0]} test patterns"
-    )
 
 
 @dataclass
@@ -337,7 +178,7 @@ def train_epoch(job: Job, s: Setup, epoch: int) -> EpochSteps:
         idx = perm[i * tc.batch_size : (i + 1) * tc.batch_size]
         xb = s.x_train[idx]
         with s.autocast():
-            obj = s.model(xb)  # complex64 whatever the precision (the head casts to fp32)
+            obj = s.forward(xb)  # complex64 whatever the precision (the head casts to fp32)
         loss = s.loss_fn(s.physics(obj), xb[:, 0])
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -492,27 +333,6 @@ def finish(job: Job, s: Setup, stop_reason: str | None) -> RunResult:
         wall_time=time.time() - s.t_start,
         stopped_early=stop_reason,
     )
-
-
-def tensor_summary(t: torch.Tensor) -> dict:
-    t = t.detach().float()
-    return {
-        "mean": t.mean().item(),
-        "std": t.std(unbiased=False).item(),
-        "abs_max": t.abs().max().item(),
-    }
-
-
-def stable_block_summaries(model: torch.nn.Module) -> tuple[dict, dict]:
-    """LayerScale gammas and normalisation weights, by state-dict name (docs/science.md,
-    'Artifacts and the stats dump')."""
-    layerscale, norms = {}, {}
-    for name, p in model.named_parameters():
-        if "layerscale" in name:
-            layerscale[name] = tensor_summary(p)
-        elif "norm" in name and name.endswith("weight"):
-            norms[name] = tensor_summary(p)
-    return layerscale, norms
 
 
 def _save_model(path: Path, model: torch.nn.Module) -> None:
