@@ -83,3 +83,13 @@ def test_a_finished_run_stays_finished_however_old(tmp_path):
     write_status(run, state="finished", pid=dead_pid(), heartbeat=0)
     assert run_state(run, now=time.time() + 3600) == "finished"
     assert silence(run) is None
+
+
+def test_an_engine_out_of_memory_stays_oom_after_its_pid_is_gone(tmp_path):
+    run = tmp_path / "a"
+    write_status(run, state="oom", pid=dead_pid(), machine=machine_id(), exit_code=1)
+    assert run_state(run) == "oom"  # a final state: never "crashed", never stale
+    assert silence(run, now=time.time() + 10 * SILENT_AFTER_S) is None
+    # Its Slurm job then ends FAILED: the engine's own word, oom, is the more precise one.
+    write_status(run, state="oom", pid=None, slurm_job_id="7", slurm_state="FAILED")
+    assert run_state(run) == "oom"
