@@ -44,6 +44,9 @@ def measure(arch: str, blocks: int, cap: int, n: int, ckpt: str, device: str, st
     from engine.sim.physics import ForwardModel, get_loss
 
     dev = torch.device(device)
+    # The interpreter, torch and the engine's modules, before the generator exists: what the
+    # process's peak RSS holds that is not the training step's (bench/memory_estimate.py).
+    rss_baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch.manual_seed(0)
     cfg = ModelConfig(
         architecture=arch,
@@ -89,6 +92,7 @@ def measure(arch: str, blocks: int, cap: int, n: int, ckpt: str, device: str, st
         "parameters": describe_model(model)["parameters"],
         "peak_rss_mib": round(peak),
         "rss_growth_mib": round(peak - rss_before),
+        "rss_baseline_mib": round(rss_baseline),
         "cuda_max_allocated_mib": (
             round(torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else None
         ),
