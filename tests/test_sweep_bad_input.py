@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli_e2e import fnotui
-from tests.tiny import tiny_study_toml
+from tests.tiny import sweep_toml, tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,62 +17,27 @@ BASE = tiny_study_toml("bad_sweeps", {"a": {}}, architecture="hybrid", epochs=1)
 
 CASES = {
     "empty list": (
-        """
-        [sweeps.s]
-        arms = ["a"]
-        [sweeps.s.grid]
-        seed = []
-        """,
+        sweep_toml("seed = []"),
         ["[sweeps.s.grid]", "key 'seed' must be a non-empty list"],
     ),
     "not a knob": (
-        """
-        [sweeps.s]
-        arms = ["a"]
-        [sweeps.s.grid]
-        learning_rate = [1e-3]
-        """,
+        sweep_toml("learning_rate = [1e-3]"),
         ["[sweeps.s.grid]", "unknown key 'learning_rate'"],
     ),
     "wrong type": (
-        """
-        [sweeps.s]
-        arms = ["a"]
-        [sweeps.s.grid]
-        seed = [1, "two"]
-        """,
+        sweep_toml('seed = [1, "two"]'),
         ["[sweeps.s.grid]", "key 'seed' has bad value 'two'"],
     ),
     "same run twice": (
-        """
-        [sweeps.s]
-        arms = ["a"]
-        [sweeps.s.grid]
-        seed = [1, 2]
-
-        [sweeps.t]
-        arms = ["a"]
-        [sweeps.t.grid]
-        seed = [2]
-        """,
+        sweep_toml("seed = [1, 2]") + sweep_toml("seed = [2]", name="t"),
         ["sweeps 's' and 't' both define the run 'a.seed-2'"],
     ),
     "unknown arm": (
-        """
-        [sweeps.s]
-        arms = ["a", "b"]
-        [sweeps.s.grid]
-        seed = [1]
-        """,
+        sweep_toml("seed = [1]", arms=("a", "b")),
         ["[sweeps.s]", "no arm named 'b'; arms in this file: a"],
     ),
     "unbuildable point": (
-        """
-        [sweeps.s]
-        arms = ["a"]
-        [sweeps.s.grid]
-        fno_blocks = [2, 9]
-        """,
+        sweep_toml("fno_blocks = [2, 9]"),
         ["fno_blocks=9", "sweep 's'", "point 'a.fno_blocks-9'"],
     ),
 }

@@ -93,3 +93,8 @@ def tiny_data(**changes):
 
     recipe = {"N": 32, "object_size": 64, "n_lines": 30, "nimgs_train": 1, "nimgs_test": 1}
     return DataConfig(**{**recipe, **TINY_STRIDES, **changes})
+
+
+def sweep_toml(grid: str, arms: tuple[str, ...] = ("a",), name: str = "s") -> str:
+    """A [sweeps.<name>] table over ``arms`` whose grid is the TOML lines ``grid``."""
+    return f"[sweeps.{name}]\narms = {json.dumps(list(arms))}\n[sweeps.{name}.grid]\n{grid}\n"

@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.study.arms import load_study
-from tests.tiny import tiny_study
+from tests.tiny import sweep_toml, tiny_study
 
 ARMS = {"a": {"architecture": "hybrid"}, "b": {"architecture": "stable_hybrid"}}
 
@@ -63,13 +63,7 @@ def test_names_do_not_depend_on_the_order_of_the_grid(tmp_path):
 def test_a_training_seed_and_a_data_seed_never_share_a_name(tmp_path):
     st = study(
         tmp_path,
-        """
-    [sweeps.s]
-    arms = ["a"]
-    [sweeps.s.grid]
-    seed = [3]
-    data.seed = [3]
-    """,
+        sweep_toml("seed = [3]\ndata.seed = [3]"),
     )
     assert st.sweep("s") == ["a.data_seed-3.seed-3"]
 
@@ -78,12 +72,7 @@ def test_values_that_are_equal_after_validation_are_refused_as_one_point(tmp_pat
     with pytest.raises(ConfigError, match=r"\[sweeps\.s\.grid\]: key 'lr' lists 0\.001 twice"):
         study(
             tmp_path,
-            """
-        [sweeps.s]
-        arms = ["a"]
-        [sweeps.s.grid]
-        lr = [0.001, 1e-3]
-        """,
+            sweep_toml("lr = [0.001, 1e-3]"),
         )
 
 
@@ -91,39 +80,19 @@ def test_values_that_are_equal_after_validation_are_refused_as_one_point(tmp_pat
     "sweeps, message",
     [
         (
-            """
-     [sweeps.s]
-     arms = ["nope"]
-     [sweeps.s.grid]
-     seed = [1]
-     """,
+            sweep_toml("seed = [1]", arms=("nope",)),
             r"\[sweeps\.s\]: no arm named 'nope'; arms in this file: a, b",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     sed = [1]
-     """,
+            sweep_toml("sed = [1]"),
             r"\[sweeps\.s\.grid\]: unknown key 'sed' \(did you mean 'seed'\?\)",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     optimizer = ["adam", "rmsprop"]
-     """,
+            sweep_toml('optimizer = ["adam", "rmsprop"]'),
             r"\[sweeps\.s\.grid\]: key 'optimizer' has bad value 'rmsprop': expected one of",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     seed = []
-     """,
+            sweep_toml("seed = []"),
             r"key 'seed' must be a non-empty list",
         ),
         (
@@ -147,12 +116,7 @@ def test_a_point_the_generator_cannot_build_is_refused_naming_the_point(tmp_path
     with pytest.raises(ConfigError) as err:
         study(
             tmp_path,
-            """
-        [sweeps.deep]
-        arms = ["a"]
-        [sweeps.deep.grid]
-        fno_blocks = [2, 9]
-        """,
+            sweep_toml("fno_blocks = [2, 9]", name="deep"),
         )
     text = str(err.value)
     assert "fno_blocks=9" in text and "sweep 'deep'" in text and "point 'a.fno_blocks-9'" in text
@@ -201,47 +165,23 @@ def test_an_unknown_sweep_name_lists_the_sweeps(tmp_path):
     "sweeps, message",
     [
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     fno_blocks = ["four"]
-     """,
+            sweep_toml('fno_blocks = ["four"]'),
             r"arms\.toml: \[sweeps\.s\.grid\]: key 'fno_blocks' has bad value 'four'",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     data.train_stride = [4.5]
-     """,
+            sweep_toml("data.train_stride = [4.5]"),
             r"arms\.toml: \[sweeps\.s\.grid\]: key 'data\.train_stride' has bad value 4\.5",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     """,
+            sweep_toml(""),
             r"arms\.toml: \[sweeps\.s\.grid\]: expected a non-empty table",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     data = {}
-     """,
+            sweep_toml("data = {}"),
             r"arms\.toml: \[sweeps\.s\.grid\]: expected at least one knob",
         ),
         (
-            """
-     [sweeps.s]
-     arms = ["a"]
-     [sweeps.s.grid]
-     data.no_such_knob = [1]
-     """,
+            sweep_toml("data.no_such_knob = [1]"),
             r"\[sweeps\.s\.grid\]: unknown key 'data\.no_such_knob'",
         ),
         (
@@ -274,13 +214,7 @@ def test_a_point_knows_its_seed_and_its_group_without_the_seed(tmp_path):
     (tmp_path / "x").mkdir()
     seeds_only = study(
         tmp_path / "x",
-        """
-    [sweeps.s]
-    arms = ["a"]
-    [sweeps.s.grid]
-    seed = [1]
-    data.seed = [5]
-    """,
+        sweep_toml("seed = [1]\ndata.seed = [5]"),
     )
     point = seeds_only.points["a.data_seed-5.seed-1"]
     assert point.group == "a.data_seed-5"  # the data seed makes another data set: not a replicate
@@ -296,13 +230,7 @@ def test_each_distinct_generator_is_built_once_per_load(tmp_path, monkeypatch):
     monkeypatch.setattr(engine.models, "build_model", lambda *a: built.append(a) or real(*a))
     st = study(
         tmp_path,
-        """
-    [sweeps.s]
-    arms = ["a"]
-    [sweeps.s.grid]
-    seed = [1, 2, 3]
-    lr = [1e-3, 2e-3]
-    """,
+        sweep_toml("seed = [1, 2, 3]\nlr = [1e-3, 2e-3]"),
     )
     assert len(st.sweep("s")) == 6
     assert len(built) == 2  # arm a's generator (shared by its six points) and arm b's
