@@ -80,21 +80,6 @@ def _study_parent() -> argparse.ArgumentParser:
     return parent
 
 
-# The commands that start engines, and so may be refused for memory (engine/training/
-# memory_check.py): --force tries anyway. Declared here, not in the grammar: an engine line never
-# carries it (the launching command has checked, engine/control/launch.py).
-FORCE_COMMANDS = ("run", "launch", "sweep")
-
-
-def _add_force(parser) -> None:
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="start even when the memory estimate exceeds the device's memory",
-    )
-
-
 def _add_command(sub, command: Command, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         command.name,
@@ -107,8 +92,6 @@ def _add_command(sub, command: Command, parent: argparse.ArgumentParser) -> None
         dest, metavar = command.names
         p.add_argument(dest, nargs="+" if dest == "names" else None, metavar=metavar)
     _declare(p, [o for o in command.options if o not in STUDY])
-    if command.name in FORCE_COMMANDS:
-        _add_force(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The dashboard's launches, and --run, take the run options.
     _declare(p, [o for o in RUN_OPTIONS if o not in STUDY])
-    _add_force(p)
     remote = p.add_argument_group("following a study on another machine (no open ports)")
     remote.add_argument(
         "--remote",
@@ -197,8 +179,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
         # does not take rather than ignore them.
         spec = COMMANDS[command]
         takes = {o.dest for o in spec.flat_options()} | {spec.names[0] if spec.names else ""}
-        if command in FORCE_COMMANDS:
-            takes.add("force")
         stray = sorted(given - takes)
         if stray:
             flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
@@ -210,8 +190,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
                 setattr(args, dest, default)
     # --list and the dashboard read the run options too (--set shows overridden configs).
     fill_defaults(args, args.command if args.command not in (None, "list") else None)
-    if not hasattr(args, "force"):
-        args.force = False
     return args
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from engine.runs.status import FINAL_STATES, read_status, run_state
-from engine.runs.telemetry import iter_records
+from engine.runs.telemetry import iter_records, load_records
+from engine.scoring.verdict import classify_run
 from tests.tiny import TINY_DATA, TINY_GENERATOR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +93,9 @@ def test_an_engine_out_of_memory_ends_oom_with_the_numbers(study):
     assert last["type"] == "status" and last["state"] == "oom"
     assert last["oom_bytes_requested"] == status["oom_bytes_requested"]
     assert last["device_capacity_bytes"] == CAP
+    # It did not train: the verdict says failed, with the reason, never "incomplete" or healthy.
+    verdict = classify_run(load_records(run / "telemetry.jsonl"), run_state(run))
+    assert verdict.label == "failed" and "out of memory" in verdict.detail
 
 
 @pytest.mark.slow  # traces the generator in a child process (seconds)

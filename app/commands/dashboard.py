@@ -53,6 +53,7 @@ def _connect_remote(args):
         overrides=args.overrides,
         device=args.device,
         max_parallel=args.max_parallel or 1,
+        force=args.force,
     )
     return remote_study, mirror.arms_file, control
 
@@ -91,6 +92,7 @@ def cmd_dashboard(args) -> int:
             device=args.device,
             max_parallel=args.max_parallel or 1,
             overrides=args.overrides,
+            force=args.force,
         )
     import threading
 

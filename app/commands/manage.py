@@ -48,6 +48,7 @@ def cmd_launch(args) -> int:
         device=args.device,
         max_parallel=args.max_parallel,
         overrides=args.overrides,
+        force=args.force,
     )
     print(
         f"queue: at most {args.max_parallel} engine(s) at a time on each of "

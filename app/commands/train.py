@@ -18,6 +18,8 @@ def cmd_run(args) -> int:
     from engine.errors import ConfigError, Dequeued, FnotuiError, RunLockedError
     from engine.runs.rundir import data_cache_dir
     from engine.runs.status import archive_run
+    from engine.training.compiling import check_compile
+    from engine.training.devices import check_precision
     from engine.training.memory_check import is_out_of_memory
     from engine.training.train import resolve_device, resolve_devices, train_arm
 
@@ -25,11 +27,14 @@ def cmd_run(args) -> int:
     with bad_input():
         arms = [study.arm(name) for name in args.names]  # every name checked before any run
         if args.max_parallel:
-            resolve_devices(args.device)
+            devices = resolve_devices(args.device)
         else:
-            resolve_device(args.device)
+            devices = [str(resolve_device(args.device))]
         # Everything that would make an arm refuse is checked before the first one trains:
         # exit 2 means nothing was written.
+        for cfg in arms:  # a precision or compile mode none of the devices can honour
+            check_precision(cfg.train.precision, devices)
+            check_compile(cfg.train.compile, devices)
         check_output_dir(study.output_dir)
         for cfg in arms:
             check_startable(study.run_dir(cfg.name), "resume" if args.resume else None)
@@ -79,13 +84,12 @@ def cmd_run(args) -> int:
 
 def check_memory(arms, args) -> None:
     """Refuse (ConfigError) an arm whose memory estimate exceeds its devices' memory, unless
-    --force; an engine started by a launch leaves it to its launcher."""
-    import os
-
-    from engine.training.memory_check import MEMORY_CHECKED_ENV, check_fits
+    --force. A launched engine checks again, against the device it was given (the estimate
+    comes from the cache: the check costs milliseconds)."""
+    from engine.training.memory_check import check_fits
     from engine.training.train import resolve_device, resolve_devices
 
-    if args.force or os.environ.get(MEMORY_CHECKED_ENV):
+    if args.force:
         return
     if args.max_parallel:
         devices = resolve_devices(args.device)
@@ -215,6 +219,7 @@ def _submit_sweep(args, executor: str) -> int:
         out=Path(args.out) if args.out else None,
         overrides=args.overrides,
         device=args.device,
+        force=args.force,
         log=lambda m: print(m, flush=True),
     )
     how = f" ({mode})" if mode else ""

@@ -232,7 +232,16 @@ class Command:
         return [o for item in self.options for o in (item if isinstance(item, tuple) else (item,))]
 
 
-RUN_OPTIONS = (*STUDY, SET, DEVICE, MAX_PARALLEL, AGAIN)
+# Starting an arm whose memory estimate exceeds its device's memory is refused (exit 2) unless
+# --force (engine/training/memory_check.py).
+FORCE = Option(
+    "--force",
+    "force",
+    "start even when the memory estimate exceeds the device's memory",
+    action="store_true",
+)
+
+RUN_OPTIONS = (*STUDY, SET, DEVICE, MAX_PARALLEL, AGAIN, FORCE)
 
 COMMANDS = {
     c.name: c
@@ -260,7 +269,7 @@ COMMANDS = {
             "wait in the device queue, first come first served, until a device has fewer "
             "than --max-parallel busy slots. An arm that is queued or running is refused.",
             ("names", "ARM"),
-            (*STUDY, SET, QUEUED_DEVICE, QUEUED_MAX_PARALLEL, AGAIN),
+            (*STUDY, SET, QUEUED_DEVICE, QUEUED_MAX_PARALLEL, AGAIN, FORCE),
         ),
         Command(
             "stop",
@@ -323,6 +332,7 @@ COMMANDS = {
                 QUEUED_DEVICE,
                 SWEEP_MAX_PARALLEL,
                 AGAIN,
+                FORCE,
                 *SLURM,
             ),
         ),

@@ -24,7 +24,6 @@ from engine.control.base import MODES, ControlError
 from engine.control.grammar import engine_line
 from engine.runs.rundir import RunDir
 from engine.runs.status import ACTIVE_STATES, describe_owner, read_status, run_state
-from engine.training.memory_check import MEMORY_CHECKED_ENV
 
 
 class LaunchError(ControlError):
@@ -45,9 +44,11 @@ def engine_command(
     mode: str | None = None,
     overrides=(),
     max_parallel: int | None = None,
+    force: bool = False,
 ) -> list[str]:
     """The command line of one arm's headless engine (``fnotui --run ARM``), built from the
-    declarations the parser uses (engine/control/grammar.py)."""
+    declarations the parser uses (engine/control/grammar.py). ``force`` starts it whatever
+    its memory estimate (an engine on a batch node checks its own device, see run_engine)."""
     if mode not in MODES:
         raise ValueError(f"launch mode {mode!r}; expected one of {MODES}")
     return [
@@ -64,6 +65,7 @@ def engine_command(
             resume=mode == "resume",
             restart=mode == "restart",
             max_parallel=max_parallel,
+            force=force,
         ),
     ]
 
@@ -79,6 +81,7 @@ def launch_detached(
     mode: str | None = None,
     overrides=(),
     max_parallel: int | None = 1,
+    force: bool = False,
 ) -> int:
     """Start ``fnotui --run ARM`` in a new session and return its pid at once.
 
@@ -91,6 +94,7 @@ def launch_detached(
     write (``Study.run_dir(arm)``; read from the arms file when not given). The process's
     stderr (tracebacks, argument errors) is appended to the arm's run.log; its stdout is
     discarded because the engine already writes every console line, time-stamped, to run.log.
+    ``force`` starts the engine whatever its memory estimate.
     """
     if run_dir is None:
         from engine.study.arms import load_study
@@ -114,7 +118,7 @@ def launch_detached(
     with open(run.log, "ab") as log:
         proc = subprocess.Popen(
             engine_command(
-                arms_file, arm, output_dir, profile, device, mode, overrides, max_parallel
+                arms_file, arm, output_dir, profile, device, mode, overrides, max_parallel, force
             ),
             cwd=repo,
             stdin=subprocess.DEVNULL,
@@ -122,8 +126,9 @@ def launch_detached(
             stderr=log,
             start_new_session=True,
             close_fds=True,
-            # Whoever launches has checked the memory estimate (or was told --force).
-            env={**os.environ, "PYTHONUNBUFFERED": "1", MEMORY_CHECKED_ENV: "1"},
+            # The engine checks its memory estimate against its own device (unless ``force``)
+            # before it writes anything; the estimate is cached, so a launcher's check is free.
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     _children[proc.pid] = proc
     return proc.pid

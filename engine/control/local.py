@@ -40,6 +40,7 @@ class LocalControl(Control):
         device: str = "auto",
         max_parallel: int = 1,
         overrides=(),
+        force: bool = False,
         export_in_process: bool = True,
     ):
         """``export_in_process=False`` (the dashboard) runs the export as ``python -m app.cli
@@ -53,6 +54,9 @@ class LocalControl(Control):
         self.device = device
         self.max_parallel = max_parallel
         self.overrides = list(overrides)
+        # Start arms whose memory estimate exceeds their device's memory: the engine checks its
+        # own device before it writes anything (and exits 2, which the launch reports).
+        self.force = force
         self.launched: dict[int, str] = {}  # pid -> arm, engines started by this control
 
     def launch(self, arm: str, mode: str | None = None) -> Outcome:
@@ -72,6 +76,7 @@ class LocalControl(Control):
             mode=mode,
             overrides=self.overrides,
             max_parallel=self.max_parallel,
+            force=self.force,
         )
         self.launched[pid] = arm
         # Return once the engine holds its arm (and its queue ticket): arms launched one after

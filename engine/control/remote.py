@@ -58,12 +58,14 @@ class RemoteControl(Control):
         overrides=(),
         device: str = "auto",
         max_parallel: int = 1,
+        force: bool = False,
     ):
         self.mirror = mirror
         self.study = dict(study or {})  # arms/profile/out, as given to --remote
         self.overrides = list(overrides)  # --set, for launches only
         self.device = device
         self.max_parallel = max_parallel
+        self.force = force  # passed on: the host checks the memory estimate against its devices
         self.where = mirror.target.label
 
     def run(self, args: list[str], timeout: float = 120) -> str:
@@ -98,6 +100,7 @@ class RemoteControl(Control):
             device=self.device,
             resume=mode == "resume",
             restart=mode == "restart",
+            force=self.force,
         )
         return Outcome(self.run(args))
 

@@ -231,10 +231,14 @@ def submit(
     out: Path | None,
     overrides=(),
     device: str = "auto",
+    force: bool = False,
     log=print,
 ) -> list[Submitted]:
     """Submit one job per run (the checks are the caller's, done before). ``mode`` "restart"
-    archives the earlier run here, on the login node, before its job is queued."""
+    archives the earlier run here, on the login node, before its job is queued. The memory
+    estimate is checked by the engine on its node, against the device it is given there
+    (the login node cannot see it): a job that would not fit fails at once, saying so, unless
+    ``force``."""
     from engine.control.launch import engine_command
 
     submitit = require_submitit()
@@ -255,6 +259,7 @@ def submit(
             "resume" if mode == "resume" else None,
             overrides,
             max_parallel=None,
+            force=force,
         )
         folder = study.output_dir / ".slurm" / name
         folder.mkdir(parents=True, exist_ok=True)

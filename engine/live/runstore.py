@@ -117,7 +117,7 @@ class ArmRun:
         """One line: why the arm waits or failed, how long its host has been silent, and what
         the reader could not use (the caller holds the lock)."""
         parts = []
-        if state in ("queued", "failed", "killed"):
+        if state in ("queued", "failed", "oom", "killed"):
             st = read_status(self.run.root) or {}
             parts.append(str(st.get("queue" if state == "queued" else "error") or ""))
         elif state == "stale":

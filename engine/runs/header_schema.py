@@ -77,6 +77,15 @@ HEADER = RecordKind(
             since="precision modes",
         ),
         Field(
+            "compile",
+            "object",
+            "what `train.compile` did: `mode` (off, default or graphs), `torch_mode` "
+            "(torch.compile's mode, null when off), `backend`, `cuda_graphs`, `compiled` (what "
+            "runs compiled) and `eager` (what always runs eagerly); docs/benchmarks.md, "
+            "'torch.compile'",
+            since="compile knob",
+        ),
+        Field(
             "device",
             "object",
             "where it ran; on CUDA also the GPU, the CUDA version and whether TF32 may be used by "

@@ -4,7 +4,7 @@ Training health and process state are separate axes (docs/engineering.md, 'Run s
 can be running and already collapsed. The verdict answers the study's question, "did it train?".
 
 Labels, by precedence: nan (a non-finite rule fired) > collapsed (constant output) > diverged
-(val loss far above its best) > failed (the process failed) > running > incomplete (killed,
+(val loss far above its best) > failed (the process failed or ran out of memory) > running > incomplete (killed,
 crashed, stale or short of its epochs) > twin / mixed twin > healthy.
 
 A run that finished cleanly can still have learned the object's *twin* (engine/scoring/twin.py), which a
@@ -104,6 +104,8 @@ def classify_run(records: Iterable[dict], state: str, metrics: dict | None = Non
         return _from_event("diverged", first["divergence"], start)
     if state == "failed":
         return Verdict("failed", detail="the engine process failed; see status.json / run.log")
+    if state == "oom":  # the device ran out of memory: the run did not train to its end
+        return Verdict("failed", detail="out of memory; see status.json for the bytes asked")
     if state == "running":
         return Verdict("running")
     if state == "not started":

@@ -38,6 +38,7 @@ from engine.sim.data import load_or_build_dataset
 from engine.sim.physics import ForwardModel, get_loss
 from engine.sim.stitch import stitch_border
 from engine.training.checkpoint import LoopState, load_checkpoint, restore_rng, save_checkpoint
+from engine.training.compiling import compiled_forward
 from engine.training.devices import (
     precision_context,
     resolve_device,
@@ -99,9 +100,9 @@ def prepare(job: Job) -> Setup:
     dataset = load_or_build_dataset(cfg.data, job.cache_dir, log=job.log)
     torch.manual_seed(tc.seed)  # weights depend on the training seed only, not on data timing
     model = build_model(cfg.model, cfg.data.N).to(dev)
-    # The one place the training step's generator call may be wrapped (a compiled forward): the
-    # step calls ``s.forward``, everything else the plain ``model``.
-    forward = model
+    # The one place the training step's generator call is wrapped (train.compile): the step
+    # calls ``s.forward``, everything else (validation, checkpoints, the header) the plain model.
+    forward = compiled_forward(model, tc.compile, dev)
     physics = ForwardModel(
         torch.from_numpy(dataset.probe), tc.physics_gain, tc.physics_gain_mode
     ).to(dev)

@@ -28,9 +28,6 @@ from engine.errors import ConfigError
 
 # Bump when the estimate's method changes: cached estimates of another version are recomputed.
 ESTIMATE_VERSION = 1
-# Set by engine/control/launch.py for the engines it starts: the launching command has checked
-# the estimate (or was told --force), so the engine does not check again.
-MEMORY_CHECKED_ENV = "FNOTUI_MEMORY_CHECKED"
 # The train knobs the estimate depends on (the rest, lr or seed, share one cache entry).
 _TRAIN_KEYS = (
     "batch_size",

@@ -17,6 +17,7 @@ import torch
 from engine.models import describe_model
 from engine.runs.status import batch_job
 from engine.runs.telemetry import HEADER, SCHEMA, SEGMENT
+from engine.training.compiling import describe_compile
 from engine.training.devices import device_info
 from engine.training.job import Job, Setup
 from engine.training.optim import describe_optimizer
@@ -52,6 +53,7 @@ def header_record(job: Job, s: Setup) -> dict:
         target_amp_std=s.target_amp_std,
         seeding=s.seeding,
         precision=s.precision,
+        compile=describe_compile(tc.compile),
         device=device_info(s.dev),
         queue=job.queue_info,
         torch=torch.__version__,

@@ -21,6 +21,7 @@ from engine.runs.status import RunLock, StatusFile, run_state
 from engine.runs.telemetry import STATUS, TelemetryWriter
 
 # Re-exported: the CLI resolves --device before it starts anything.
+from engine.training.compiling import check_compile
 from engine.training.devices import check_precision, resolve_device, resolve_devices, take_slot
 from engine.training.loop import (
     EpochSummary,
@@ -68,6 +69,7 @@ def train_arm(
     # A precision none of the candidate devices can honour is bad input: refused before the run
     # directory is touched. (A GPU's own capability is checked again when its slot is known.)
     check_precision(cfg.train.precision, resolve_devices(device))
+    check_compile(cfg.train.compile, resolve_devices(device))
     run = RunDir(Path(run_dir))
     lock = RunLock(run)
     lock.acquire()
