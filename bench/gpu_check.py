@@ -234,15 +234,14 @@ def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
         device,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            cli + list(args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+        )
+
     t0 = time.time()
-    ref = subprocess.run(
-        cli + ["--out", str(root / "ref")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    ref = run("--out", str(root / "ref"))
     if ref.returncode != 0:
         return {"ok": False, "error": ref.stderr[-2000:]}
     ref_s = time.time() - t0
@@ -264,14 +263,7 @@ def check_resume(device: str = "cuda", timeout: float = 150) -> dict:
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    resumed = subprocess.run(
-        cli + ["--out", str(root / "killed"), "--resume"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    resumed = run("--out", str(root / "killed"), "--resume")
     if resumed.returncode != 0:
         return {"ok": False, "error": resumed.stderr[-2000:]}
     equal = {

@@ -15,13 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.runs.telemetry import (  # noqa: E402
-    COMMON,
-    DATASET_PROBE,
-    HEADER_PHYSICS,
-    RECORD_KINDS,
-    RecordKind,
-)
+from engine.runs.schema import COMMON, DATASET_PROBE, HEADER_PHYSICS, RECORD_KINDS, RecordKind  # noqa: E402
 
 DOC = REPO / "docs" / "telemetry.md"
 TABLES: dict[str, RecordKind] = {

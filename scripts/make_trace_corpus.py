@@ -40,7 +40,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.runs.telemetry import SCHEMA, ReadStats, encode_record, iter_records  # noqa: E402
+from engine.runs.schema import SCHEMA  # noqa: E402
+from engine.runs.telemetry import ReadStats, encode_record, iter_records  # noqa: E402
 from tests.cli import fnotui  # noqa: E402
 from tests.cli import sets as set_flags  # noqa: E402
 from tests.tiny import TINY_WARM_ARM, tiny_study_toml  # noqa: E402

@@ -36,6 +36,14 @@ def test_no_engine_module_pulls_in_textual_rich_or_app():
     assert out.stdout.strip() == "", f"engine imports {out.stdout.strip()}"
 
 
+def last_line_of(code: str) -> str:
+    """The last line a fresh interpreter prints running ``code`` in the repository."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_headless_cli_does_not_import_textual():
     code = (
         "import sys\n"
@@ -46,10 +54,7 @@ def test_headless_cli_does_not_import_textual():
         "    pass\n"
         "print('textual' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert last_line_of(code) == "False"
 
 
 def test_read_only_commands_do_not_import_torch():
@@ -61,10 +66,7 @@ def test_read_only_commands_do_not_import_torch():
         "    cli.main([*argv, '--arms', 'arms.toml'])\n"
         "print(sorted(m for m in ('torch', 'textual') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert last_line_of(code) == "[]"
 
 
 def test_loading_a_study_for_the_dashboard_does_not_import_torch_or_scipy():
@@ -75,10 +77,7 @@ def test_loading_a_study_for_the_dashboard_does_not_import_torch_or_scipy():
         "load_study('arms.toml', validate_models=False)\n"
         "print(sorted(m for m in ('torch', 'scipy', 'skimage') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
+    assert last_line_of(code) == "[]"
 
 
 # The subsystems of engine/ and what each may import (engine/__init__.py says why). Every import

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from engine.runs.telemetry import STEP
+from engine.runs.schema import STEP
 
 # Parsed from step records: the series, plus the wall time that feeds the step-rate summary.
 PARSED_FIELDS = STEP.series + ("t",)

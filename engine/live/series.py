@@ -17,7 +17,7 @@ import numpy as np
 from engine.live.columns import StepSeries
 from engine.live.parse import Lines, bulk_parse, records_to_columns
 from engine.live.tail import newline_offsets
-from engine.runs.telemetry import (
+from engine.runs.schema import (
     BARRIERS,
     EPOCH,
     EVENT,
@@ -27,11 +27,8 @@ from engine.runs.telemetry import (
     SEGMENT,
     STATUS,
     STEP,
-    ReadStats,
-    decode_record,
-    resume_point,
-    superseded,
 )
+from engine.runs.telemetry import ReadStats, decode_record, resume_point, superseded
 
 # Fields of a step record kept as series; the step number is every series' x.
 STEP_FIELDS = STEP.series

@@ -14,7 +14,7 @@ from engine.live.columns import StepSeries
 from engine.live.parse import as_float
 from engine.live.plotmath import bucket_peaks
 from engine.live.series import ArmSeries
-from engine.runs.telemetry import EPOCH
+from engine.runs.schema import EPOCH
 
 SPARK_BUCKETS = 12
 # Epoch-record fields kept as plot series.

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.runs.rundir import RunDir
+from engine.runs.schema import HEADER
 from engine.runs.status import read_status, run_state
-from engine.runs.telemetry import HEADER, ReadStats, load_records
+from engine.runs.telemetry import ReadStats, load_records
 
 
 @dataclass

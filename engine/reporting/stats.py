@@ -36,7 +36,8 @@ import polars as pl
 
 from engine.reporting.evidence import RunEvidence, run_id
 from engine.runs.rundir import MODEL_FILE
-from engine.runs.telemetry import EPOCH, EVENT, HISTORY_FIELDS, METRICS, STEP, records_frame
+from engine.runs.schema import EPOCH, EVENT, HISTORY_FIELDS, METRICS, STEP
+from engine.runs.telemetry import records_frame
 from engine.scoring.detectors import FATAL_RULES
 from engine.scoring.verdict import Verdict, classify_run, final_twin
 

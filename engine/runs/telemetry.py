@@ -6,8 +6,7 @@ non-finite float is written as ``null`` and named in the record's ``nonfinite`` 
 JSON Pointers, not dotted paths: state-dict names such as ``encoder.0.layerscale`` contain dots. Losing the record
 that carries the NaN would be the worst possible bug for a collapse-hunting tool.
 
-The schema (record kinds and their fields) is declared once in engine/runs/schema.py; this
-module re-exports its names for callers that read and write records.
+The schema (record kinds and their fields) is declared once, in engine/runs/schema.py.
 
 After a resume the file repeats the records since the last checkpoint; ``superseded`` is the one
 rule that says which records the resumed process replaced, and ``load_records`` / ``read_steps``
@@ -24,23 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import TelemetryError
-from engine.runs.schema import (  # noqa: F401 (re-exported: the schema travels with its codec)
+from engine.runs.schema import (
     BARRIERS,
-    COMMON,
-    DATASET_PROBE,
     EPOCH,
-    EVENT,
-    HEADER,
-    HEADER_PHYSICS,
-    HISTORY_FIELDS,
     METRICS,
-    RECORD_KINDS,
     RECORD_TYPES,
-    SCHEMA,
     SEGMENT,
     STATUS,
     STEP,
-    Field,
     RecordKind,
 )
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from engine.config import DetectConfig
-from engine.runs.telemetry import EVENT
+from engine.runs.schema import EVENT
 
 SEVERITIES = ("info", "warning", "collapse", "fatal")
 # Rules whose firing means the arm failed to train (they decide the verdict).

@@ -22,7 +22,7 @@ import torch
 from engine.atomic import atomic_write_bytes
 from engine.config import ArmConfig
 from engine.errors import ConfigError
-from engine.runs.telemetry import HISTORY_FIELDS
+from engine.runs.schema import HISTORY_FIELDS
 
 CHECKPOINT_FORMAT = 1
 

@@ -27,11 +27,7 @@ import torch
 from engine.atomic import atomic_write_bytes, atomic_write_json
 from engine.fmt import fmt_duration
 from engine.models import build_model
-from engine.runs.telemetry import (
-    EPOCH,
-    HISTORY_FIELDS,
-    METRICS,
-)
+from engine.runs.schema import EPOCH, HISTORY_FIELDS, METRICS
 from engine.scoring.detectors import EpochDetectors, StepDetectors
 from engine.scoring.evaluate import evaluate, headline_metrics
 from engine.sim.data import load_or_build_dataset

@@ -10,7 +10,8 @@ import torch
 
 from engine.config import ArmConfig
 from engine.fmt import fmt_duration
-from engine.runs.telemetry import STEP, TelemetryWriter
+from engine.runs.schema import STEP
+from engine.runs.telemetry import TelemetryWriter
 from engine.scoring.detectors import Event, StepDetectors
 
 # Step records are buffered on the device and copied to the host in one transfer every this many

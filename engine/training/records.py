@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from engine.models import describe_model
+from engine.runs.schema import HEADER, SCHEMA, SEGMENT
 from engine.runs.status import batch_job
-from engine.runs.telemetry import HEADER, SCHEMA, SEGMENT
 from engine.training.compiling import describe_compile
 from engine.training.devices import device_info
 from engine.training.job import Job, Setup

@@ -34,8 +34,9 @@ from pathlib import Path
 from engine.atomic import atomic_write_json
 from engine.errors import ConfigError, RunLockedError
 from engine.runs.rundir import RunDir
+from engine.runs.schema import EPOCH, HEADER, METRICS, STEP
 from engine.runs.status import ACTIVE_STATES, RunLock, describe_owner, run_state
-from engine.runs.telemetry import EPOCH, HEADER, METRICS, STEP, TelemetryWriter, load_records
+from engine.runs.telemetry import TelemetryWriter, load_records
 
 # Relative tolerance at which a rebuilt dataset's fingerprint matches the recorded one: the same
 # arithmetic gives the same float64 bits; anything beyond rounding is other data.

@@ -17,8 +17,9 @@ from pathlib import Path
 from engine.config import ArmConfig
 from engine.errors import ConfigError
 from engine.runs.rundir import RunDir
+from engine.runs.schema import STATUS
 from engine.runs.status import RunLock, StatusFile, run_state
-from engine.runs.telemetry import STATUS, TelemetryWriter
+from engine.runs.telemetry import TelemetryWriter
 
 # Re-exported: the CLI resolves --device before it starts anything.
 from engine.training.compiling import check_compile

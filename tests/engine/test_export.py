@@ -17,6 +17,7 @@ import pytest
 
 from engine.reporting.export import METRICS_FILE, export_study
 from engine.study.arms import load_study
+from tests.cli import fnotui
 from tests.engine.test_stats import ORIGINAL_KEYS
 from tests.tiny import tiny_study_toml
 
@@ -43,23 +44,7 @@ def runs(tmp_path_factory) -> Path:
     """A study folder with two real finished arms (trained once per test session)."""
     root = tmp_path_factory.mktemp("export_study")
     (root / "arms.toml").write_text(STUDY)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--arms",
-            str(root / "arms.toml"),
-            "--run",
-            "healthy",
-            "collapsed",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = fnotui("--arms", str(root / "arms.toml"), "--run", "healthy", "collapsed", cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root
 

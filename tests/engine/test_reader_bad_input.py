@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.live.runstore import RunStore
-from engine.runs.telemetry import EPOCH, HEADER, HISTORY_FIELDS, SCHEMA, STEP, TelemetryWriter
+from engine.runs.schema import EPOCH, HEADER, HISTORY_FIELDS, SCHEMA, STEP
+from engine.runs.telemetry import TelemetryWriter
 
 HEADER_RECORD = HEADER.record(
     **{

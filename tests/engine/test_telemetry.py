@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from engine.atomic import atomic_write_json
-from engine.runs.telemetry import (
+from engine.runs.schema import (
     EPOCH,
     HEADER,
     HISTORY_FIELDS,
@@ -19,6 +19,8 @@ from engine.runs.telemetry import (
     SEGMENT,
     STATUS,
     STEP,
+)
+from engine.runs.telemetry import (
     ReadStats,
     TelemetryWriter,
     decode_record,
