@@ -65,13 +65,24 @@ def outcome_run(s: ArmSnapshot) -> dict:
     }
 
 
-def group_rows(snapshots: tuple[ArmSnapshot, ...], points: dict[str, SweepPoint]) -> list[GroupRow]:
-    """One row per group of these runs, in the order the snapshots first name each group."""
+def group_rows(
+    snapshots: tuple[ArmSnapshot, ...],
+    points: dict[str, SweepPoint],
+    previous: dict[str, GroupRow] | None = None,
+) -> list[GroupRow]:
+    """One row per group of these runs, in the order the snapshots first name each group. A
+    row of ``previous`` whose runs are the very same snapshot objects is returned as it is (the
+    store keeps a run's snapshot until its row changes), so unchanged groups cost nothing."""
     members: dict[str, list[ArmSnapshot]] = {}
     for s in snapshots:
         members.setdefault(group_of(s.name, points), []).append(s)
     rows = []
     for name, snaps in members.items():
+        old = (previous or {}).get(name)
+        if old is not None and len(old.snapshots) == len(snaps):
+            if all(a is b for a, b in zip(old.snapshots, snaps)):
+                rows.append(old)
+                continue
         sweeps = dict.fromkeys(points[s.name].sweep for s in snaps if s.name in points)
         rows.append(
             GroupRow(

@@ -37,6 +37,17 @@ from engine.live.runstore import ArmSnapshot, RunStore
 from engine.runs.status import ACTIVE_STATES
 
 log = logging.getLogger("fnotui")
+# The reader waits at least this many times the CPU time of its last poll (next_poll_in).
+READER_IDLE_RATIO = 19.0
+
+
+def next_poll_in(poll_interval: float, took_s: float, cpu_s: float) -> float:
+    """Seconds until the next poll: the rest of ``poll_interval``, but at least
+    READER_IDLE_RATIO times the CPU time (of the reader thread) the last poll took, so that the
+    reader stays under 1/(1 + READER_IDLE_RATIO) of a core however many runs the study has: a
+    study of hundreds of long runs then updates every second or few instead of pinning a core
+    (docs/benchmarks.md, 'Dashboard')."""
+    return max(poll_interval - took_s, READER_IDLE_RATIO * cpu_s, 0.0)
 
 
 def _log_to_state_dir() -> None:
@@ -164,7 +175,7 @@ class FnotuiApp(ControlActions, App):
             if self.session.preload_error:
                 self._say_reader_error(f"the first read failed: {self.session.preload_error}")
         while not worker.is_cancelled:
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.thread_time()
             try:
                 changed = self.store.poll()
             except OSError as exc:  # a flaky network filesystem: say so once, keep polling
@@ -190,7 +201,8 @@ class FnotuiApp(ControlActions, App):
             self.loaded.set()
             if not self.live:
                 return
-            self._wake.wait(max(0.0, self.poll_interval - (time.monotonic() - started)))
+            took = time.monotonic() - started
+            self._wake.wait(next_poll_in(self.poll_interval, took, time.thread_time() - cpu))
             self._wake.clear()
 
     def _say_reader_error(self, message: str) -> None:

@@ -135,7 +135,8 @@ class DashboardScreen(Screen):
     def _show_groups(self, snapshots) -> None:
         from app.sweep_groups import group_rows
 
-        self.table.show(group_rows(snapshots, self.app.study.points))
+        table = self.table
+        table.show(group_rows(snapshots, self.app.study.points, table.items_shown))
 
     async def action_groups(self) -> None:
         """g: one row per sweep group (a sweep point without its seed), and back."""

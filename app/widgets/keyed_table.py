@@ -163,17 +163,26 @@ class KeyedTable(DataTable):
     def item(self, name: str):
         return self._items.get(name)
 
+    @property
+    def items_shown(self) -> dict:
+        """The items last given to ``show``, by name (filtered-out ones included)."""
+        return self._items
+
     def visible(self, name: str) -> bool:
         return self.filter_text.lower() in name.lower()
 
     def show(self, items) -> None:
-        """Add rows for new items and rewrite only the cells whose text changed."""
+        """Add rows for new items and rewrite only the cells whose text changed; an item that
+        is the very object shown last time is taken as unchanged."""
         added = False
         with self.app.batch_update():
             for item in items:
                 name = item.name
+                # The store hands out the same snapshot object until its row changes: with
+                # hundreds of runs, most rows are skipped here without building their cells.
+                same = self._items.get(name) is item
                 self._items[name] = item
-                if not self.visible(name):
+                if not self.visible(name) or (same and name in self.rows):
                     continue
                 cells = self.cells(item)
                 if name not in self.rows:

@@ -151,3 +151,20 @@ def test_groups_follow_a_seed_as_it_runs_and_settles(sweep_file):
             assert row_text(table, "arm_a")[2:5] == ("✔ 3 ✖ 1", "✔4", "0.15 (0.05–0.8)")
 
     asyncio.run(main())
+
+
+def test_a_group_whose_runs_did_not_change_is_the_same_row(sweep_file):
+    from app.sweep_groups import group_rows
+    from engine.live.runstore import RunStore
+    from tests.app.studyfix import queue_arm
+
+    study = load_study(sweep_file, validate_models=False)
+    store = RunStore.from_study(study)
+    store.poll()
+    first = {g.name: g for g in group_rows(store.snapshots(), study.points)}
+    queue_arm(sweep_file, "arm_a.seed-13", "waiting for a device slot")
+    store.poll()
+    again = {g.name: g for g in group_rows(store.snapshots(), study.points, first)}
+    assert again["arm_b.lr-0.001"] is first["arm_b.lr-0.001"]  # nothing new: not recomputed
+    assert again["arm_a"] is not first["arm_a"]
+    assert again["arm_a"].outcome["states"] == {"finished": 3, "queued": 1}

@@ -1,4 +1,4 @@
-"""The title's link text, the action toasts and the alarm toasts: pure text, no App."""
+"""The title's link text, the action and alarm toasts, and the reader's pacing: no App."""
 
 from __future__ import annotations
 
@@ -56,3 +56,12 @@ def test_alarm_toasts_say_new_alarms_once_and_not_those_found_at_start(tmp_path)
     assert 0 < len(alarms) <= MAX_ALARM_TOASTS and len(said) == len(alarms)
     assert said[0]["message"] == "arm_collapse: nonfinite_loss at epoch 3"
     assert fresh.new(snaps) == []  # once
+
+
+def test_the_reader_waits_in_proportion_to_the_cpu_of_its_last_poll():
+    from app.tui import READER_IDLE_RATIO, next_poll_in
+
+    assert next_poll_in(0.4, 0.01, 0.005) == 0.4 - 0.01  # a small study: the set interval
+    # a large one: never more than 1/(1 + ratio) of a core for the reader
+    assert next_poll_in(0.4, 0.3, 0.2) == READER_IDLE_RATIO * 0.2
+    assert next_poll_in(0.05, 0.5, 0.0) == 0.0
