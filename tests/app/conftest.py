@@ -26,6 +26,21 @@ def make_app(arms_file: Path, **kwargs) -> FnotuiApp:
     return FnotuiApp(Session.local(study, arms_file, **kwargs))
 
 
+def drive(arms_file: Path, check, *, size=(80, 24), notes: list | None = None, **options):
+    """The real app on the study (``make_app`` with ``options``) in a terminal of ``size``:
+    ``await check(pilot)`` once the first read is shown. ``notes`` collects the app's messages
+    (notifications among them). pytest-asyncio is not a dependency: this runs its own loop."""
+
+    async def main():
+        app = make_app(arms_file, **options)
+        hook = notes.append if notes is not None else None
+        async with app.run_test(size=size, message_hook=hook) as pilot:
+            await settle(pilot)
+            await check(pilot)
+
+    asyncio.run(main())
+
+
 async def settle(pilot, timeout: float = 10.0) -> None:
     """Wait until the first read is shown and every worker (plots, recon) is done."""
     app = pilot.app
