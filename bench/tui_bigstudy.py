@@ -9,33 +9,13 @@ from __future__ import annotations
 import json
 import math
 import socket
-import textwrap
 import time
 from pathlib import Path
 
 from engine.runs.telemetry import encode_record
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 STEPS_PER_EPOCH = 1000
-
-ARMS_TOML = f"""
-[study]
-name = "bench"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-set_phi = true
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = {{epochs}}
-batch_size = 8
-seed = 3
-"""
 
 
 def arm_name(i: int) -> str:
@@ -48,11 +28,8 @@ def generate(root: Path, n_records: int, n_arms: int) -> tuple[Path, int, list[i
     per_arm = n_records // n_arms
     epochs_total = per_arm // STEPS_PER_EPOCH + 10  # the writers add more: room to grow
     arms_toml = root / "arms.toml"
-    body = textwrap.dedent(ARMS_TOML.format(epochs=epochs_total))
-    body += "".join(
-        f'\n[arms.{arm_name(i)}]\narchitecture = "hybrid"\nlr = {1e-3 * (i + 1):g}\n'
-        for i in range(n_arms)
-    )
+    arms = {arm_name(i): {"architecture": "hybrid", "lr": 1e-3 * (i + 1)} for i in range(n_arms)}
+    body = tiny_study_toml("bench", arms, data={"set_phi": True}, epochs=epochs_total, seed=3)
     arms_toml.write_text(body)
     total = 0
     next_steps = []

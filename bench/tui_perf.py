@@ -139,6 +139,15 @@ def first_frames(arms: Path, needle: bytes, runs: int) -> float:
     return frames[len(frames) // 2]
 
 
+def start_measured(arms: Path, needle: bytes, runs: int) -> Tui:
+    """``first_frames``, then one more start, settled, left running for the following."""
+    first_frames(arms, needle, runs)
+    tui = Tui(arms)
+    tui.wait_for(needle, timeout=60)
+    time.sleep(2.0)  # let the start-up settle
+    return tui
+
+
 def follow(tui: Tui, seconds: float) -> tuple[float, float]:
     """The dashboard's CPU (fraction of one core) and largest sampled RSS over ``seconds``."""
     cpu0, t0 = tui.cpu_s(), time.monotonic()
@@ -162,11 +171,7 @@ def run_big(args, root: Path) -> None:
         f"study: {args.arms} arms, {total:,} records, {size / 1e6:.0f} MB of telemetry "
         f"(generated in {time.perf_counter() - t:.1f} s)"
     )
-    last = arm_name(args.arms - 1).encode()
-    first_frames(arms, last, args.runs)
-    tui = Tui(arms)
-    tui.wait_for(last, timeout=60)
-    time.sleep(2.0)  # let the start-up settle
+    tui = start_measured(arms, arm_name(args.arms - 1).encode(), args.runs)
     code = WRITER.format(repo=str(REPO))
     writers = [
         subprocess.Popen(
@@ -204,11 +209,7 @@ def run_sweep(args, root: Path) -> None:
         f"(generated in {time.perf_counter() - t:.1f} s)"
     )
     # Rows appear in one batch after every run has been read: the first row is the whole read.
-    needle = names[0].encode() + b" "
-    first_frames(arms, needle, args.runs)
-    tui = Tui(arms)
-    tui.wait_for(needle, timeout=60)
-    time.sleep(2.0)
+    tui = start_measured(arms, names[0].encode() + b" ", args.runs)
     code = REPLAY_WRITER.format(repo=str(REPO))
     writers = [
         subprocess.Popen(

@@ -16,37 +16,17 @@ import copy
 import json
 import math
 import socket
-import textwrap
 import time
 from pathlib import Path
 
 from engine.runs.telemetry import TelemetryWriter, decode_record
-from tests.tiny import TINY_DATA, TINY_GENERATOR
+from tests.tiny import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "tests" / "fixtures" / "traces"
 ARCHITECTURES = ("cnn", "fno", "hybrid", "stable_hybrid")
 SEEDS = (11, 12, 13, 14)
 RECORD_DT = 0.05  # seconds between replayed records (a 20 steps/s run)
-
-ARMS_TOML = f"""
-[study]
-name = "bench200"
-output_dir = "runs"
-
-[data]
-{TINY_DATA}
-train_stride = 8
-test_stride = 8
-set_phi = true
-
-[defaults]
-fno_width = 4
-{TINY_GENERATOR}
-epochs = {{epochs}}
-batch_size = 8
-seed = 3
-"""
 
 
 def arm_name(i: int) -> str:
@@ -131,12 +111,17 @@ def generate(root: Path, records_per_run: int, live: int) -> tuple[Path, list[st
     traces = load_traces()
     spe = len(epoch_blocks(traces[0])[0][0])
     epochs = max(2, math.ceil(records_per_run / (spe + 1)))
-    body = textwrap.dedent(ARMS_TOML.format(epochs=epochs))
     arms = [arm_name(i) for i in range(40)]
-    for i, arm in enumerate(arms):
-        body += f'\n[arms.{arm}]\narchitecture = "{ARCHITECTURES[i % 4]}"\nlr = {1e-3 * (1 + i % 5):g}\n'
-    body += (
-        f"\n[sweeps.seeds]\narms = {json.dumps(arms)}\n[sweeps.seeds.grid]\nseed = {list(SEEDS)}\n"
+    body = tiny_study_toml(
+        "bench200",
+        {
+            arm: {"architecture": ARCHITECTURES[i % 4], "lr": 1e-3 * (1 + i % 5)}
+            for i, arm in enumerate(arms)
+        },
+        data={"set_phi": True},
+        sweeps={"seeds": {"arms": arms, "grid": {"seed": list(SEEDS)}}},
+        epochs=epochs,
+        seed=3,
     )
     arms_toml = root / "arms.toml"
     arms_toml.parent.mkdir(parents=True, exist_ok=True)
