@@ -104,18 +104,16 @@ def group_info_text(row: GroupRow | None) -> Text:
     t.append_text(collapse_text(row, short=False))
     t.append(f" · verdicts {out['verdicts_text'] or '—'}")
     val, ssim = out["val_loss_best"], out["amp_ssim"]
-    t.append(
-        f"\nbest val {spread_text(val).plain} · final amp SSIM {spread_text(ssim, 3).plain}"
-        "  (median (min–max))"
-    )
+    t.append(f"\nbest val {spread_text(val).plain} · final amp SSIM {spread_text(ssim, 3).plain}")
     t.append("\n")
     for i, (s, label) in enumerate(zip(row.snapshots, row.labels)):
         t.append(" · " if i else "")
         t.append(f"{label} ")
         t.append_text(state_verdict_text(s))
     t.append(
-        "\ncounted: runs that ended and trained (not queued, running, stale, failed or "
-        "incomplete) · enter compares the runs, r runs them, s stops them",
+        "\nvalues: median (min–max) of the counted runs, those that ended and trained (not "
+        "queued, running, stale, failed or incomplete) · enter compares the runs, r runs "
+        "them, s stops them",
         style="dim",
     )
     return t
