@@ -117,7 +117,8 @@ class DashboardScreen(Screen):
         self.query_one(ArmTable).focus()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        # In the group view Enter compares, and marks are per run: keep both out of the footer.
+        # In the group view Enter compares and marks are per run: space and c are off (and out
+        # of the footer, which then fits 80 columns).
         return not (self.grouped and action in ("toggle_mark", "compare"))
 
     @property
@@ -210,21 +211,12 @@ class DashboardScreen(Screen):
         return [table.current_arm] if table.current_arm else []
 
     def action_toggle_mark(self) -> None:
-        if self.grouped:
-            self._per_run_only("space selects runs")
-            return
         table = self.query_one(ArmTable)
         if table.current_arm:
             table.toggle_mark(table.current_arm)
             table.action_cursor_down()
 
-    def _per_run_only(self, what: str) -> None:
-        self.notify(f"{what}: g shows one row per run again", severity="warning", markup=False)
-
     def action_compare(self) -> None:
-        if self.grouped:
-            self._open_group()
-            return
         table = self.query_one(ArmTable)
         self.app.open_compare([n for n in table.arm_names() if n in table.marked])
 
@@ -297,7 +289,11 @@ class DashboardScreen(Screen):
     def action_tail(self) -> None:
         runs = self._group_runs() if self.grouped else [self.query_one(ArmTable).current_arm]
         if self.grouped and len(runs) > 1:
-            self._per_run_only("t follows one run's log")
+            self.notify(
+                "t follows one run's log: g shows one row per run again",
+                severity="warning",
+                markup=False,
+            )
         elif runs and runs[0]:
             from app.screens.logtail import LogTailScreen
 

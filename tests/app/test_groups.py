@@ -97,7 +97,10 @@ def test_enter_on_a_group_compares_its_seeds_and_a_group_of_one_opens_its_run(sw
         assert isinstance(app.screen, CompareScreen)
         assert app.screen.arms == ["arm_a", "arm_a.seed-11", "arm_a.seed-12", "arm_a.seed-13"]
         await settle(pilot)
-        await pilot.press("escape", "down", "enter")
+        await pilot.press("escape", "down", "space", "c")  # both off in the group view
+        await pilot.pause()
+        assert app.screen.table is table and not app.screen.query_one("#arms").marked
+        await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, ArmDetailScreen) and app.screen.arm == "arm_b"
         await pilot.press("escape")
