@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,37 @@ def test_a_real_time_limit_shows_as_timeout_and_resumes(cluster, tmp_path):
         assert state_of(study, LONG, env) in ("queued", "running")
     finally:
         subprocess.run(["scancel", "--user", "root"], env=env, check=False)
+
+
+@pytest.mark.slow
+def test_a_node_failure_requeues_the_job_and_it_continues_from_its_checkpoint(cluster, tmp_path):
+    """The node goes down under a training point: Slurm stops the engine (it saves) and puts
+    the job back in its queue. The run reads as queued, "requeued by Slurm" (not killed by the
+    user, not crashed), and the job's next attempt resumes it from its checkpoint by itself."""
+    study = write_study(tmp_path / "s")
+    arms, run, env = str(study / "arms.toml"), study / "runs" / LONG, cluster.env
+    try:
+        out = fnotui(
+            "sweep", "long", "--arms", arms, "--executor", "slurm", "--slurm-time", "30", env=env
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: epoch_lines(run) >= 2, 180, "the point training")
+        job, first_pid = status(run)["slurm_job_id"], status(run)["pid"]
+        down = cluster.run("scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=t")
+        assert down.returncode == 0, down.stderr
+        wait_for(lambda: status(run)["state"] == "killed", 60, "the engine saved and stopped")
+        stopped_at = status(run)["epoch"]
+        wait_for(lambda: state_of(study, LONG, env) == "queued", 60, "queued again")
+        assert status(run)["slurm_reason"].startswith("requeued by Slurm")
+        # Slurm holds a requeued job back for a while (BeginTime); the node is back at once (its
+        # slurmd answers). Releasing the job before slurmd has torn down the stopped attempt
+        # (KillWait, 10 s here) drains the node ("Duplicate jobid"), so wait past it first.
+        time.sleep(20)
+        cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+        wait_for(lambda: status(run)["pid"] not in (None, first_pid), 120, "the next attempt")
+        wait_for(lambda: status(run)["epoch"] > stopped_at, 120, "training past the stop")
+        assert status(run)["slurm_job_id"] == job and state_of(study, LONG, env) == "running"
+        assert b'"type":"segment"' in (run / "telemetry.jsonl").read_bytes()  # resumed, not anew
+    finally:
+        subprocess.run(["scancel", "--user", "root"], env=env, check=False)
+        cluster.run("scontrol", "update", "NodeName=localhost", "State=RESUME")

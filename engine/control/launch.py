@@ -48,7 +48,7 @@ def engine_command(
 ) -> list[str]:
     """The command line of one arm's headless engine (``fnotui --run ARM``), built from the
     declarations the parser uses (engine/control/grammar.py). ``force`` starts it whatever
-    its memory estimate (an engine on a batch node checks its own device, see run_engine)."""
+    its memory estimate (an engine on a batch node checks its own device, see engine/control/slurm_job.py)."""
     if mode not in MODES:
         raise ValueError(f"launch mode {mode!r}; expected one of {MODES}")
     return [

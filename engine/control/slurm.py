@@ -22,22 +22,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.atomic import atomic_write_json
 from engine.control.base import ControlError
+from engine.control.slurm_job import run_engine
 from engine.errors import ConfigError
 from engine.runs.status import (
     ACTIVE_STATES,
     FINAL_STATES,
     SLURM_ENDED,
+    SLURM_REQUEUED,
     archive_run,
-    batch_job,
     mark_submitted,
     read_status,
     record_slurm_state,
@@ -46,6 +45,8 @@ from engine.runs.status import (
 from engine.study.slurm import SlurmOptions
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+# squeue's states of a job waiting to run again after Slurm stopped it (node failure, preemption).
+REQUEUED_STATES = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
 SLURM_TIMEOUT_S = 20.0  # a Slurm client call; the controller answers in well under a second
 
 
@@ -118,52 +119,6 @@ def check_submittable(run_dir: Path, name: str, mode: str | None) -> None:
         )
     if mode == "resume" and state == "finished":
         raise ConfigError(f"cannot resume {run_dir}: the run already finished")
-
-
-def run_engine(command: list[str], cwd: str, log: str) -> int:
-    """The job: the engine command, its stderr appended to the run's run.log as a detached
-    launch does (its stdout is in Slurm's output file and run.log). The engine's own exit code
-    is the job's: a failed run fails its job.
-
-    submitit asks Slurm for SIGUSR2 shortly before the time limit (``--signal``). It would end
-    the engine at once (Python's default for SIGUSR2), and submitit's own handler would end
-    this process and so the job step. Instead the engine ignores it, and this process turns
-    it into a graceful stop (SIGTERM: the engine saves a checkpoint, then exits), and records
-    the time limit in status.json: the run then shows as ``slurm:TIMEOUT``, ready for --resume.
-    """
-    previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # inherited through exec
-    try:
-        with open(log, "ab") as err:
-            proc = subprocess.Popen(
-                command,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
-    limit: list[float] = []
-
-    def time_limit(signum, frame) -> None:
-        limit.append(time.time())
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGUSR2, time_limit)
-    code = proc.wait()
-    if limit:
-        job = batch_job().get("slurm_job_id")
-        if job:
-            record_slurm_state(
-                Path(log).parent,
-                job,
-                "TIMEOUT",
-                "the time limit was near: the engine saved a checkpoint and stopped",
-            )
-    if code != 0:
-        sys.exit(code)
-    return code
 
 
 @dataclass(frozen=True)
@@ -328,15 +283,22 @@ def refresh(run_dirs: list[Path]) -> dict[Path, str]:
         if (
             st.get("slurm_job_id")
             and st.get("executor", "slurm") == "slurm"
-            and not st.get("slurm_state")
-            and st.get("state") not in ("finished", "failed")
+            and st.get("slurm_state") in (None, SLURM_REQUEUED)
+            and st.get("state") not in ("finished", "failed", "oom")
         ):
             pending[str(st["slurm_job_id"])] = run_dir
     recorded = {}
     for job_id, (state, reason) in job_states(list(pending)).items():
+        run_dir = pending[job_id]
         if state in SLURM_ENDED or state == "COMPLETED":
-            if record_slurm_state(pending[job_id], job_id, state, reason):
-                recorded[pending[job_id]] = state
+            if record_slurm_state(run_dir, job_id, state, reason):
+                recorded[run_dir] = state
+        elif state in REQUEUED_STATES and (read_status(run_dir) or {}).get("state") == "killed":
+            # The engine stopped (SIGTERM) but the job is back in the queue: Slurm, not the
+            # user, stopped it, and the job's next attempt continues the run by itself.
+            why = f"requeued by Slurm ({reason or state.lower()})"
+            if record_slurm_state(run_dir, job_id, SLURM_REQUEUED, why):
+                recorded[run_dir] = SLURM_REQUEUED
     return recorded
 
 
@@ -347,7 +309,8 @@ def cancel(run_dir: Path, name: str) -> str | None:
     if not st.get("slurm_job_id") or st.get("executor") != "slurm":
         return None
     job_id = str(st["slurm_job_id"])
-    if st.get("state") in FINAL_STATES or st.get("slurm_state"):
+    requeued = st.get("slurm_state") == SLURM_REQUEUED
+    if not requeued and (st.get("state") in FINAL_STATES or st.get("slurm_state")):
         raise ControlError(
             f"{name}: its Slurm job {job_id} has ended (state: {run_state(run_dir)})"
         )
@@ -359,9 +322,10 @@ def cancel(run_dir: Path, name: str) -> str | None:
         raise SlurmUnreachable(f"{name}: scancel {job_id} did not return") from None
     if out.returncode != 0:
         raise ControlError(f"{name}: scancel {job_id} failed: {out.stderr.strip()}")
-    if st.get("pid") is None:  # never started: no engine will write its end
+    if st.get("pid") is None or requeued:  # no engine running: none will write the end
         record_slurm_state(run_dir, job_id, "CANCELLED", "cancelled with fnotui stop while queued")
-        return f"cancelled {name}'s Slurm job {job_id} (it had not started)"
+        how = "requeued, not running again yet" if requeued else "it had not started"
+        return f"cancelled {name}'s Slurm job {job_id} ({how})"
     return (
         f"cancelled {name}'s Slurm job {job_id}; the engine saves and stops (resume with --resume)"
     )

@@ -119,7 +119,8 @@ class ArmRun:
         parts = []
         if state in ("queued", "failed", "oom", "killed"):
             st = read_status(self.run.root) or {}
-            parts.append(str(st.get("queue" if state == "queued" else "error") or ""))
+            key = "queue" if state == "queued" else "error"
+            parts.append(str(st.get(key) or st.get("slurm_reason") or ""))
         elif state == "stale":
             age = silence(self.run.root, now)
             parts.append(

@@ -198,6 +198,8 @@ def run_state(run_dir: Path, now: float | None = None) -> str:
     ended = slurm_ended(st)
     if ended:
         return ended
+    if state == "killed" and st.get("slurm_state") == SLURM_REQUEUED:
+        return "queued"  # Slurm requeued the job; it continues from its checkpoint by itself
     if state in FINAL_STATES:
         return state
     now = time.time() if now is None else now
@@ -236,6 +238,10 @@ SLURM_ENDED = (
 )
 # A graceful stop that Slurm, not fnotui stop, asked for: SIGTERM at the time limit, preemption.
 _SLURM_STOPPED = ("DEADLINE", "NODE_FAIL", "PREEMPTED", "TIMEOUT")
+# Recorded (by the CLI, from squeue) for a job Slurm put back in its queue after stopping its
+# engine (a node failure or a preemption of a requeueable job): the run reads as queued, and the
+# job's engine resumes from the checkpoint when it runs again (engine/control/slurm.py).
+SLURM_REQUEUED = "REQUEUED"
 
 
 def batch_job() -> dict:
