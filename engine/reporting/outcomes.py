@@ -20,7 +20,7 @@ What counts (decided from engine/scoring/verdict.py):
   e.g. out of memory at model load: it never trained) or ``incomplete`` (killed or crashed before
   its last epoch, without an alarm).
 - A counted run is *collapsed* when its verdict is collapsed, diverged or nan
-  (``engine.reporting.stats.FAILED_LABELS``, the runs that did not train and get a failure-curve
+  (``engine.scoring.verdict.FAILED_LABELS``, the runs that did not train and get a failure-curve
   paragraph). A twin reconstruction trained: it is not collapsed.
 - Medians and ranges are over the counted runs that have the value.
 
@@ -37,8 +37,7 @@ from collections import Counter
 
 import polars as pl
 
-from engine.reporting.stats import FAILED_LABELS
-from engine.scoring.verdict import LABELS, SYMBOLS
+from engine.scoring.verdict import FAILED_LABELS, LABELS, SYMBOLS
 
 # Verdicts that judge training (the rest say the process failed, is incomplete or still running).
 OUTCOME_LABELS = ("healthy", "twin", "mixed twin", "collapsed", "diverged", "nan")

@@ -39,14 +39,12 @@ from engine.runs.rundir import MODEL_FILE
 from engine.runs.schema import EPOCH, EVENT, HISTORY_FIELDS, METRICS, STEP
 from engine.runs.telemetry import records_frame
 from engine.scoring.detectors import FATAL_RULES
-from engine.scoring.verdict import Verdict, classify_run, final_twin
+from engine.scoring.verdict import FAILED_LABELS, Verdict, classify_run, final_twin
 
 STATS_FILE = "stats.json"
 NEAR_ZERO_MEAN = 0.1  # the original stats script's |mean| bound for "norm weight near zero"
 # Metrics copied from metrics.json as amp_<name> / phase_<name>.
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")
-# Verdict labels that mean the arm failed to train, and get a failure-curve paragraph.
-FAILED_LABELS = ("collapsed", "diverged", "nan")
 
 
 def _finite_or_none(x) -> float | None:

@@ -38,6 +38,9 @@ SYMBOLS = {
     "incomplete": "…",
     "running": "▶",
 }
+# Verdict labels that mean the arm failed to train: a collapse fraction counts these, and the
+# report gives each a failure-curve paragraph.
+FAILED_LABELS = ("collapsed", "diverged", "nan")
 LABELS = tuple(SYMBOLS)
 TWIN_FULL = 0.9  # twin fraction at or above which the run reconstructs the twin
 TWIN_PARTIAL = 0.1  # above this (and below TWIN_FULL), part of the image is the twin
