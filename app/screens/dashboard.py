@@ -18,23 +18,29 @@ from engine.live.snapshot import ArmSnapshot
 INFO_MAX_LINES = 10
 
 
-def info_text(s: ArmSnapshot | None) -> Text:
+def info_text(s: ArmSnapshot | None, memory: str | None = None) -> Text:
     """Everything the table has for one arm, wrapped to the terminal: at 80 columns the
-    right-hand table columns are off screen, so they are repeated here."""
+    right-hand table columns are off screen, so they are repeated here. ``memory`` is the arm's
+    memory estimate as text, shown before the arm runs (None: no estimate cached)."""
     if s is None:
         return Text("no arms", style="dim")
     t = Text()
     t.append(s.name, style="bold")
     t.append("  ")
     t.append_text(state_text(s.state, s.collapsed))
+    # The estimate is traced by fnotui list, run, launch and sweep (engine/training/
+    # memory_check.py); the dashboard only reads the cache, so it never loads torch.
+    needs = f"memory {memory}" if memory else "memory not estimated yet (fnotui list does it)"
     if s.state == "not started" and not s.has_run:
         t.append(
-            f"\n{s.epochs_total} epochs configured; r starts it as a background engine", style="dim"
+            f"\n{s.epochs_total} epochs configured · {needs}; r starts it as a background engine",
+            style="dim",
         )
         return t
     if s.state == "queued" and not s.has_run:
         t.append(
-            f"\n{s.note or 'waiting for a device slot'}; s takes it out of the queue", style="dim"
+            f"\n{s.note or 'waiting for a device slot'} · {needs}; s takes it out of the queue",
+            style="dim",
         )
         return t
     t.append("  verdict ")
@@ -102,6 +108,7 @@ class DashboardScreen(Screen):
         super().__init__()
         self._info_shown: tuple | None = None
         self.grouped = False  # g: one row per sweep group instead of one per run
+        self.memory: dict[str, str] = {}  # run -> its cached memory estimate, as text
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -113,6 +120,7 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshots", self._show)
+        self.run_worker(self._read_memory_estimates, thread=True, group="memory")
         self.query_one("#filter", Input).display = False
         self.query_one(ArmTable).focus()
 
@@ -165,7 +173,7 @@ class DashboardScreen(Screen):
             text = group_info_text(table.group(table.current_name))
         else:
             name = table.current_arm
-            text = info_text(table.snapshot(name) if name else None)
+            text = info_text(table.snapshot(name) if name else None, self.memory.get(name))
         signature = (text.plain, tuple(text.spans))
         if signature != self._info_shown:
             # A layout only when the number of lines changes (the panel's height follows it);
@@ -174,6 +182,22 @@ class DashboardScreen(Screen):
             self._info_shown = signature
             layout = old_lines != text.plain.count("\n")
             self.query_one("#info", Static).update(text, layout=layout)
+
+    def _read_memory_estimates(self) -> None:
+        """The cached estimate of every run of the study (a file read per distinct config)."""
+        from engine.training.memory_check import MemoryEstimate, estimates, fmt_bytes
+
+        found = estimates(dict(self.app.study.arms), compute=False)
+        texts = {
+            name: f"~{fmt_bytes(e.total)} at batch {e.batch_size}"
+            for name, e in found.items()
+            if isinstance(e, MemoryEstimate)
+        }
+        self.app.call_from_thread(self._show_memory, texts)
+
+    def _show_memory(self, texts: dict[str, str]) -> None:
+        self.memory = texts
+        self._show_info()
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self._show_info()

@@ -14,6 +14,13 @@ from engine.study.arms import load_study
 from tests.app.studyfix import make_study
 
 
+@pytest.fixture(autouse=True)
+def empty_estimate_cache(tmp_path, monkeypatch):
+    """The dashboard shows cached memory estimates (engine/training/memory_check.py): each test
+    starts without any, so what it sees does not depend on this machine's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @pytest.fixture
 def study_file(tmp_path) -> Path:
     return make_study(tmp_path / "study")
