@@ -94,6 +94,34 @@ def _add_command(sub, command: Command, parent: argparse.ArgumentParser) -> None
     _declare(p, [o for o in command.options if o not in STUDY])
 
 
+# The dashboard's options for following a study through ssh: (flag, metavar, help).
+REMOTE_OPTIONS = (
+    (
+        "--remote",
+        "[USER@]HOST[:DIR]",
+        "run the dashboard here and follow the study in DIR on HOST through ssh (remote: "
+        "fnotui stream); reconnects after a drop; --arms/--profile/--out are read on the remote "
+        "side",
+    ),
+    (
+        "--ssh",
+        "CMD",
+        'ssh command line (default: $FNOTUI_SSH or ssh), e.g. "ssh -p 2222 -i ~/.ssh/gpu"',
+    ),
+    (
+        "--remote-fnotui",
+        "CMD",
+        "fnotui on the remote host (default: fnotui on its PATH), e.g. "
+        "'~/fnotui/.venv/bin/fnotui' (quoted: the remote shell expands ~)",
+    ),
+    (
+        "--mirror",
+        "DIR",
+        "local copy of the remote run files (default: ~/.cache/fnotui/remote/HOST-HASH)",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parent = _study_parent()
     p = argparse.ArgumentParser(
@@ -125,33 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     # The dashboard's launches, and --run, take the run options.
     _declare(p, [o for o in RUN_OPTIONS if o not in STUDY])
     remote = p.add_argument_group("following a study on another machine (no open ports)")
-    remote.add_argument(
-        "--remote",
-        metavar="[USER@]HOST[:DIR]",
-        default=argparse.SUPPRESS,
-        help="run the dashboard here and follow the study in DIR on HOST "
-        "through ssh (remote: fnotui stream); reconnects after a drop; "
-        "--arms/--profile/--out are read on the remote side",
-    )
-    remote.add_argument(
-        "--ssh",
-        metavar="CMD",
-        default=argparse.SUPPRESS,
-        help='ssh command line (default: $FNOTUI_SSH or ssh), e.g. "ssh -p 2222 -i ~/.ssh/gpu"',
-    )
-    remote.add_argument(
-        "--remote-fnotui",
-        metavar="CMD",
-        default=argparse.SUPPRESS,
-        help="fnotui on the remote host (default: fnotui on its PATH), e.g. "
-        "'~/fnotui/.venv/bin/fnotui' (quoted: the remote shell expands ~)",
-    )
-    remote.add_argument(
-        "--mirror",
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="local copy of the remote run files (default: ~/.cache/fnotui/remote/HOST-HASH)",
-    )
+    for flag, metavar, help_text in REMOTE_OPTIONS:
+        remote.add_argument(flag, metavar=metavar, default=argparse.SUPPRESS, help=help_text)
     p.add_argument(
         "--color-system",
         choices=("auto", "standard", "256", "truecolor"),

@@ -81,6 +81,19 @@ def forward_backward(model, physics, x, autocast=contextlib.nullcontext, forward
     return obj, loss, grads
 
 
+def errors(arch: str, mode: str, got: tuple, want: tuple) -> dict:
+    """Relative L2 errors of (output, loss, gradients) against the reference's."""
+    out, loss, grads = got
+    ref_obj, ref_loss, ref_grads = want
+    return {
+        "arch": arch,
+        "mode": mode,
+        "output_rel": rel(out, ref_obj),
+        "loss_rel": rel(loss, ref_loss),
+        "grad_rel": rel(grads, ref_grads),
+    }
+
+
 def check_generators(batch: int = 8) -> list[dict]:
     rows = []
     physics_cpu = ForwardModel(disk_probe(N))
@@ -99,15 +112,7 @@ def check_generators(batch: int = 8) -> list[dict]:
         }.items():
             set_tf32(cudnn_tf32, matmul_tf32)
             out, loss, grads = forward_backward(model_gpu, physics_gpu, x.cuda())
-            rows.append(
-                {
-                    "arch": arch,
-                    "mode": mode,
-                    "output_rel": rel(out, ref_obj),
-                    "loss_rel": rel(loss, ref_loss),
-                    "grad_rel": rel(grads, ref_grads),
-                }
-            )
+            rows.append(errors(arch, mode, (out, loss, grads), (ref_obj, ref_loss, ref_grads)))
     set_tf32(True, False)  # torch's defaults again
     return rows
 
@@ -340,11 +345,7 @@ def check_modes(device: str = "cuda", batch: int = 8, steps: int = 20) -> list[d
             traj = _trajectory(copy.deepcopy(model), physics, x, steps, autocast, compile)
             rows.append(
                 {
-                    "arch": arch,
-                    "mode": mode,
-                    "output_rel": rel(out, ref_obj),
-                    "loss_rel": rel(loss, ref_loss),
-                    "grad_rel": rel(grads, ref_grads),
+                    **errors(arch, mode, (out, loss, grads), (ref_obj, ref_loss, ref_grads)),
                     "trajectory_max_rel": max(abs(a - b) / abs(b) for a, b in zip(traj, ref_traj)),
                     "final_loss": traj[-1],
                     "final_loss_fp32": ref_traj[-1],

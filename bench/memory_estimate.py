@@ -11,6 +11,7 @@ On CUDA the comparison is with ``max_memory_allocated``.
 
     python bench/memory_estimate.py                 # markdown table on stdout
     python bench/memory_estimate.py --device cuda
+    python bench/memory_estimate.py --archs hybrid stable_hybrid --depths 4 6
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=1)
+    ap.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    ap.add_argument("--depths", nargs="+", type=int, default=list(DEPTHS))
     ap.add_argument("--estimate", help=argparse.SUPPRESS)  # internal: one estimate, as JSON
     args = ap.parse_args()
     if args.estimate:
@@ -72,8 +75,8 @@ def main() -> None:
         "estimate / measured |"
     )
     print("|---|---|---|---|---|---|---|")
-    for arch in ARCHITECTURES:
-        for blocks in DEPTHS:
+    for arch in args.archs:
+        for blocks in args.depths:
             for ckpt in ("off", "blocks"):
                 one = json.dumps([arch, blocks, cap_for(arch, blocks), N, ckpt])
                 peak = subprocess.run(

@@ -13,7 +13,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,42 +21,41 @@ sys.path.insert(0, str(REPO))
 from engine.runs.telemetry import load_records  # noqa: E402
 from engine.study.arms import load_study  # noqa: E402
 from engine.training.train import train_arm  # noqa: E402
+from tests.tiny import toml_table  # noqa: E402
 
 # 625 training patterns at batch 16: 40 steps per epoch, 200 steps in 5 epochs.
-ARMS = """
-[study]
-name = "precision"
-output_dir = "runs"
-
-[data]
-N = 32
-object_size = 128
-n_lines = 120
-nimgs_train = 1
-nimgs_test = 1
-train_stride = 4
-test_stride = 8
-set_phi = true
-
-[defaults]
-architecture = "hybrid"
-fno_width = 16
-fno_blocks = 3
-fno_modes = 8
-epochs = 5
-batch_size = 16
-lr = 1e-3
-seed = 3
-
-[arms.fp32]
-precision = "fp32"
-
-[arms.bf16]
-precision = "bf16"
-
-[arms.tf32]
-precision = "tf32"
-"""
+ARMS = "".join(
+    [
+        toml_table("study", {"name": "precision", "output_dir": "runs"}),
+        toml_table(
+            "data",
+            {
+                "N": 32,
+                "object_size": 128,
+                "n_lines": 120,
+                "nimgs_train": 1,
+                "nimgs_test": 1,
+                "train_stride": 4,
+                "test_stride": 8,
+                "set_phi": True,
+            },
+        ),
+        toml_table(
+            "defaults",
+            {
+                "architecture": "hybrid",
+                "fno_width": 16,
+                "fno_blocks": 3,
+                "fno_modes": 8,
+                "epochs": 5,
+                "batch_size": 16,
+                "lr": 1e-3,
+                "seed": 3,
+            },
+        ),
+        *(toml_table(f"arms.{mode}", {"precision": mode}) for mode in ("fp32", "bf16", "tf32")),
+    ]
+)
 
 
 def main() -> None:
@@ -67,7 +65,7 @@ def main() -> None:
     modes = ["fp32", "bf16"] + (["tf32"] if args.device.startswith("cuda") else [])
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "arms.toml").write_text(textwrap.dedent(ARMS))
+        (root / "arms.toml").write_text(ARMS)
         study = load_study(root / "arms.toml")
         results = {}
         for mode in modes:

@@ -279,17 +279,24 @@ def test_sweep_with_submitits_local_executor(tmp_path):
     flows(write_study(tmp_path / "s"), "submitit-local", {})
 
 
+def submit_long(cluster, tmp_path: Path, minutes: int) -> tuple[Path, Path, dict]:
+    """The long point submitted to the real cluster with a time limit: (study, run dir, env)."""
+    study = write_study(tmp_path / "s")
+    arms, env = str(study / "arms.toml"), cluster.env
+    out = fnotui(
+        "sweep", "long", "--arms", arms, "--executor", "slurm", "--slurm-time", str(minutes), env=env
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return study, study / "runs" / LONG, env
+
+
 @pytest.mark.slow
 def test_a_real_time_limit_shows_as_timeout_and_resumes(cluster, tmp_path):
     """A one-minute limit: SIGUSR2 before it, the engine saves and stops, the run shows as
     slurm:TIMEOUT (not killed, not crashed), and --resume resubmits it from its checkpoint."""
-    study = write_study(tmp_path / "s")
-    arms, run, env = str(study / "arms.toml"), study / "runs" / LONG, cluster.env
+    study, run, env = submit_long(cluster, tmp_path, minutes=1)
+    arms = str(study / "arms.toml")
     try:
-        out = fnotui(
-            "sweep", "long", "--arms", arms, "--executor", "slurm", "--slurm-time", "1", env=env
-        )
-        assert out.returncode == 0, out.stdout + out.stderr
         wait_for(lambda: state_of(study, LONG, env) == "slurm:TIMEOUT", 240, "slurm:TIMEOUT")
         assert (run / "checkpoint.pt").is_file()
         listed = fnotui("sweep", "long", "--list", "--arms", arms, env=env).stdout
@@ -309,13 +316,8 @@ def test_a_node_failure_requeues_the_job_and_it_continues_from_its_checkpoint(cl
     """The node goes down under a training point: Slurm stops the engine (it saves) and puts
     the job back in its queue. The run reads as queued, "requeued by Slurm" (not killed by the
     user, not crashed), and the job's next attempt resumes it from its checkpoint by itself."""
-    study = write_study(tmp_path / "s")
-    arms, run, env = str(study / "arms.toml"), study / "runs" / LONG, cluster.env
+    study, run, env = submit_long(cluster, tmp_path, minutes=30)
     try:
-        out = fnotui(
-            "sweep", "long", "--arms", arms, "--executor", "slurm", "--slurm-time", "30", env=env
-        )
-        assert out.returncode == 0, out.stdout + out.stderr
         wait_for(lambda: epoch_lines(run) >= 2, 180, "the point training")
         job, first_pid = status(run)["slurm_job_id"], status(run)["pid"]
         down = cluster.run("scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=t")

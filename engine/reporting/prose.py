@@ -44,20 +44,22 @@ def references_text(inp: ReportInput) -> list[str]:
 
 def signatures(inp: ReportInput) -> list[str]:
     out = []
-    for group in inp.identical_histories:
-        out.append(
-            "- **Identical loss histories, different configs:** "
-            + ", ".join(f"`{a}`" for a in group)
-            + ". Arms meant to differ trained identically: a knob probably never reached "
-            "training (docs/science.md, 'Identical results across optimizers')."
-        )
-    for group in inp.identical_amp_metrics:
-        out.append(
-            "- **Identical amplitude metrics:** "
-            + ", ".join(f"`{a}`" for a in group)
-            + ". Different runs scoring exactly alike is the signature of a constant "
-            "(collapsed) output (docs/science.md, 'Collapse')."
-        )
+    groups = (
+        (
+            inp.identical_histories,
+            "- **Identical loss histories, different configs:** {arms}. Arms meant to differ "
+            "trained identically: a knob probably never reached training (docs/science.md, "
+            "'Identical results across optimizers').",
+        ),
+        (
+            inp.identical_amp_metrics,
+            "- **Identical amplitude metrics:** {arms}. Different runs scoring exactly alike is "
+            "the signature of a constant (collapsed) output (docs/science.md, 'Collapse').",
+        ),
+    )
+    for found, line in groups:
+        for group in found:
+            out.append(line.format(arms=", ".join(f"`{a}`" for a in group)))
     if inp.flat_level_arms:
         out.append(
             "- **At the flat-reconstruction level:** "
@@ -78,21 +80,21 @@ def signatures(inp: ReportInput) -> list[str]:
             "tell from the object: judge them by their SSIM against the twin, not as "
             "wrong objects."
         )
-    vacuous = [s["arm"] for s in inp.stats if s.get("phase_vacuous")]
-    if vacuous:
-        out.append(
-            "- **Phase metrics vacuous** for "
-            + ", ".join(f"`{a}`" for a in vacuous)
-            + ": the ground-truth phase is constant (set_phi off), so phase SSIM/MAE/PSNR "
-            "mean nothing and a flat output scores perfectly."
-        )
-    near_zero = [s["arm"] for s in inp.stats if s.get("norm_weight_near_zero")]
-    if near_zero:
-        out.append(
-            "- **Normalisation weights near zero** (every |mean| < 0.1) in "
-            + ", ".join(f"`{a}`" for a in near_zero)
-            + "."
-        )
+    flags = (
+        (
+            "phase_vacuous",
+            "- **Phase metrics vacuous** for {arms}: the ground-truth phase is constant (set_phi "
+            "off), so phase SSIM/MAE/PSNR mean nothing and a flat output scores perfectly.",
+        ),
+        (
+            "norm_weight_near_zero",
+            "- **Normalisation weights near zero** (every |mean| < 0.1) in {arms}.",
+        ),
+    )
+    for key, line in flags:  # one line per flag that any arm's stats raise
+        flagged = [s["arm"] for s in inp.stats if s.get(key)]
+        if flagged:
+            out.append(line.format(arms=", ".join(f"`{a}`" for a in flagged)))
     return out
 
 
