@@ -1,14 +1,16 @@
 """Bulk parsing of telemetry lines into step columns.
 
 A large backlog is parsed by polars in one call per block, which yields the step columns and
-tells which rows are anything else: other record types and every record that carries a NaN or
-an inf (its ``nonfinite`` note) are then decoded one by one with
-``engine.runs.telemetry.decode_record``, the one strict reader. ``Lines`` addresses the lines of
+tells which rows are anything else. A step's NaN and inf are written as null and named in its
+``nonfinite`` note; a note that names top-level step fields is applied column-wise (the same
+values ``engine.runs.telemetry.decode_record``, the one strict reader, restores). Other record
+types, and steps with any other note, are decoded one by one with ``decode_record``. ``Lines`` addresses the lines of
 one buffer through their newline offsets, so a block is sliced without per-line objects.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -17,6 +19,8 @@ from engine.runs.schema import STEP
 
 # Parsed from step records: the series, plus the wall time that feeds the step-rate summary.
 PARSED_FIELDS = STEP.series + ("t",)
+_POINTER_FIELDS = {"/" + name: name for name in PARSED_FIELDS}
+_NONFINITE_VALUES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def as_float(value) -> float:
@@ -66,19 +70,40 @@ class Lines:
         return self.block().split(b"\n")[:-1] if len(self) else []
 
 
+def note_fills(note: str) -> dict[str, float] | None:
+    """What a step's ``nonfinite`` note sets, as {parsed field: value}; None when the note is
+    anything but an object naming top-level parsed fields with "nan" | "inf" | "-inf" (such a
+    line is left to the strict reader, which also decides whether it is bad)."""
+    try:
+        parsed = json.loads(note)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    fills = {}
+    for pointer, name in parsed.items():  # json keeps the last of a repeated key, as decode does
+        field = _POINTER_FIELDS.get(pointer)
+        value = _NONFINITE_VALUES.get(name) if isinstance(name, str) else None
+        if field is None or value is None:
+            return None
+        fills[field] = value
+    return fills
+
+
 def bulk_parse(lines: Lines) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     """Parse a block of lines with polars in one call: step columns for every row, and the
     indices of the rows that must be decoded one by one (not a step, a step without a number,
-    or a step with a ``nonfinite`` note: NaN and inf always carry one, so they never come from
-    polars' nulls). A null in a plain step means the field is absent. Returns None if polars
-    rejects the block or its rows do not line up with the lines.
+    or a step whose ``nonfinite`` note ``note_fills`` cannot apply). NaN and inf always come
+    with a note, never from polars' nulls: the note's values are filled in column-wise, as
+    ``decode_record`` restores them. A null without a note means the field is absent. Returns
+    None if polars rejects the block or its rows do not line up with the lines.
     """
     import polars as pl
 
     schema = {
         "type": pl.String,
         "step": pl.Float64,
-        "nonfinite": pl.String,
+        "nonfinite": pl.String,  # an object comes back as its JSON text
         **{name: pl.Float64 for name in PARSED_FIELDS},
     }
     try:
@@ -87,14 +112,43 @@ def bulk_parse(lines: Lines) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
         return None
     if df.height != len(lines):
         return None
-    special = (
-        (df["type"] != "step").fill_null(True)
-        | df["nonfinite"].is_not_null()
-        | df["step"].is_null()
+    # One select for every column: each polars call costs about a millisecond, per run.
+    is_step = (pl.col("type") == STEP.name).fill_null(False) & pl.col("step").is_not_null()
+    out = df.select(
+        pl.col("step").fill_null(math.nan),
+        *(pl.col(name).fill_null(math.nan) for name in PARSED_FIELDS),
+        *(pl.col(name).is_not_null().alias(name + "?") for name in PARSED_FIELDS),
+        (~is_step).alias(" special"),
+        (is_step & pl.col("nonfinite").is_not_null()).alias(" noted"),
     )
-    cols = {"step": df["step"].fill_null(math.nan).to_numpy()}
-    for name in PARSED_FIELDS:
-        col = df[name]
-        cols[name + "?"] = col.is_not_null().to_numpy()
-        cols[name] = col.fill_null(math.nan).to_numpy()
-    return cols, np.flatnonzero(special.to_numpy())
+    cols = {name: out[name].to_numpy() for name in out.columns}
+    special = cols.pop(" special")
+    noted = np.flatnonzero(cols.pop(" noted"))
+    if len(noted):
+        strict = _fill_notes(cols, noted, df["nonfinite"].gather(noted).to_list())
+        if strict:
+            special = special.copy()
+            special[strict] = True
+    return cols, np.flatnonzero(special)
+
+
+def _fill_notes(cols: dict[str, np.ndarray], rows: np.ndarray, notes: list[str]) -> list[int]:
+    """Apply the notes of step rows to ``cols`` in place; the rows left to the strict reader."""
+    plans: dict[str, dict[str, float] | None] = {}
+    groups: dict[str, list[int]] = {}
+    strict = []
+    for i, note in zip(rows.tolist(), notes):
+        if note not in plans:
+            plans[note] = note_fills(note)
+        if plans[note] is None:
+            strict.append(i)
+        else:
+            groups.setdefault(note, []).append(i)
+    for note, where in groups.items():
+        idx = np.asarray(where)
+        for field, value in plans[note].items():
+            for key, v in ((field, value), (field + "?", True)):
+                if not cols[key].flags.writeable:  # polars hands out read-only views
+                    cols[key] = cols[key].copy()
+                cols[key][idx] = v
+    return strict

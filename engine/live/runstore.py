@@ -18,6 +18,7 @@ import math
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine.live.series import ArmSeries
@@ -39,6 +40,8 @@ log = logging.getLogger("fnotui.reader")
 __all__ = ["SPARK_BUCKETS", "ArmRun", "ArmSnapshot", "PlotData", "RunStore"]
 
 DISCOVER_EVERY_S = 5.0
+# Threads for the first read of a study (see RunStore._first_read).
+FIRST_READ_THREADS = min(4, os.cpu_count() or 1)
 
 
 class ArmRun:
@@ -57,6 +60,7 @@ class ArmRun:
         self.error = ""  # why the last poll could not read the telemetry ("" when it could)
         self.long_lines = 0  # lines over the tailer's limit, dropped
         self._seen = False  # the telemetry file existed once
+        self._memo: tuple[tuple, ArmSnapshot] | None = None  # (what the row depends on, row)
 
     def poll(self) -> bool:
         """Read what is new; never raises: a run that cannot be read gets a reason (``error``,
@@ -97,21 +101,39 @@ class ArmRun:
                 return changed
 
     def snapshot(self, now: float) -> ArmSnapshot:
+        """The arm's row; the previous row object while nothing it shows can have changed (a
+        rebuild runs the verdict over every epoch: most of an idle poll of a large study)."""
         state = run_state(self.run.root, now=now)
         with self.lock:
             state = effective_state(self.series, state)
-            return make_snapshot(
+            note = self._note(state, now)
+            has_recon = self.run.recon.exists()
+            has_run = self.tailer.identity is not None
+            # A running row's ETA and "updated N s ago" move with the clock: once a second.
+            key = (
+                self.series.version,
+                state,
+                note,
+                has_recon,
+                has_run,
+                int(now) if state == "running" else None,
+            )
+            if self._memo is not None and self._memo[0] == key:
+                return self._memo[1]
+            snap = make_snapshot(
                 self.series,
                 name=self.name,
                 in_study=self.in_study,
                 state=state,
                 epochs_hint=self.epochs_hint,
                 sparks=self._sparks,
-                has_recon=self.run.recon.exists(),
-                has_run=self.tailer.identity is not None,
-                note=self._note(state, now),
+                has_recon=has_recon,
+                has_run=has_run,
+                note=note,
                 now=now,
             )
+            self._memo = (key, snap)
+            return snap
 
     def _note(self, state: str, now: float) -> str:
         """One line: why the arm waits or failed, how long its host has been silent, and what
@@ -202,8 +224,11 @@ class RunStore:
             self._last_discover = time.monotonic()
             changed |= self._discover()
         arms = list(self.arms.values())
-        for arm in arms:
-            changed |= arm.poll()
+        if self._snapshots or len(arms) < 2:
+            for arm in arms:
+                changed |= arm.poll()
+        else:
+            changed |= self._first_read(arms)
         for arm in arms:
             try:
                 snap = arm.snapshot(now)
@@ -218,6 +243,13 @@ class RunStore:
                 self._snapshots[arm.name] = snap
                 changed = True
         return changed
+
+    def _first_read(self, arms: list[ArmRun]) -> bool:
+        """The first poll reads every backlog, in threads: polars releases the GIL while it
+        parses one run, so another run's Python work (tailing, decoding its epoch records)
+        proceeds on the other core."""
+        with ThreadPoolExecutor(FIRST_READ_THREADS, thread_name_prefix="fnotui-read") as pool:
+            return any(list(pool.map(ArmRun.poll, arms)))
 
     def snapshots(self) -> tuple[ArmSnapshot, ...]:
         return tuple(self._snapshots[n] for n in self.arms if n in self._snapshots)

@@ -123,8 +123,9 @@ class ArmSeries:
     def _ingest_parsed(
         self, lines: Lines, cols: dict[str, np.ndarray], special: np.ndarray
     ) -> None:
-        """``cols`` holds every row of the block; ``special`` the rows that are not plain
-        steps (other record types, steps with a nonfinite note), decoded here one by one.
+        """``cols`` holds every row of the block; ``special`` the rows that are not steps
+        polars could read (other record types, steps with a note it could not apply), decoded
+        here one by one.
         Steps are added in runs between barriers (header, segment), in file order."""
         plain = np.ones(len(lines), dtype=bool)
         plain[special] = False
@@ -150,6 +151,11 @@ class ArmSeries:
     def _add_rows(self, cols, plain, start: int, end: int, steps: list[dict]) -> None:
         rows = np.flatnonzero(plain[start:end]) + start
         blocks = [{k: v[rows] for k, v in cols.items()}] if len(rows) else []
+        if blocks:  # the rows whose nonfinite notes were applied column-wise
+            bad = np.zeros(len(rows), dtype=bool)
+            for f in NONFINITE_COUNTED:
+                bad |= blocks[0][f + "?"] & ~np.isfinite(blocks[0][f])
+            self.nonfinite_steps += int(bad.sum())
         if steps:
             blocks.append(records_to_columns(steps))
             self._count_nonfinite(steps)
