@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from engine.live.columns import StepSeries
-from engine.live.parse import Lines, bulk_parse, records_to_columns
+from engine.live.parse import Lines, bulk_epochs, bulk_parse, records_to_columns
 from engine.live.tail import newline_offsets
 from engine.runs.schema import (
     BARRIERS,
@@ -121,7 +121,7 @@ class ArmSeries:
         self._add_decoded_steps(steps)
 
     def _ingest_parsed(
-        self, lines: Lines, cols: dict[str, np.ndarray], special: np.ndarray
+        self, lines: Lines, cols: dict[str, np.ndarray], special: np.ndarray, epochs: np.ndarray
     ) -> None:
         """``cols`` holds every row of the block; ``special`` the rows that are not steps
         polars could read (other record types, steps with a note it could not apply), decoded
@@ -131,12 +131,16 @@ class ArmSeries:
         plain[special] = False
         steps: list[dict] = []
         start = 0  # first row whose steps are not yet added
+        read = bulk_epochs([lines[i] for i in epochs.tolist()]) if len(epochs) else None
+        bulk = dict(zip(epochs.tolist(), read)) if read is not None else {}
         for i in special.tolist():
-            try:
-                record = decode_record(lines[i])
-            except ValueError:  # polars read it, json does not: trust the strict reader
-                self.stats.bad_lines += 1
-                continue
+            record = bulk.get(i)
+            if record is None:
+                try:
+                    record = decode_record(lines[i])
+                except ValueError:  # polars read it, json does not: trust the strict reader
+                    self.stats.bad_lines += 1
+                    continue
             kind = record.get("type")
             if kind == STEP.name:
                 steps.append(record)
