@@ -26,6 +26,7 @@ SCHEDULERS = ("Default", "Exponential", "WarmupCosine", "ReduceLROnPlateau")
 CLIP_ALGORITHMS = ("norm", "value", "agc")
 LOSS_MODES = ("mae", "poisson")
 ON_COLLAPSE = ("continue", "stop")
+COMPILE_MODES = ("off", "default", "graphs")  # train.compile (engine/training/compiling.py)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ class TrainConfig(Validated):
         "'off': the generator runs eagerly; 'default': torch.compile of the generator's "
         "training forward and backward (physics, loss, validation stay eager); 'graphs': the "
         "same, replayed as CUDA graphs (mode 'reduce-overhead'; refused off CUDA)",
-        choices=("off", "default", "graphs"),
+        choices=COMPILE_MODES,
     )
     deterministic: bool = knob(True, "request deterministic kernels (slower on GPU)")
     on_collapse: str = knob(

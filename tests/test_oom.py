@@ -103,7 +103,7 @@ def test_an_arm_estimated_above_the_memory_is_refused_and_nothing_is_written(stu
     out = cli(study, "run", "wide", "--device", "cpu")
     assert out.returncode == 2, out.stderr
     assert "needs an estimated" in out.stderr and "--force" in out.stderr
-    assert "3.0 GiB of available host memory" in out.stderr
+    assert "3.0 GiB of host memory" in out.stderr
     assert not (study / "runs").exists()
     # The estimate was cached: the list shows it without tracing again.
     listed = cli(study, "list")

@@ -30,8 +30,8 @@ def _control(study, args, **options):
 
 
 def cmd_launch(args) -> int:
+    from app.commands.train import check_devices_can_train
     from engine.control.local import check_output_dir
-    from engine.training.memory_check import check_fits
     from engine.training.train import resolve_devices
 
     mode = "resume" if args.resume else "restart" if args.restart else None
@@ -39,9 +39,8 @@ def cmd_launch(args) -> int:
     with bad_input():
         devices = resolve_devices(args.device)
         check_output_dir(study.output_dir)
-        if not args.force:  # every arm checked before the first one starts
-            for name in names:
-                check_fits(study.arm(name), devices)
+        # every arm checked before the first one starts
+        check_devices_can_train([study.arm(n) for n in names], devices, args.force)
     control = _control(
         study,
         args,

@@ -18,8 +18,6 @@ def cmd_run(args) -> int:
     from engine.errors import ConfigError, Dequeued, FnotuiError, RunLockedError
     from engine.runs.rundir import data_cache_dir
     from engine.runs.status import archive_run
-    from engine.training.compiling import check_compile
-    from engine.training.devices import check_precision
     from engine.training.memory_check import is_out_of_memory
     from engine.training.train import resolve_device, resolve_devices, train_arm
 
@@ -32,13 +30,10 @@ def cmd_run(args) -> int:
             devices = [str(resolve_device(args.device))]
         # Everything that would make an arm refuse is checked before the first one trains:
         # exit 2 means nothing was written.
-        for cfg in arms:  # a precision or compile mode none of the devices can honour
-            check_precision(cfg.train.precision, devices)
-            check_compile(cfg.train.compile, devices)
+        check_devices_can_train(arms, devices, args.force)
         check_output_dir(study.output_dir)
         for cfg in arms:
             check_startable(study.run_dir(cfg.name), "resume" if args.resume else None)
-        check_memory(arms, args)
     cache = data_cache_dir(study.output_dir)
     for cfg in arms:
         print(f"fnotui: training {cfg.name} -> {study.run_dir(cfg.name)}", flush=True)
@@ -82,26 +77,26 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def check_memory(arms, args) -> None:
-    """Refuse (ConfigError) an arm whose memory estimate exceeds its devices' memory, unless
-    --force. A launched engine checks again, against the device it was given (the estimate
-    comes from the cache: the check costs milliseconds)."""
+def check_devices_can_train(arms, devices: list[str], force: bool) -> None:
+    """Refuse (ConfigError, exit 2) an arm that none of ``devices`` can train: a precision or
+    compile mode none of them honours, or, unless ``force``, a memory estimate above the
+    roomiest one's memory. run, launch and sweep call it before anything is written; the
+    estimates missing from the cache are traced in one child process."""
+    from engine.training.compiling import check_compile
+    from engine.training.devices import check_precision
     from engine.training.memory_check import check_fits
-    from engine.training.train import resolve_device, resolve_devices
 
-    if args.force:
-        return
-    if args.max_parallel:
-        devices = resolve_devices(args.device)
-    else:
-        devices = [str(resolve_device(args.device))]
     for cfg in arms:
-        check_fits(cfg, devices)
+        check_precision(cfg.train.precision, devices)
+        check_compile(cfg.train.compile, devices)
+    if not force:
+        check_fits(list(arms), devices)
 
 
 def cmd_list(args) -> int:
-    # Read-only and quick: no generator is built here (that would import torch); the memory
-    # estimates come from their cache, the missing ones traced in one child process.
+    # Read-only: no generator is built here (that would import torch). The memory estimates come
+    # from their cache; the missing ones are traced in one child process (seconds per distinct
+    # generator config, once; it says so on stderr).
     from engine.control.local import profiles_with_runs
     from engine.runs.status import read_status, run_state
     from engine.training.memory_check import MemoryEstimate, fmt_bytes

@@ -3,6 +3,8 @@ highlighted row under it."""
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +18,8 @@ from engine.live.snapshot import ArmSnapshot
 # The info panel grows with its lines up to this many (fnotui.tcss max-height), so a long
 # status.json reason is shown whole.
 INFO_MAX_LINES = 10
+# How often the memory estimates are read again while a run that has not started lacks one.
+MEMORY_REREAD_S = 15.0
 
 
 def info_text(s: ArmSnapshot | None, memory: str | None = None) -> Text:
@@ -109,6 +113,7 @@ class DashboardScreen(Screen):
         self._info_shown: tuple | None = None
         self.grouped = False  # g: one row per sweep group instead of one per run
         self.memory: dict[str, str] = {}  # run -> its cached memory estimate, as text
+        self._memory_read_at = time.monotonic()  # on_mount reads it once at once
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -135,6 +140,7 @@ class DashboardScreen(Screen):
         return self.query_one("#groups" if self.grouped else "#arms", DataTable)
 
     def _show(self, snapshots) -> None:
+        self._refresh_memory(snapshots)
         with self.app.batch_update():  # one repaint for the table and the info panel
             self.query_one(ArmTable).show(snapshots)
             if self.grouped:
@@ -182,6 +188,17 @@ class DashboardScreen(Screen):
             self._info_shown = signature
             layout = old_lines != text.plain.count("\n")
             self.query_one("#info", Static).update(text, layout=layout)
+
+    def _refresh_memory(self, snapshots) -> None:
+        """Read the cache again, at most every MEMORY_REREAD_S, while a run that has not started
+        lacks its estimate: a launch, a list or another shell's run may have traced it since."""
+        now = time.monotonic()
+        if now - self._memory_read_at < MEMORY_REREAD_S:
+            return
+        waiting = ("not started", "queued")
+        if any(s.name not in self.memory and s.state in waiting for s in snapshots or ()):
+            self._memory_read_at = now
+            self.run_worker(self._read_memory_estimates, thread=True, group="memory")
 
     def _read_memory_estimates(self) -> None:
         """The cached estimate of every run of the study (a file read per distinct config)."""

@@ -26,14 +26,14 @@ STATES = {
     "collapsed": ("✖", "collapsed", "bold red"),
     "failed": ("✘", "failed", "bold red"),
     # Out of memory: a failure whose cure is a smaller batch or generator, not a bug hunt.
-    "oom": ("✘", "oom", "bold red"),
+    "oom": ("⊘", "oom", "bold red"),  # its own glyph: the group view shows glyphs alone
     # the engine's state name is "killed"; for the user it is a stop (by s, or a signal)
     "killed": ("■", "stopped", "yellow"),
     "crashed": ("‼", "crashed", "bold yellow"),
     "stale": ("?", "stale", "yellow"),
     # Ended by Slurm (the state is "slurm:TIMEOUT", "slurm:PREEMPTED", ...): the word shown is
     # the Slurm state, so a time limit never reads as a crash or as still running.
-    "slurm": ("■", "slurm", "yellow"),
+    "slurm": ("□", "slurm", "yellow"),  # hollow: told apart from a stop by its glyph too
 }
 
 SEVERITIES = {

@@ -48,7 +48,8 @@ def engine_command(
 ) -> list[str]:
     """The command line of one arm's headless engine (``fnotui --run ARM``), built from the
     declarations the parser uses (engine/control/grammar.py). ``force`` starts it whatever
-    its memory estimate (an engine on a batch node checks its own device, see engine/control/slurm_job.py)."""
+    its memory estimate: without it the engine (``fnotui --run``, app/commands/train.py) checks
+    the estimate against its candidate devices as it starts, also on a batch node."""
     if mode not in MODES:
         raise ValueError(f"launch mode {mode!r}; expected one of {MODES}")
     return [
@@ -126,8 +127,9 @@ def launch_detached(
             stderr=log,
             start_new_session=True,
             close_fds=True,
-            # The engine checks its memory estimate against its own device (unless ``force``)
-            # before it writes anything; the estimate is cached, so a launcher's check is free.
+            # The engine checks its memory estimate against its devices (unless ``force``) as it
+            # starts and exits 2 before training, its reason in run.log (created just above);
+            # the estimate is cached by the launcher's own check, so the engine's costs little.
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     _children[proc.pid] = proc

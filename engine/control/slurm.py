@@ -352,9 +352,10 @@ def resubmit(control, arm: str) -> str:
     saved.pop("executor", None)
     options = study.slurm.merged(SlurmOptions(**saved)) if saved else study.slurm
     check_options(kind, options)
-    check_submittable(run_dir, arm, "resume")
     if kind == "slurm":
         check_controller()
+        refresh([run_dir])  # a job Slurm requeued reads as queued: refused below, not doubled
+    check_submittable(run_dir, arm, "resume")
     (job,) = submit(
         study,
         control.arms_file,
@@ -366,5 +367,6 @@ def resubmit(control, arm: str) -> str:
         out=control.out,
         overrides=control.overrides,
         device=control.device,
+        force=control.force,
     )
     return f"resubmitted {arm} (resume): {kind} job {job.job_id}, log {run_dir / 'run.log'}"

@@ -15,17 +15,20 @@ import sys
 import time
 from pathlib import Path
 
-from engine.runs.status import batch_job, record_slurm_state
+from engine.runs.status import batch_job, read_status, record_slurm_state
 
 
-def continued_if_requeued(command: list[str], run_dir: Path) -> list[str]:
+def continued_if_requeued(command: list[str], run_dir: Path) -> list[str] | None:
     """The engine command for this attempt of the job. Slurm requeues a job whose node failed
     or which was preempted (``SLURM_RESTART_COUNT`` > 0) and runs the same batch script again:
     the run directory then holds the stopped engine's run, so this attempt continues it from
     its checkpoint (``--resume``), or starts it over when it stopped before its first epoch
-    ended (``--restart``, the earlier telemetry archived), instead of being refused."""
+    ended (``--restart``, the earlier telemetry archived), instead of being refused. None when
+    the run finished before Slurm requeued the job: there is nothing left to train."""
     if int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0:
         return command
+    if (read_status(run_dir) or {}).get("state") == "finished":
+        return None
     if "--resume" in command or "--restart" in command:
         return command
     if (run_dir / "checkpoint.pt").exists():
@@ -46,7 +49,10 @@ def run_engine(command: list[str], cwd: str, log: str) -> int:
     it into a graceful stop (SIGTERM: the engine saves a checkpoint, then exits), and records
     the time limit in status.json: the run then shows as ``slurm:TIMEOUT``, ready for --resume.
     """
-    command = continued_if_requeued(command, Path(log).parent)
+    continued = continued_if_requeued(command, Path(log).parent)
+    if continued is None:
+        return 0
+    command = continued
     previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # inherited through exec
     try:
         with open(log, "ab") as err:

@@ -150,6 +150,7 @@ def read_run(arm: str, run_dir: Path, now: float | None = None) -> RunEvidence:
         why = {
             "running": "still running",
             "failed": "the run failed",
+            "oom": "the run ran out of memory",
             "killed": "the run was killed",
             "crashed": "the run crashed",
         }.get(ev.state, "not written")

@@ -242,13 +242,13 @@ STATUS = RecordKind(
             "epochs_done",
             "integer",
             "epochs completed",
-            optional="failed and killed runs",
+            optional="failed, oom and killed runs",
         ),
         Field(
             "stopped_early",
             "string|null",
             'the rule that stopped training under `on_collapse = "stop"`, else null',
-            optional="failed and killed runs",
+            optional="failed, oom and killed runs",
         ),
         Field(
             "oom_bytes_requested",

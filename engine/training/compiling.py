@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import torch
 
+from engine.config import COMPILE_MODES
 from engine.errors import ConfigError
 
-COMPILE_MODES = ("off", "default", "graphs")
 # torch.compile's mode for each knob value ("off" compiles nothing).
 _TORCH_MODE = {"default": "default", "graphs": "reduce-overhead"}
 
@@ -55,8 +55,20 @@ def compiled_forward(
     return torch.compile(model, mode=_TORCH_MODE[mode], dynamic=False)
 
 
+def compile_report() -> str:
+    """What TorchDynamo did in this process, from its own counters: the graphs it captured and
+    the graph breaks (each break runs a piece eagerly). The engine logs it after the first
+    epoch, so a compile that captured nothing is visible rather than assumed."""
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    breaks = sum(counters["graph_break"].values())
+    return f"torch.compile: {graphs} graph(s) captured, {breaks} graph break(s)"
+
+
 def describe_compile(mode: str) -> dict:
-    """The header's ``compile`` record: what the knob did, read from torch rather than assumed."""
+    """The header's ``compile`` record: what the knob asks of torch (written before the first
+    step; what dynamo then captured is logged after the first epoch, ``compile_report``)."""
     return {
         "mode": mode,
         "torch_mode": _TORCH_MODE.get(mode),

@@ -34,7 +34,7 @@ from engine.sim.data import load_or_build_dataset
 from engine.sim.physics import ForwardModel, get_loss
 from engine.sim.stitch import stitch_border
 from engine.training.checkpoint import LoopState, load_checkpoint, restore_rng, save_checkpoint
-from engine.training.compiling import compiled_forward
+from engine.training.compiling import compile_report, compiled_forward
 from engine.training.devices import (
     precision_context,
     resolve_device,
@@ -67,8 +67,11 @@ def run_training(job: Job) -> RunResult:
     start_telemetry(job, s)
     stop_reason: str | None = None
     s.model.train()
+    first = s.loop.epochs_done
     for epoch in range(s.loop.epochs_done, job.cfg.train.epochs):
         done = train_epoch(job, s, epoch)
+        if epoch == first and job.cfg.train.compile != "off":
+            job.log(f"[{job.cfg.name}] {compile_report()}")  # what compiling actually did
         if job.stop.requested:
             job.log(
                 f"[{job.cfg.name}] {job.stop.signal_name} received: stopping after step "

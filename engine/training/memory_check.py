@@ -12,6 +12,7 @@ entry) and the missing ones are traced in one child process.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +29,8 @@ from engine.errors import ConfigError
 
 # Bump when the estimate's method changes: cached estimates of another version are recomputed.
 ESTIMATE_VERSION = 1
+# The child that traces the missing estimates: torch's import plus ~1 s per config.
+TRACE_TIMEOUT_S = 600.0
 # The train knobs the estimate depends on (the rest, lr or seed, share one cache entry).
 _TRAIN_KEYS = (
     "batch_size",
@@ -102,8 +105,21 @@ def estimate_key(cfg: ArmConfig) -> str:
         "train": {k: d["train"][k] for k in _TRAIN_KEYS},
         "torch": _torch_version(),
         "version": ESTIMATE_VERSION,
+        "code": _code_digest(),
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@functools.cache
+def _code_digest() -> str:
+    """The generators' and the estimator's source: a checkout that changes a model makes its
+    cached estimates stale, so they are part of the key."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "models").glob("*.py")) + [root / "training" / "memory_estimate.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _torch_version() -> str:
@@ -142,59 +158,64 @@ def estimates(cfgs: dict[str, ArmConfig], compute: bool = True) -> dict[str, Mem
         else:
             missing.setdefault(estimate_key(cfg), cfg)
     if missing and compute:
-        _trace_in_child(list(missing.values()))
+        traced = _trace_in_child(list(missing.values()))
         for name, cfg in cfgs.items():
             if name not in found:
-                found[name] = cached(cfg) or _failure(cfg)
+                found[name] = traced.get(estimate_key(cfg), "no estimate")
     return found
 
 
-_failures: dict[str, str] = {}  # key -> why the child could not trace it (this process only)
-
-
-def _failure(cfg: ArmConfig) -> str:
-    return _failures.get(estimate_key(cfg), "no estimate")
-
-
-def _trace_in_child(cfgs: list[ArmConfig]) -> None:
+def _trace_in_child(cfgs: list[ArmConfig]) -> dict[str, MemoryEstimate | str]:
+    """key -> the estimate, or why it could not be made, from one child process that imports
+    torch. The child's stdout carries the estimates, so an unwritable cache loses nothing."""
     repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-m", "engine.training.memory_estimate"],
-        input=json.dumps([c.to_dict() for c in cfgs]),
-        capture_output=True,
-        text=True,
-        cwd=repo,
+    print(
+        f"fnotui: estimating the memory of {len(cfgs)} generator config(s) "
+        "(once per config, cached)",
+        file=sys.stderr,
+        flush=True,
     )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "engine.training.memory_estimate"],
+            input=json.dumps([c.to_dict() for c in cfgs]),
+            capture_output=True,
+            text=True,
+            cwd=repo,
+            timeout=TRACE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {estimate_key(c): f"not traced within {TRACE_TIMEOUT_S:g} s" for c in cfgs}
+    traced: dict[str, MemoryEstimate | str] = {}
     for line in out.stdout.splitlines():
         try:
             row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and row.get("error"):
-            _failures[row["key"]] = row["error"]
+            if row.get("error"):
+                traced[row["key"]] = str(row["error"])
+            else:
+                traced[row["key"]] = MemoryEstimate.from_dict(row["estimate"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a stray line (a warning): not ours
     if out.returncode != 0:
         reason = (out.stderr.strip().splitlines() or ["the estimate process failed"])[-1]
         for cfg in cfgs:
-            _failures.setdefault(estimate_key(cfg), reason)
+            traced.setdefault(estimate_key(cfg), reason)
+    return traced
 
 
 # -- capacity and refusal ---------------------------------------------------------------------
 
 
 def device_capacity(device: str) -> int:
-    """Bytes the device can give a run: a GPU's total memory; on the CPU the memory available
-    now, or the cgroup's remaining limit where that is smaller."""
+    """Bytes the device has for runs: a GPU's total memory; on the CPU the host's total memory
+    or the smaller limit this process lives under (cgroup, RLIMIT_AS). Totals, not what is free
+    now, on both: a queued engine is checked before it waits for its slot, and the memory the
+    runs ahead of it hold is free again by the time it trains."""
     if device.startswith("cuda"):
         import torch
 
         return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
-    return host_memory_available()
-
-
-def host_memory_available() -> int:
-    """Memory available now, within this process's limits (the cgroup's room, RLIMIT_AS)."""
-    limits = (_meminfo("MemAvailable") or _meminfo("MemTotal"), _cgroup_room(), _rlimit_as())
-    return min((x for x in limits if x is not None), default=sys.maxsize)  # unknown: no refusal
+    return host_memory_total()
 
 
 def host_memory_total() -> int:
@@ -228,30 +249,23 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None  # "max" means no limit
 
 
-def _cgroup_room() -> int | None:
-    limit = _read_int(Path("/sys/fs/cgroup/memory.max"))
-    if limit is None:
-        return None
-    return max(limit - (_read_int(Path("/sys/fs/cgroup/memory.current")) or 0), 0)
-
-
-def check_fits(cfg: ArmConfig, devices: list[str], force: bool = False) -> MemoryEstimate | None:
-    """Raise ConfigError when ``cfg``'s estimate exceeds the memory of every device it may train
-    on (unless ``force``); return the estimate (None if it could not be made: then nothing is
-    refused, the run itself will tell)."""
-    estimate = estimates({cfg.name: cfg}).get(cfg.name)
-    if not isinstance(estimate, MemoryEstimate):
-        return None
+def check_fits(cfgs: list[ArmConfig], devices: list[str]) -> dict[str, MemoryEstimate | str]:
+    """Raise ConfigError naming the first arm whose estimate exceeds the memory of every device
+    it may train on; return every arm's estimate (or why there is none: then nothing is refused
+    for it, the run itself will tell). The missing estimates are traced in one child process."""
+    found = estimates({cfg.name: cfg for cfg in cfgs})
     room = {d: device_capacity(d) for d in devices}
     best = max(room, key=room.get)
-    if estimate.total > room[best] and not force:
-        what = "available host memory" if best == "cpu" else f"{best}'s memory"
-        raise ConfigError(
-            f"arm {cfg.name!r} needs an estimated {fmt_bytes(estimate.total)} "
-            f"({estimate.breakdown()}), more than the {fmt_bytes(room[best])} of {what}; "
-            f"lower train.batch_size or the generator's size, or try anyway with --force"
-        )
-    return estimate
+    for cfg in cfgs:
+        estimate = found.get(cfg.name)
+        if isinstance(estimate, MemoryEstimate) and estimate.total > room[best]:
+            what = "host memory" if best == "cpu" else f"{best}'s memory"
+            raise ConfigError(
+                f"arm {cfg.name!r} needs an estimated {fmt_bytes(estimate.total)} "
+                f"({estimate.breakdown()}), more than the {fmt_bytes(room[best])} of {what}; "
+                f"lower train.batch_size or the generator's size, or try anyway with --force"
+            )
+    return found
 
 
 # -- out of memory ------------------------------------------------------------------------------

@@ -173,14 +173,18 @@ def _precision(mode: str):
 
 
 def main() -> None:
-    """The child process of memory_check.estimates: a JSON list of configs on stdin, each
-    estimate stored in the cache; a config that cannot be traced is named on stdout."""
+    """The child process of memory_check.estimates: a JSON list of configs on stdin; one JSON
+    line on stdout per config, its estimate or why it could not be traced. Each estimate is also
+    stored in the cache (where the home is writable: the parent uses the line either way)."""
     for d in json.load(sys.stdin):
         cfg = ArmConfig.from_dict(d)
         try:
-            store(cfg, estimate_memory(cfg))
+            estimate = estimate_memory(cfg)
         except Exception as exc:  # one bad config must not cost the others their estimate
             print(json.dumps({"key": estimate_key(cfg), "error": f"{type(exc).__name__}: {exc}"}))
+            continue
+        store(cfg, estimate)
+        print(json.dumps({"key": estimate_key(cfg), "estimate": estimate.to_dict()}), flush=True)
 
 
 if __name__ == "__main__":

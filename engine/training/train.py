@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import ArmConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, FnotuiError
 from engine.runs.rundir import RunDir
 from engine.runs.schema import STATUS
 from engine.runs.status import RunLock, StatusFile, run_state
@@ -92,6 +92,7 @@ def train_arm(
     device = slot.device  # the slot is held (a local of this frame) until training ends
     telemetry = None
     try:
+        _check_slot_device(cfg, device)
         status.write(state="running", device=device, queue=None)
         telemetry = TelemetryWriter(run.telemetry)
         job = Job(cfg, run, cache_dir, device, log, stop, status, telemetry, resume, queue_info)
@@ -147,6 +148,20 @@ def _ending(exc: BaseException, device: str) -> tuple[str, int, str, dict]:
     if is_out_of_memory(exc):
         return "oom", 1, message, oom_details(exc, device)
     return "failed", 1, message, {}
+
+
+class DeviceCannotTrain(FnotuiError):
+    """The slot's device cannot honour the arm's precision or compile mode, although another
+    candidate could: a failed run (exit 1, recorded in status.json), not bad input, because the
+    run directory already holds the queued run's status."""
+
+
+def _check_slot_device(cfg: ArmConfig, device: str) -> None:
+    try:
+        check_precision(cfg.train.precision, [device])
+        check_compile(cfg.train.compile, [device])
+    except ConfigError as exc:
+        raise DeviceCannotTrain(f"the slot's device {device}: {exc}") from None
 
 
 def _check_run_dir(run: RunDir, resume: bool) -> None:

@@ -156,7 +156,7 @@ def test_long_sweep_point_names_stay_distinguishable_in_the_arm_column():
 def test_a_run_ended_by_slurm_shows_the_slurm_state_not_stale():
     from app.widgets.cells import state_text
 
-    assert state_text("slurm:TIMEOUT", False).plain == "■ slurm:TIMEOUT"
+    assert state_text("slurm:TIMEOUT", False).plain == "□ slurm:TIMEOUT"
     assert state_text("somethingnew", False).plain == "? stale"
 
 
