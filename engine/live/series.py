@@ -59,6 +59,8 @@ class ArmSeries:
     def clear(self) -> None:
         self.header: dict | None = None
         self.steps = {name: StepSeries() for name in STEP_FIELDS}
+        # Epoch records read in bulk keep only the fields of engine.live.parse.EPOCH_KEPT (what
+        # the readers of this series use): a new reader of another field adds it there.
         self.epochs: list[dict] = []
         self.events: list[dict] = []
         self.metrics: dict | None = None
