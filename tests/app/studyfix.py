@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import atomic_write_json
+from engine.runs.schema import RECORD_KINDS
 from engine.runs.telemetry import encode_record
 from engine.scoring.metrics import compute_metrics
 from engine.scoring.twin import classify_branches, twin_block, twin_headline, twin_image
@@ -109,6 +110,7 @@ def epoch(e: int, val: float, pred_std: float = 0.1) -> dict:
         "val_loss": val,
         "grad_norm": 1.0,
         "lr": 1e-3,
+        "next_lr": 1e-3,
         "pred_amp_std": pred_std,
         "target_amp_std": 0.12,
         # error vs ground truth: grows as the output loses its spread
@@ -129,9 +131,23 @@ def healthy_records(arm: str, epochs: int = 6, done: int = 6) -> list[dict]:
     return recs
 
 
+def checked(record: dict) -> dict:
+    """The record as its kind's declaration builds it (engine/runs/schema.py): a fixture record
+    with a field the engine does not write, or without one it always writes, fails here. The
+    fixture headers stay partial on purpose (the dashboard must read what older engines wrote),
+    so only their fields are checked, not their completeness."""
+    kind = RECORD_KINDS[record["type"]]
+    fields = {k: v for k, v in record.items() if k != "type"}
+    if record["type"] == "header":
+        undeclared = set(fields) - set(kind.names)
+        assert not undeclared, f"header fields the engine never writes: {sorted(undeclared)}"
+        return record
+    return kind.record(**fields)
+
+
 def write_telemetry(path: Path, records: list[dict], partial: bytes = b"") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes("".join(encode_record(r) for r in records).encode() + partial)
+    path.write_bytes("".join(encode_record(checked(r)) for r in records).encode() + partial)
 
 
 def queue_arm(study_file: Path, arm: str, reason: str) -> None:
@@ -231,7 +247,13 @@ def make_study(root: Path) -> Path:
 
     failed = healthy_records("arm_failed", done=2)
     failed.append(
-        {"type": "status", "state": "failed", "error": "RuntimeError: boom", "t": T0 + 25}
+        {
+            "type": "status",
+            "state": "failed",
+            "exit_code": 1,
+            "error": "RuntimeError: boom",
+            "t": T0 + 25,
+        }
     )
     write_telemetry(runs / "arm_failed" / "telemetry.jsonl", failed)
     write_status(runs / "arm_failed", state="failed", exit_code=1, error="RuntimeError: boom")

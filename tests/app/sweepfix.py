@@ -19,6 +19,7 @@ from engine.runs.telemetry import TelemetryWriter
 from tests.app.studyfix import (
     STEPS_PER_EPOCH,
     T0,
+    checked,
     epoch,
     final_metrics,
     header,
@@ -66,7 +67,7 @@ def write_run(runs: Path, name: str, recs: list[dict], **status) -> None:
     writer = TelemetryWriter(runs / name / "telemetry.jsonl")
     try:
         for rec in recs:
-            writer.write(rec)
+            writer.write(checked(rec))
     finally:
         writer.close()
     write_status(runs / name, epochs=EPOCHS, **status)
@@ -92,9 +93,17 @@ def make_sweep_study(root: Path) -> Path:
     finished(runs, "arm_b.lr-0.001.seed-21", 0.25)
     finished(runs, "arm_b.lr-0.001.seed-22", 0.75)
     failed = records("arm_b.lr-0.01.seed-21", 1.0, done=1)
-    failed.append({"type": "status", "state": "failed", "error": "RuntimeError: boom", "t": T0})
+    failed.append(
+        {
+            "type": "status",
+            "state": "failed",
+            "exit_code": 1,
+            "error": "RuntimeError: boom",
+            "t": T0,
+        }
+    )
     write_run(runs, "arm_b.lr-0.01.seed-21", failed, state="failed", exit_code=1, error="boom")
     stopped = records("arm_b.lr-0.01.seed-22", 3.0, done=2) + [collapse_event(1)]
-    stopped.append({"type": "status", "state": "killed", "t": T0 + 40})
-    write_run(runs, "arm_b.lr-0.01.seed-22", stopped, state="killed", exit_code=0, epoch=2)
+    stopped.append({"type": "status", "state": "killed", "exit_code": 130, "t": T0 + 40})
+    write_run(runs, "arm_b.lr-0.01.seed-22", stopped, state="killed", exit_code=130, epoch=2)
     return arms

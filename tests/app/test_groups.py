@@ -19,7 +19,7 @@ from app.widgets.group_table import GroupTable
 from engine.runs.telemetry import TelemetryWriter
 from engine.study.arms import load_study
 from tests.app.conftest import drive, settle, wait_for
-from tests.app.studyfix import T0, epoch, header, step, write_status
+from tests.app.studyfix import T0, checked, epoch, header, step, write_status
 from tests.app.sweepfix import make_sweep_study
 
 COLUMNS = ("group", "collapse", "verdicts", "runs", "val", "ssim")
@@ -140,7 +140,7 @@ def test_groups_follow_a_seed_as_it_runs_and_settles(sweep_file):
             await wait_for(pilot, lambda: row_text(table, "arm_a")[3] == "▶1 ✔3", what="run")
             assert row_text(table, "arm_a")[1] == "1/3 (6–79 %)"  # running: not counted
             writer.write(epoch(0, 0.05))
-            writer.write({"type": "status", "state": "finished", "exit_code": 0, "t": T0})
+            writer.write(checked({"type": "status", "state": "finished", "exit_code": 0, "t": T0}))
         finally:
             writer.close()
         write_status(run_dir, state="finished", exit_code=0, epoch=4, epochs=1, **here)
