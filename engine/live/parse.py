@@ -3,9 +3,10 @@
 A large backlog is parsed by polars in one call per block, which yields the step columns and
 tells which rows are anything else. A step's NaN and inf are written as null and named in its
 ``nonfinite`` note; a note that names top-level step fields is applied column-wise (the same
-values ``engine.runs.telemetry.decode_record``, the one strict reader, restores). Other record
-types, and steps with any other note, are decoded one by one with ``decode_record``. ``Lines`` addresses the lines of
-one buffer through their newline offsets, so a block is sliced without per-line objects.
+values ``engine.runs.telemetry.decode_record``, the one strict reader, restores). Epoch records
+come from a second polars call (``bulk_epochs``). Other record types, and records with any other
+note, are decoded one by one with ``decode_record``. ``Lines`` addresses the lines of one
+buffer through their newline offsets, so a block is sliced without per-line objects.
 """
 
 from __future__ import annotations
