@@ -25,10 +25,29 @@ class Session:
     live: bool = True  # poll the run directories; False reads them once (tests)
     poll_interval: float = 0.4
     # A store whose first (large) read ``preload`` started before Textual was imported; the
-    # reader joins ``preload`` before its first poll.
+    # reader shows the rows as that read publishes them and polls once it is done.
     store: RunStore | None = None
     preload: threading.Thread | None = None
     preload_error: str | None = None  # what stopped the first read, said once it is shown
+
+    def start_first_read(self) -> threading.Thread:
+        """The store's first poll in a thread (``preload``); it publishes every run's row as
+        it goes (engine/live/runstore.py)."""
+        self.preload = threading.Thread(
+            target=self._first_read, name="fnotui-first-read", daemon=True
+        )
+        self.preload.start()
+        return self.preload
+
+    def _first_read(self) -> None:
+        """A failure is kept for the dashboard to show, never lost with the thread."""
+        import logging
+
+        try:
+            self.store.poll()
+        except Exception as exc:
+            logging.getLogger("fnotui.reader").exception("first read")
+            self.preload_error = f"{type(exc).__name__}: {exc}"
 
     @classmethod
     def local(cls, study: Study, arms_file: Path, **options) -> Session:

@@ -5,6 +5,11 @@ no sweep point, so a plain arm and the points of a seeds-only sweep over it are 
 in the export. The statistics are the export's own (``engine.reporting.outcomes.group_outcome``:
 what counts as settled, what is a collapse, the Wilson interval), computed on the snapshots.
 
+While the dashboard's first read runs, a group with runs not read yet has no statistics
+(``outcome`` None, ``unread`` > 0): a collapse fraction or a median over the runs read so far
+would be shown as the group's, and would change as the rest arrive. Its row says how many of its
+runs are read instead; its runs' states (status.json's) are shown, being true already.
+
 Unlike the export, a plain arm outside every sweep is shown as a group of one: the group view
 replaces the run table on screen, and a run that disappears from it (while running, say) is
 worse than a row whose interval says how little one run tells (0/1: 0–79 %).
@@ -27,7 +32,8 @@ class GroupRow:
     snapshots: tuple[ArmSnapshot, ...]  # its runs, in study order
     labels: tuple[str, ...]  # what tells each run apart within the group: "seed 11"
     sweeps: tuple[str, ...]  # the sweeps its points come from (none: a plain arm alone)
-    outcome: dict
+    outcome: dict | None  # None while ``unread`` > 0
+    unread: int = 0  # runs whose telemetry the first read has not reached yet
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -84,13 +90,15 @@ def group_rows(
                 rows.append(old)
                 continue
         sweeps = dict.fromkeys(points[s.name].sweep for s in snaps if s.name in points)
+        unread = sum(not s.loaded for s in snaps)
         rows.append(
             GroupRow(
                 name=name,
                 snapshots=tuple(snaps),
                 labels=tuple(run_label(s.name, points) for s in snaps),
                 sweeps=tuple(sweeps),
-                outcome=group_outcome([outcome_run(s) for s in snaps]),
+                outcome=None if unread else group_outcome([outcome_run(s) for s in snaps]),
+                unread=unread,
             )
         )
     return rows

@@ -39,6 +39,9 @@ from engine.runs.status import ACTIVE_STATES
 log = logging.getLogger("fnotui")
 # The reader waits at least this many times the CPU time of its last poll (next_poll_in).
 READER_IDLE_RATIO = 19.0
+# While the first read runs, the rows read so far are posted at most this often: a table
+# update per run would cost the UI more than the reading (200 runs in ~4 s).
+FIRST_READ_BATCH_S = 0.3
 
 
 def next_poll_in(poll_interval: float, took_s: float, cpu_s: float) -> float:
@@ -70,9 +73,11 @@ def _log_to_state_dir() -> None:
 class StoreUpdated(Message):
     """New snapshots from the reader; a newer one replaces an unprocessed older one."""
 
-    def __init__(self, snapshots: tuple[ArmSnapshot, ...]):
+    def __init__(self, snapshots: tuple[ArmSnapshot, ...], complete: bool = True):
         super().__init__()
         self.snapshots = snapshots
+        # False while the first read runs: some rows are placeholders (``loaded`` False).
+        self.complete = complete
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, StoreUpdated)
@@ -103,8 +108,9 @@ class FnotuiApp(ControlActions, App):
         self._reader_error: str | None = None
         self.live = session.live
         self.poll_interval = session.poll_interval
-        self.store = session.store if session.store is not None else RunStore.from_study(self.study)
-        self._preload = session.preload
+        if session.store is None:
+            session.store = RunStore.from_study(self.study)
+        self.store = session.store
         self.loaded = threading.Event()  # set after the first full read of every arm
         self._wake = threading.Event()
         self._alarms = AlarmToasts()
@@ -170,10 +176,7 @@ class FnotuiApp(ControlActions, App):
     )
     def _read_runs(self) -> None:
         worker = get_current_worker()
-        if self._preload is not None:
-            self._preload.join()
-            if self.session.preload_error:
-                self._say_reader_error(f"the first read failed: {self.session.preload_error}")
+        self._follow_first_read(worker)
         while not worker.is_cancelled:
             started, cpu = time.monotonic(), time.thread_time()
             try:
@@ -205,6 +208,23 @@ class FnotuiApp(ControlActions, App):
             self._wake.wait(next_poll_in(self.poll_interval, took, time.thread_time() - cpu))
             self._wake.clear()
 
+    def _follow_first_read(self, worker: Worker) -> None:
+        """Post the rows as the first read publishes them (started by the CLI before Textual
+        was imported, or here), in batches of FIRST_READ_BATCH_S: placeholders first, then each
+        run's true row once it is read."""
+        preload = self.session.preload or self.session.start_first_read()
+        posted = 0
+        while not worker.is_cancelled:
+            # the first batch (the placeholders) as soon as there is one, then every batch
+            preload.join(FIRST_READ_BATCH_S if posted else 0.02)
+            if not preload.is_alive():
+                break
+            if self.store.progress != posted:
+                posted = self.store.progress
+                self.post_message(StoreUpdated(self.store.snapshots(), complete=False))
+        if self.session.preload_error:
+            self._say_reader_error(f"the first read failed: {self.session.preload_error}")
+
     def _say_reader_error(self, message: str) -> None:
         """Once per distinct error (the reader retries every poll); the log has the traceback."""
         if message == self._reader_error:
@@ -225,8 +245,11 @@ class FnotuiApp(ControlActions, App):
 
     def on_store_updated(self, message: StoreUpdated) -> None:
         self.snapshots = message.snapshots
-        for toast in self._alarms.new(message.snapshots):
-            self.notify(**toast, markup=False)
+        # Alarms are news only against a complete set: a run read late in the first read
+        # would otherwise toast every alarm it had before the dashboard started.
+        if message.complete:
+            for toast in self._alarms.new(message.snapshots):
+                self.notify(**toast, markup=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a failed worker becomes a message."""

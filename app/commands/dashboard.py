@@ -58,18 +58,6 @@ def _connect_remote(args):
     return remote_study, mirror.arms_file, control
 
 
-def _first_read(session) -> None:
-    """The store's first poll; a failure is kept for the dashboard to show, never lost with
-    the thread."""
-    import logging
-
-    try:
-        session.store.poll()
-    except Exception as exc:
-        logging.getLogger("fnotui.reader").exception("first read")
-        session.preload_error = f"{type(exc).__name__}: {exc}"
-
-
 def cmd_dashboard(args) -> int:
     import os
 
@@ -94,16 +82,12 @@ def cmd_dashboard(args) -> int:
             overrides=args.overrides,
             force=args.force,
         )
-    import threading
-
     from engine.live.runstore import RunStore
 
-    # The first read (possibly a million records) runs while Textual is imported and set up.
+    # The first read (possibly a million records) runs while Textual is imported and set up;
+    # the rows are shown as it goes.
     session.store = RunStore.from_study(study)
-    session.preload = threading.Thread(
-        target=_first_read, args=(session,), name="fnotui-first-read", daemon=True
-    )
-    session.preload.start()
+    session.start_first_read()
     from app.tui import FnotuiApp
 
     try:

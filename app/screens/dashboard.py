@@ -12,7 +12,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from app.widgets.arm_table import ArmTable, age_text
-from app.widgets.cells import VERDICT_STYLES, fmt_duration, fmt_num, state_text
+from app.widgets.cells import (
+    READING,
+    VERDICT_STYLES,
+    fmt_duration,
+    fmt_num,
+    state_text,
+    unread_state_text,
+)
 from engine.live.snapshot import ArmSnapshot
 
 # The info panel grows with its lines up to this many (fnotui.tcss max-height), so a long
@@ -31,6 +38,18 @@ def info_text(s: ArmSnapshot | None, memory: str | None = None) -> Text:
     t = Text()
     t.append(s.name, style="bold")
     t.append("  ")
+    if not s.loaded:
+        t.append_text(unread_state_text(s.state))
+        done = "…" if s.epochs_done < 0 else s.epochs_done
+        total = "?" if s.epochs_total is None else s.epochs_total
+        t.append(
+            f"\nepoch {done}/{total} (status.json) · {READING} its telemetry: the values and "
+            "the verdict follow",
+            style="dim",
+        )
+        if s.note:
+            t.append(f"\n{s.note}", style="dim")
+        return t
     t.append_text(state_text(s.state, s.collapsed))
     # The estimate is traced by fnotui list, run, launch and sweep (engine/training/
     # memory_check.py); the dashboard only reads the cache, so it never loads torch.
@@ -146,6 +165,18 @@ class DashboardScreen(Screen):
             if self.grouped:
                 self._show_groups(snapshots)
             self._show_info()
+        if any(not s.loaded for s in snapshots):
+            self._read_visible_first()
+
+    def _read_visible_first(self) -> None:
+        """Ask the store's first read for the rows on screen (in the table's order, after a
+        sort, a filter or a scroll too) before the rest."""
+        table = self.table
+        top = int(table.scroll_y)
+        shown = table.names()[top : top + max(table.size.height, 1)]
+        if self.grouped:
+            shown = [run for name in shown for run in self._group_runs(name)]
+        self.app.store.prioritize(shown)
 
     def _show_groups(self, snapshots) -> None:
         from app.sweep_groups import group_rows

@@ -16,10 +16,12 @@ from app.widgets.cells import (
     VERDICT_STYLES,
     fmt_duration,
     num_text,
+    reading_text,
     short_names,
     sparkline_text,
     state_key,
     state_text,
+    unread_state_text,
 )
 from app.widgets.keyed_table import (
     NAME_WIDTH_MAX,  # noqa: F401 (re-exported: the run table's limit)
@@ -76,6 +78,8 @@ def state_verdict_text(s: ArmSnapshot) -> Text:
     A finished run shows its verdict (✔ healthy, ⇆ twin, … incomplete); a run whose verdict only
     restates its state (running, failed, stopped short) shows the state; an alarm or twin on
     a run that did not finish shows the state's glyph before the verdict (▶ ↗ diverged e5)."""
+    if not s.loaded:
+        return unread_state_text(s.state)
     key = state_key(s.state, s.collapsed)
     if not s.has_run and s.n_steps == 0 or s.verdict_label in ("running", "incomplete", "failed"):
         return state_text(s.state, s.collapsed)
@@ -116,6 +120,8 @@ def row_cells(
     name = Text(shown, no_wrap=True, overflow="ellipsis")
     if not s.in_study:
         name.append(" (not in arms.toml)", style="dim")
+    if not s.loaded:
+        return unread_cells(s, marked, name, total)
     verdict = Text(
         s.verdict_text if started else "—",
         style=VERDICT_STYLES.get(s.verdict_label, "") if started else "dim",
@@ -138,6 +144,42 @@ def row_cells(
         "updated": Text(age_text(s.updated_age_s), justify="right"),
         "verdict": verdict,
     }
+
+
+# Cells that need the run's telemetry: a placeholder until the run is read.
+TELEMETRY_COLUMNS = (
+    "loss",
+    "step",
+    "ssim",
+    "val",
+    "spark_loss",
+    "spark_grad",
+    "grad",
+    "lr",
+    "sps",
+    "updated",
+    "verdict",
+)
+
+
+def unread_cells(s: ArmSnapshot, marked: bool, name: Text, total: str) -> dict[str, Text]:
+    """The row of a run whose telemetry is not read yet: its name, and state and epoch as
+    status.json has them; every telemetry value says "reading" (engine.live.snapshot
+    ``placeholder_snapshot``)."""
+    widths = {k: w for k, _, w in COLUMNS}
+    done = "…" if s.epochs_done < 0 else str(s.epochs_done)
+    cells = {
+        "mark": Text(MARK if marked else " ", style="bold"),
+        "arm": name,
+        "state": state_verdict_text(s),
+        "epoch": Text(f"{done}/{total}", justify="right", style="dim"),
+        # only a running run has an ETA: "—" for the others is already true
+        "eta": reading_text(widths["eta"]) if s.state == "running" else Text("—", justify="right"),
+    }
+    for key in TELEMETRY_COLUMNS:
+        justify = "left" if key in ("verdict", "spark_loss", "spark_grad") else "right"
+        cells[key] = reading_text(widths[key], justify)
+    return cells
 
 
 class ArmTable(KeyedTable):

@@ -57,6 +57,27 @@ VERDICT_STYLES = {
 }
 
 
+# A cell whose value needs the run's telemetry, before the first read has reached the run: said
+# in words, dim, so that it can never pass for a value ("—" means "not recorded").
+READING = "reading…"
+# The state glyph of a run not read yet: its state is status.json's, but the ✔ of "finished"
+# would read as "healthy" before the verdict is known.
+UNREAD_GLYPH = "◌"
+
+
+def reading_text(width: int, justify: str = "right") -> Text:
+    """The placeholder for a cell of this width: "reading…", "reading", or "…"."""
+    word = READING if width >= len(READING) else READING[:-1] if width >= 7 else "…"
+    return Text(word, style="dim italic", justify=justify)
+
+
+def unread_state_text(state: str) -> Text:
+    """The state column of a run not read yet: status.json's state, marked as not judged."""
+    key = state_key(state, False)
+    word = state if key == "slurm" else STATES[key][1]
+    return Text(f"{UNREAD_GLYPH} {word}", style="dim")
+
+
 def fmt_num(x: float | None, digits: int = 4) -> str:
     """Compact number; NaN and inf are spelled out with a marker, never hidden."""
     if x is None:

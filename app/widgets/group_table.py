@@ -15,7 +15,7 @@ from textual.binding import Binding
 
 from app.sweep_groups import GroupRow
 from app.widgets.arm_table import state_verdict_text
-from app.widgets.cells import STATES, fmt_num, short_names, state_key
+from app.widgets.cells import READING, STATES, fmt_num, reading_text, short_names, state_key
 from app.widgets.keyed_table import KeyedTable, middle_ellipsis, num_key
 from engine.reporting.outcomes import fraction_text, states_text
 
@@ -30,11 +30,17 @@ COLUMNS = (
 
 
 def _median(row: GroupRow, metric: str) -> float | None:
-    return row.outcome[metric]["median"]
+    return row.outcome[metric]["median"] if row.outcome else None
 
 
 def _fraction(row: GroupRow) -> float | None:
-    return row.outcome["collapse_fraction"]
+    return row.outcome["collapse_fraction"] if row.outcome else None
+
+
+def read_text(row: GroupRow) -> str:
+    """How far the first read is with the group's runs: '… 2 of 5 read'."""
+    n = len(row.snapshots)
+    return f"… {n - row.unread} of {n} read"
 
 
 SORTS = (
@@ -47,7 +53,10 @@ SORTS = (
 
 
 def collapse_text(row: GroupRow, short: bool = True) -> Text:
-    """'1/3 (6–79 %)', red when a counted run collapsed, dim while nothing counts yet."""
+    """'1/3 (6–79 %)', red when a counted run collapsed, dim while nothing counts yet (or
+    while some runs are not read: '… 2 of 5 read')."""
+    if row.outcome is None:
+        return Text(read_text(row), style="dim italic")
     k, n = row.outcome["collapsed"], row.outcome["counted"]
     style = "dim" if not n else ("bold red" if k else "green")
     return Text(fraction_text(k, n, short=short), style=style)
@@ -80,6 +89,16 @@ def spread_text(spread: dict, digits: int = 4) -> Text:
 def group_cells(row: GroupRow, width: int | None = None, shown: str | None = None) -> dict:
     name = shown or row.name
     name = middle_ellipsis(name, width) if width else name
+    if row.outcome is None:  # runs not read yet: no statistics (see app/sweep_groups.py)
+        widths = {k: w for k, _, w in COLUMNS}
+        return {
+            "group": Text(name, no_wrap=True, overflow="ellipsis"),
+            "collapse": collapse_text(row),
+            "verdicts": reading_text(widths["verdicts"], "left"),
+            "runs": states_cells_text(row),
+            "val": reading_text(widths["val"]),
+            "ssim": reading_text(widths["ssim"]),
+        }
     return {
         "group": Text(name, no_wrap=True, overflow="ellipsis"),
         "collapse": collapse_text(row),
@@ -99,6 +118,19 @@ def group_info_text(row: GroupRow | None) -> Text:
     t.append(row.name, style="bold")
     count = f"{len(row.snapshots)} run{'s' if len(row.snapshots) != 1 else ''}"
     sweeps = f" · sweep {', '.join(row.sweeps)}" if row.sweeps else " · no sweep"
+    if out is None:
+        t.append(f"  {count}{sweeps}")
+        t.append(
+            f"\n{READING} {read_text(row)[2:]}: the collapse fraction, verdicts and values wait "
+            "for every run of the group",
+            style="dim",
+        )
+        t.append("\n")
+        for i, (s, label) in enumerate(zip(row.snapshots, row.labels)):
+            t.append(" · " if i else "")
+            t.append(f"{label} ")
+            t.append_text(state_verdict_text(s))
+        return t
     t.append(f"  {count}{sweeps} · {states_text(out['states'])}")
     t.append("\ncollapsed ")
     t.append_text(collapse_text(row, short=False))

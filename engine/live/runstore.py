@@ -8,7 +8,11 @@ under the arm's lock (engine/live/snapshot.py). Run directories that arms.toml d
 are discovered beside the study's arms.
 
 Parsing speed matters (a study of a million step records must open in under two seconds): see
-engine/live/parse.py for the bulk path.
+engine/live/parse.py for the bulk path. Even so, the first read of a large study takes seconds,
+so it is published run by run: every run first gets a placeholder row from its status.json
+(``placeholder_snapshot``: ``loaded`` False, no telemetry value), then the runs are read in
+the order the dashboard asks for (``prioritize``: the rows on screen first) and each row is
+replaced by its true one as its run is read.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +35,7 @@ from engine.live.snapshot import (
     effective_state,
     make_plot_data,
     make_snapshot,
+    placeholder_snapshot,
 )
 from engine.live.tail import Tailer
 from engine.runs.rundir import RunDir
@@ -61,6 +67,9 @@ class ArmRun:
         self.long_lines = 0  # lines over the tailer's limit, dropped
         self._seen = False  # the telemetry file existed once
         self._memo: tuple[tuple, ArmSnapshot] | None = None  # (what the row depends on, row)
+        # Set once the store's first read of this run is done: until then its row is a
+        # placeholder (a partly ingested series must never be shown as the run's values).
+        self.read = False
 
     def poll(self) -> bool:
         """Read what is new; never raises: a run that cannot be read gets a reason (``error``,
@@ -104,6 +113,8 @@ class ArmRun:
         """The arm's row; the previous row object while nothing it shows can have changed (a
         rebuild runs the verdict over every epoch: most of an idle poll of a large study)."""
         state = run_state(self.run.root, now=now)
+        if not self.read:
+            return self._placeholder(state, now)
         with self.lock:
             state = effective_state(self.series, state)
             note = self._note(state, now)
@@ -134,6 +145,28 @@ class ArmRun:
             )
             self._memo = (key, snap)
             return snap
+
+    def _placeholder(self, state: str, now: float) -> ArmSnapshot:
+        """The row before the first read: what status.json and two stats say, nothing else."""
+        with self.lock:
+            note = self._note(state, now)
+        has_recon = self.run.recon.exists()
+        has_run = self.run.telemetry.exists()
+        key = ("placeholder", state, note, has_recon, has_run)
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        snap = placeholder_snapshot(
+            name=self.name,
+            in_study=self.in_study,
+            state=state,
+            status=read_status(self.run.root),
+            epochs_hint=self.epochs_hint,
+            has_recon=has_recon,
+            has_run=has_run,
+            note=note,
+        )
+        self._memo = (key, snap)
+        return snap
 
     def _note(self, state: str, now: float) -> str:
         """One line: why the arm waits or failed, how long its host has been silent, and what
@@ -195,6 +228,17 @@ class RunStore:
         }
         self._last_discover = -math.inf
         self._snapshots: dict[str, ArmSnapshot] = {}
+        # The first read runs in its own threads while the dashboard's reader thread takes
+        # snapshots (and the screen reorders what is left to read): arms, _snapshots and
+        # _pending change under this lock.
+        self._lock = threading.Lock()
+        self._pending: list[str] = []  # runs the first read has still to start, in order
+        self._first_started = False
+        self._first_done = False
+        self.progress = 0  # bumped whenever a row is replaced: "is there anything new to show"
+        # Called with a run's name just before the first read reads it (tests hold the read
+        # there, to see the rows before and after; None in the dashboard).
+        self.before_read: Callable[[str], None] | None = None
 
     @classmethod
     def from_study(cls, study, **kwargs) -> RunStore:
@@ -212,7 +256,9 @@ class RunStore:
                 continue
             run = RunDir(Path(entry.path))
             if run.telemetry.exists() or run.status.exists():
-                self.arms[entry.name] = ArmRun(entry.name, run.root, False, None)
+                arm = ArmRun(entry.name, run.root, False, None)
+                with self._lock:
+                    self.arms[entry.name] = arm
                 found = True
         return found
 
@@ -224,35 +270,85 @@ class RunStore:
             self._last_discover = time.monotonic()
             changed |= self._discover()
         arms = list(self.arms.values())
-        if self._snapshots or len(arms) < 2:
-            for arm in arms:
-                changed |= arm.poll()
-        else:
-            changed |= self._first_read(arms)
+        if not self._first_done:
+            self._first_read(arms, now)
+            return True
         for arm in arms:
-            try:
-                snap = arm.snapshot(now)
-            except Exception as exc:  # a bug on odd input: keep the last row, say why
-                error = _read_error(arm.run.telemetry, exc)
-                if error != arm.error:
-                    log.exception("%s: %s", arm.name, error)
-                    arm.error = error
-                continue
-            old = self._snapshots.get(arm.name)
-            if old is None or old.change_key != snap.change_key:
-                self._snapshots[arm.name] = snap
-                changed = True
+            changed |= arm.poll()
+        for arm in arms:
+            changed |= self._publish(arm, now)
         return changed
 
-    def _first_read(self, arms: list[ArmRun]) -> bool:
-        """The first poll reads every backlog, in threads: polars releases the GIL while it
+    def _publish(self, arm: ArmRun, now: float) -> bool:
+        """Make the arm's current row the one ``snapshots`` hands out; True if it changed."""
+        try:
+            snap = arm.snapshot(now)
+        except Exception as exc:  # a bug on odd input: keep the last row, say why
+            error = _read_error(arm.run.telemetry, exc)
+            if error != arm.error:
+                log.exception("%s: %s", arm.name, error)
+                arm.error = error
+            return False
+        with self._lock:
+            old = self._snapshots.get(arm.name)
+            if old is not None and old.change_key == snap.change_key:
+                return False
+            self._snapshots[arm.name] = snap
+            self.progress += 1
+        return True
+
+    def _first_read(self, arms: list[ArmRun], now: float) -> None:
+        """Every run's placeholder row at once, then every backlog, in threads, each run's
+        true row published as soon as it is read. Threads: polars releases the GIL while it
         parses one run, so another run's Python work (tailing, decoding its epoch records)
         proceeds on the other core."""
-        with ThreadPoolExecutor(FIRST_READ_THREADS, thread_name_prefix="fnotui-read") as pool:
-            return any(list(pool.map(ArmRun.poll, arms)))
+        for arm in arms:
+            self._publish(arm, now)
+        with self._lock:
+            # runs that prioritize() named before the read began stay in front
+            first = [n for n in self._pending if n in self.arms]
+            self._pending = first + [a.name for a in arms if a.name not in set(first)]
+            self._first_started = True
+        threads = min(FIRST_READ_THREADS, len(arms))
+        if threads <= 1:
+            self._read_pending()
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="fnotui-read") as pool:
+                for future in [pool.submit(self._read_pending) for _ in range(threads)]:
+                    future.result()
+        self._first_done = True
+
+    def _read_pending(self) -> None:
+        """One thread of the first read: the next run in line, until none is left."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                arm = self.arms[self._pending.pop(0)]
+            if self.before_read is not None:
+                self.before_read(arm.name)
+            arm.poll()
+            arm.read = True
+            self._publish(arm, time.time())
+
+    def prioritize(self, names) -> None:
+        """Read these runs (the rows on screen, in table order) before the others still
+        waiting for the first read."""
+        with self._lock:
+            waiting = set(self._pending)
+            front = [n for n in dict.fromkeys(names) if n in waiting or not self._first_started]
+            rest = [n for n in self._pending if n not in set(front)]
+            self._pending = front + rest
+
+    @property
+    def unread(self) -> int:
+        """Runs whose first read is not done (their rows are placeholders)."""
+        with self._lock:
+            return sum(not a.read for a in self.arms.values())
 
     def snapshots(self) -> tuple[ArmSnapshot, ...]:
-        return tuple(self._snapshots[n] for n in self.arms if n in self._snapshots)
+        with self._lock:
+            return tuple(self._snapshots[n] for n in self.arms if n in self._snapshots)
 
     def plot_data(self, name: str) -> PlotData:
         return self.arms[name].plot_data()

@@ -69,6 +69,11 @@ class ArmSnapshot:
     updated_age_s: int | None = None
     # Final amplitude SSIM of the telemetry metrics record; None before the final evaluation.
     amp_ssim: float | None = None
+    # False: the run's telemetry has not been read yet (the store's first read of a large
+    # study, engine/live/runstore.py). Such a row (``placeholder_snapshot``) holds only what
+    # status.json says: every telemetry-derived field is None or empty and must be shown as
+    # "reading", never as a value (and ``epochs_done`` is -1 where status.json has no epoch).
+    loaded: bool = True
 
     @property
     def change_key(self) -> tuple:
@@ -83,6 +88,7 @@ class ArmSnapshot:
             self.note,
             # a live arm's "updated N s ago" ticks every second
             self.updated_age_s if self.state == "running" else None,
+            self.loaded,
         )
 
 
@@ -122,6 +128,55 @@ class SparkCache:
                 bucket_peaks(s.steps["grad_norm"].y.view(), SPARK_BUCKETS),
             )
         return self._value
+
+
+def placeholder_snapshot(
+    *,
+    name: str,
+    in_study: bool,
+    state: str,
+    status: dict | None,
+    epochs_hint: int | None,
+    has_recon: bool,
+    has_run: bool,
+    note: str,
+) -> ArmSnapshot:
+    """The row of a run whose telemetry is not read yet: its state and epoch from status.json
+    (``state`` from ``run_state``), nothing that needs the telemetry (no verdict: "healthy" or
+    any other word would be a guess)."""
+    st = status or {}
+    epoch, epochs = st.get("epoch"), st.get("epochs")
+    return ArmSnapshot(
+        name=name,
+        in_study=in_study,
+        state=state,
+        collapsed=False,
+        epochs_done=epoch if isinstance(epoch, int) and epoch >= 0 else -1,
+        epochs_total=epochs if isinstance(epochs, int) and epochs > 0 else epochs_hint,
+        last_loss=None,
+        best_val=None,
+        best_val_epoch=None,
+        grad_norm=None,
+        lr=None,
+        samples_per_s=None,
+        eta_s=None,
+        verdict_label="",
+        verdict_text="reading…",
+        verdict_detail="",
+        spark_loss=((), ()),
+        spark_grad=((), ()),
+        n_steps=0,
+        n_events=0,
+        alarms=(),
+        nonfinite_steps=0,
+        bad_lines=0,
+        unknown_types=0,
+        has_recon=has_recon,
+        has_run=has_run,
+        version=-1,
+        note=note,
+        loaded=False,
+    )
 
 
 def make_snapshot(
