@@ -9,9 +9,13 @@ Results go in docs/benchmarks.md ("Dashboard"). Two studies:
 The dashboard runs exactly as a user starts it (``python -m app.cli --arms ...``), in a
 pseudo-terminal of 80x24, and the measurements are taken from outside the process:
 
-- first full frame: wall time from spawning the process until its terminal output contains the
-  row of the last arm (big) or of the first run (sweep: 200 rows do not fit in 24 lines); rows
-  appear in one batch update, after every run has been read;
+- first frame: wall time from spawning the process until the screen (the pseudo-terminal's
+  output replayed on an 80x24 grid, ``Screen``) shows the row of the last arm (big) or of the
+  first run (sweep: 200 rows do not fit in 24 lines), whatever its cells say: rows appear at
+  once with placeholders ("reading…") for what needs the run's telemetry;
+- first full frame: the same row on screen and no "reading" anywhere on it: every visible row,
+  and the info panel of the highlighted one, holds its run's true values (the dashboard reads
+  the runs on screen first and fills their rows as they are read);
 - following: writer processes append step and epoch records and keep status.json beating, so
   their runs are "running"; the dashboard's CPU time (utime + stime from /proc) over the window
   divided by its wall time, and its RSS (VmRSS, VmHWM).
@@ -42,6 +46,58 @@ sys.path.insert(0, str(REPO))
 from bench.tui_bigstudy import WRITER, arm_name, generate  # noqa: E402
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
+# What the dashboard writes: cursor moves (CSI row;col H) and text, styles and modes between.
+TOKENS = re.compile(
+    r"\x1b\[([0-9;?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]"
+    r"|\x1b[=>78]|([^\x1b]+)"
+)
+PLACEHOLDER = "reading"  # app/widgets/cells.py READING, as the cells and the info panel show it
+
+
+class Screen:
+    """The terminal's character grid, rebuilt from the output: enough of a VT100 for Textual,
+    which positions every update with an absolute cursor move."""
+
+    def __init__(self, rows: int, cols: int):
+        from rich.cells import cell_len
+
+        self.cell_len = cell_len
+        self.rows, self.cols = rows, cols
+        self.grid = [[" "] * cols for _ in range(rows)]
+        self.y = self.x = 0
+        self.pending = ""
+        self.decoder = __import__("codecs").getincrementaldecoder("utf-8")("replace")
+
+    def feed(self, data: bytes) -> None:
+        text = self.pending + self.decoder.decode(data)
+        cut = text.rfind("\x1b")
+        # an escape sequence split across reads waits for its end
+        if cut >= 0 and not TOKENS.match(text, cut) or cut >= 0 and len(text) - cut < 3:
+            text, self.pending = text[:cut], text[cut:]
+        else:
+            self.pending = ""
+        for m in TOKENS.finditer(text):
+            params, final, chars = m.group(1), m.group(2), m.group(3)
+            if final == "H":
+                parts = [int(p) if p.isdigit() else 1 for p in (params or "").split(";")]
+                self.y, self.x = parts[0] - 1, (parts[1] if len(parts) > 1 else 1) - 1
+            elif final == "J" and params == "2":
+                self.grid = [[" "] * self.cols for _ in range(self.rows)]
+            elif chars:
+                for ch in chars:
+                    if ch == "\r":
+                        self.x = 0
+                    elif ch == "\n":
+                        self.y += 1
+                    elif 0 <= self.y < self.rows and 0 <= self.x < self.cols:
+                        self.grid[self.y][self.x] = ch
+                        for i in range(1, self.cell_len(ch)):
+                            if self.x + i < self.cols:
+                                self.grid[self.y][self.x + i] = ""
+                        self.x += max(self.cell_len(ch), 1)
+
+    def text(self) -> str:
+        return "\n".join("".join(row) for row in self.grid)
 
 
 class Tui:
@@ -61,6 +117,7 @@ class Tui:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.pid, self.fd = pid, fd
         self.buf = bytearray()
+        self.screen = Screen(rows, cols)
         self.lock = threading.Lock()
         self.alive = True
         threading.Thread(target=self._drain, daemon=True).start()
@@ -77,6 +134,7 @@ class Tui:
                     return
                 with self.lock:
                     self.buf += data
+                    self.screen.feed(data)
 
     def wait_for(self, needle: bytes, timeout: float) -> float:
         """Seconds from spawn until ``needle`` appears in the de-ANSI'd output."""
@@ -88,6 +146,18 @@ class Tui:
                 return time.monotonic() - self.started
             time.sleep(0.005)
         raise TimeoutError(f"{needle!r} never appeared")
+
+    def wait_for_screen(self, needle: str, timeout: float, complete: bool) -> float:
+        """Seconds from spawn until the screen shows ``needle`` (and, with ``complete``, no
+        placeholder anywhere)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                text = self.screen.text()
+            if needle in text and not (complete and PLACEHOLDER in text):
+                return time.monotonic() - self.started
+            time.sleep(0.005)
+        raise TimeoutError(f"{needle!r} never appeared" + (" complete" if complete else ""))
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -126,15 +196,23 @@ def machine() -> str:
 
 
 def first_frames(arms: Path, needle: bytes, runs: int) -> float:
-    """Median seconds to the first full frame over ``runs`` starts, each printed."""
-    frames = []
+    """Median seconds to the first full frame over ``runs`` starts, each printed (with the
+    first frame, placeholders and all, and when the last run is read: the loaded settled
+    frame, which the group view's statistics wait for)."""
+    frames, firsts = [], []
     for _ in range(runs):
         tui = Tui(arms)
-        frames.append(tui.wait_for(needle, timeout=60))
+        firsts.append(tui.wait_for_screen(needle.decode(), timeout=60, complete=False))
+        frames.append(tui.wait_for_screen(needle.decode(), timeout=60, complete=True))
         rss, hwm = tui.memory_mb()
         tui.quit()
-        print(f"first full frame: {frames[-1]:.2f} s  (RSS {rss:.0f} MB, peak {hwm:.0f} MB)")
+        print(
+            f"first frame: {firsts[-1]:.2f} s, first full frame: {frames[-1]:.2f} s  "
+            f"(RSS {rss:.0f} MB, peak {hwm:.0f} MB)"
+        )
     frames.sort()
+    firsts.sort()
+    print(f"first frame, median of {len(firsts)}: {firsts[len(firsts) // 2]:.2f} s")
     print(f"first full frame, median of {len(frames)}: {frames[len(frames) // 2]:.2f} s")
     return frames[len(frames) // 2]
 
@@ -143,8 +221,8 @@ def start_measured(arms: Path, needle: bytes, runs: int) -> Tui:
     """``first_frames``, then one more start, settled, left running for the following."""
     first_frames(arms, needle, runs)
     tui = Tui(arms)
-    tui.wait_for(needle, timeout=60)
-    time.sleep(2.0)  # let the start-up settle
+    tui.wait_for_screen(needle.decode(), timeout=60, complete=True)
+    time.sleep(6.0)  # let the start-up and the first read of the runs off screen settle
     return tui
 
 
@@ -208,7 +286,6 @@ def run_sweep(args, root: Path) -> None:
         f"records each, {size / 1e6:.0f} MB of telemetry through TelemetryWriter "
         f"(generated in {time.perf_counter() - t:.1f} s)"
     )
-    # Rows appear in one batch after every run has been read: the first row is the whole read.
     tui = start_measured(arms, names[0].encode() + b" ", args.runs)
     code = REPLAY_WRITER.format(repo=str(REPO))
     writers = [

@@ -275,6 +275,7 @@ class RunStore:
             return True
         for arm in arms:
             changed |= arm.poll()
+            arm.read = True  # a run discovered after the first read is read here
         for arm in arms:
             changed |= self._publish(arm, now)
         return changed

@@ -18,7 +18,7 @@ from engine.live import runstore
 from engine.live.runstore import RunStore
 from engine.study.arms import load_study
 from tests.app.conftest import make_app, settle, wait_for
-from tests.app.sweepfix import make_sweep_study
+from tests.app.sweepfix import EPOCHS, make_sweep_study, records, write_run
 
 GROUP_COLUMNS = ("group", "collapse", "verdicts", "runs", "val", "ssim")
 RUN_COLUMNS = ("state", "epoch", "loss", "eta", "val", "spark_loss", "verdict")
@@ -165,3 +165,14 @@ def test_the_first_read_reads_the_prioritized_runs_first(sweep_file, monkeypatch
     assert len(store.snapshots()) == len(store.arms)
     assert loaded_before == list(range(len(order)))
     assert all(s.loaded for s in store.snapshots()) and store.unread == 0
+
+
+def test_a_run_discovered_after_the_first_read_shows_its_values(sweep_file, monkeypatch):
+    monkeypatch.setattr(runstore, "DISCOVER_EVERY_S", 0.0)
+    store = RunStore.from_study(load_study(sweep_file, validate_models=False))
+    store.poll()
+    runs = store.output_dir
+    write_run(runs, "late_run", records("late_run", 1.0), state="finished", exit_code=0, epoch=4)
+    assert store.poll()
+    late = next(s for s in store.snapshots() if s.name == "late_run")
+    assert late.loaded and late.epochs_done == EPOCHS and late.last_loss is not None
