@@ -42,8 +42,11 @@ ACTIVE_STATES = ("queued", "running", "stale")
 class StatusFile:
     """Writes status.json for the run owned by this process (atomically, every time)."""
 
-    def __init__(self, run: RunDir, arm: str, epochs: int):
+    def __init__(self, run: RunDir, arm: str, epochs: int, resume: bool = False):
         self.run = run
+        # A resumed run starts where the interrupted one stopped: its status says so from the
+        # first write, not "epoch 0" until the loop's first heartbeat.
+        earlier = (read_status(run.root) or {}) if resume else {}
         self.state = {
             "arm": arm,
             "state": "running",
@@ -52,9 +55,9 @@ class StatusFile:
             "machine": machine_id(),
             "started": time.time(),
             "heartbeat": time.time(),
-            "epoch": 0,
+            "epoch": int(earlier.get("epoch") or 0),
             "epochs": epochs,
-            "step": 0,
+            "step": int(earlier.get("step") or 0),
             "exit_code": None,
             "error": None,
             "ended": None,

@@ -92,7 +92,10 @@ def decode_record(line: str | bytes) -> dict:
     record = json.loads(line)
     if not isinstance(record, dict):
         raise ValueError("a telemetry record must be a JSON object")
-    for pointer, name in record.pop("nonfinite", {}).items():
+    notes = record.pop("nonfinite", {})
+    if not isinstance(notes, dict):  # valid JSON from a broken writer: a bad line, not a crash
+        raise ValueError(f"nonfinite must be an object, got {type(notes).__name__}")
+    for pointer, name in notes.items():
         try:
             _set_pointer(record, pointer, _NONFINITE_VALUES[name])
         except (KeyError, IndexError, ValueError, TypeError):

@@ -82,7 +82,7 @@ def train_arm(
     log = _tee_to_run_log(run.log, log)
     stop = StopRequest()
     restore_signals = stop.install()
-    status = StatusFile(run, cfg.name, cfg.train.epochs)
+    status = StatusFile(run, cfg.name, cfg.train.epochs, resume=resume)
     try:
         slot, queue_info = take_slot(cfg.name, device, max_parallel, run, status, stop, log)
     except BaseException:

@@ -93,3 +93,19 @@ def test_an_engine_out_of_memory_stays_oom_after_its_pid_is_gone(tmp_path):
     # Its Slurm job then ends FAILED: the engine's own word, oom, is the more precise one.
     write_status(run, state="oom", pid=None, slurm_job_id="7", slurm_state="FAILED")
     assert run_state(run) == "oom"
+
+
+def test_a_resumed_engine_says_where_it_resumes_from_its_first_status_write(tmp_path):
+    from engine.runs.rundir import RunDir
+    from engine.runs.status import StatusFile, read_status
+
+    run = RunDir(tmp_path / "a")
+    run.root.mkdir()
+    first = StatusFile(run, "a", 20)
+    first.write(epoch=7, step=90)
+    first.finish("killed", exit_code=130)
+    resumed = StatusFile(run, "a", 20, resume=True)
+    resumed.write(state="running")
+    assert (read_status(run.root)["epoch"], read_status(run.root)["step"]) == (7, 90)
+    fresh = StatusFile(run, "a", 20)  # a new run starts at 0 whatever the directory held
+    assert (fresh.state["epoch"], fresh.state["step"]) == (0, 0)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from engine.atomic import atomic_write_json
 from engine.runs.schema import (
@@ -253,3 +254,18 @@ def test_the_run_store_supersedes_as_load_records_does(tmp_path):
     ]
     assert series.epochs == [r for r in records if r["type"] == "epoch"]
     assert series.final_status is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"type":"step","loss":null,"nonfinite":["/loss"]}',
+        '{"type":"step","loss":null,"nonfinite":"/loss"}',
+        '{"type":"step","loss":null,"nonfinite":{"/loss":"NaN"}}',
+        '{"type":"step","loss":null,"nonfinite":{"loss":"nan"}}',
+    ],
+)
+def test_a_malformed_nonfinite_note_is_a_bad_line_not_a_crash(line):
+    # Valid JSON a broken writer could produce: every reader counts it as a bad line.
+    with pytest.raises(ValueError):
+        decode_record(line)
