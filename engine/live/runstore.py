@@ -129,44 +129,46 @@ class ArmRun:
                 has_run,
                 int(now) if state == "running" else None,
             )
-            if self._memo is not None and self._memo[0] == key:
-                return self._memo[1]
-            snap = make_snapshot(
-                self.series,
-                name=self.name,
-                in_study=self.in_study,
-                state=state,
-                epochs_hint=self.epochs_hint,
-                sparks=self._sparks,
-                has_recon=has_recon,
-                has_run=has_run,
-                note=note,
-                now=now,
+            return self._memoized(
+                key,
+                lambda: make_snapshot(
+                    self.series,
+                    sparks=self._sparks,
+                    now=now,
+                    **self._row(state, note, has_recon, has_run),
+                ),
             )
-            self._memo = (key, snap)
-            return snap
 
     def _placeholder(self, state: str, now: float) -> ArmSnapshot:
         """The row before the first read: what status.json and two stats say, nothing else."""
         with self.lock:
             note = self._note(state, now)
-        has_recon = self.run.recon.exists()
-        has_run = self.run.telemetry.exists()
+        has_recon, has_run = self.run.recon.exists(), self.run.telemetry.exists()
         key = ("placeholder", state, note, has_recon, has_run)
-        if self._memo is not None and self._memo[0] == key:
-            return self._memo[1]
-        snap = placeholder_snapshot(
+        return self._memoized(
+            key,
+            lambda: placeholder_snapshot(
+                status=read_status(self.run.root), **self._row(state, note, has_recon, has_run)
+            ),
+        )
+
+    def _row(self, state: str, note: str, has_recon: bool, has_run: bool) -> dict:
+        """What every row of this run is built with, read or not."""
+        return dict(
             name=self.name,
             in_study=self.in_study,
             state=state,
-            status=read_status(self.run.root),
             epochs_hint=self.epochs_hint,
             has_recon=has_recon,
             has_run=has_run,
             note=note,
         )
-        self._memo = (key, snap)
-        return snap
+
+    def _memoized(self, key: tuple, build) -> ArmSnapshot:
+        """The previous row object while ``key`` (what the row shows) is unchanged."""
+        if self._memo is None or self._memo[0] != key:
+            self._memo = (key, build())
+        return self._memo[1]
 
     def _note(self, state: str, now: float) -> str:
         """One line: why the arm waits or failed, how long its host has been silent, and what

@@ -82,6 +82,11 @@ def finished(runs: Path, name: str, scale: float) -> None:
     write_run(runs, name, recs, state="finished", exit_code=0, epoch=EPOCHS)
 
 
+# The arm_a group's row (group, collapsed, verdicts, runs, best val, SSIM): arm and seeds 11
+# and 12 settled (12 collapsed), seed 13 not started and not counted.
+ARM_A_GROUP_ROW = ("arm_a", "1/3 (6–79 %)", "✔ 2 ✖ 1", "✔3 ○1", "0.2 (0.1–0.8)", "0.998")
+
+
 def make_sweep_study(root: Path) -> Path:
     tiny_study(root, "sweepfix", ARMS, sweeps=SWEEPS, architecture="cnn", epochs=EPOCHS, seed=3)
     arms, runs = root / "arms.toml", root / "runs"

@@ -20,7 +20,7 @@ from engine.runs.telemetry import TelemetryWriter
 from engine.study.arms import load_study
 from tests.app.conftest import drive, settle, wait_for
 from tests.app.studyfix import T0, checked, epoch, header, step, write_status
-from tests.app.sweepfix import make_sweep_study
+from tests.app.sweepfix import ARM_A_GROUP_ROW, make_sweep_study
 
 COLUMNS = ("group", "collapse", "verdicts", "runs", "val", "ssim")
 
@@ -55,14 +55,7 @@ def test_g_shows_each_group_with_the_export_counting(sweep_file):
         table = await show_groups(pilot)
         assert table.names() == ["arm_a", "arm_b", "arm_b.lr-0.001", "arm_b.lr-0.01"]
         # arm, seeds 11 and 12 settled (12 collapsed), seed 13 not started: not counted
-        assert row_text(table, "arm_a") == (
-            "arm_a",
-            "1/3 (6–79 %)",
-            "✔ 2 ✖ 1",
-            "✔3 ○1",
-            "0.2 (0.1–0.8)",
-            "0.998",
-        )
+        assert row_text(table, "arm_a") == ARM_A_GROUP_ROW
         assert row_text(table, "arm_b.lr-0.001")[1:3] == ("0/2 (0–66 %)", "✔ 2")
         # the failed run never trained: only the stopped, collapsed one counts
         assert row_text(table, "arm_b.lr-0.01")[1:5] == (
