@@ -130,6 +130,33 @@ class SparkCache:
         return self._value
 
 
+# Every telemetry-derived field of a row whose telemetry is not read yet: unknown, not zero
+# (the cells show "reading…", and no verdict is guessed).
+NOT_READ = {
+    "collapsed": False,
+    "last_loss": None,
+    "best_val": None,
+    "best_val_epoch": None,
+    "grad_norm": None,
+    "lr": None,
+    "samples_per_s": None,
+    "eta_s": None,
+    "verdict_label": "",
+    "verdict_text": "reading…",
+    "verdict_detail": "",
+    "spark_loss": ((), ()),
+    "spark_grad": ((), ()),
+    "n_steps": 0,
+    "n_events": 0,
+    "alarms": (),
+    "nonfinite_steps": 0,
+    "bad_lines": 0,
+    "unknown_types": 0,
+    "version": -1,
+    "loaded": False,
+}
+
+
 def placeholder_snapshot(
     *,
     name: str,
@@ -150,32 +177,12 @@ def placeholder_snapshot(
         name=name,
         in_study=in_study,
         state=state,
-        collapsed=False,
         epochs_done=epoch if isinstance(epoch, int) and epoch >= 0 else -1,
         epochs_total=epochs if isinstance(epochs, int) and epochs > 0 else epochs_hint,
-        last_loss=None,
-        best_val=None,
-        best_val_epoch=None,
-        grad_norm=None,
-        lr=None,
-        samples_per_s=None,
-        eta_s=None,
-        verdict_label="",
-        verdict_text="reading…",
-        verdict_detail="",
-        spark_loss=((), ()),
-        spark_grad=((), ()),
-        n_steps=0,
-        n_events=0,
-        alarms=(),
-        nonfinite_steps=0,
-        bad_lines=0,
-        unknown_types=0,
         has_recon=has_recon,
         has_run=has_run,
-        version=-1,
         note=note,
-        loaded=False,
+        **NOT_READ,
     )
 
 
