@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from engine.knobs import KNOB, Knob, Validated, knob, knobs_of  # noqa: F401 (Knob, KNOB re-exported)
+from engine.knobs import Knob, Validated, knob, knobs_of
 
 ARCHITECTURES = ("cnn", "fno", "hybrid", "stable_hybrid")
 OUTPUT_MODES = ("real_imag", "amp_phase")

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from engine.control.remote import RemoteControl, open_mirror
-from engine.live.remote import RemoteMirror, Target
+from engine.live.remote import RemoteMirror
+from engine.live.ssh import Target
 from engine.runs.status import run_state
 from engine.runs.telemetry import iter_records, resolve_segments
 from tests.cli import fnotui
@@ -215,7 +216,7 @@ def test_remote_dashboard_in_a_terminal_launches_and_follows(sshd, study, tmp_pa
 
 
 def test_mirror_directory_is_never_a_folder_of_real_runs_and_never_shared(tmp_path):
-    from engine.live.remote import RemoteError
+    from engine.live.ssh import RemoteError
 
     target = Target.parse("nobody@127.0.0.1:study")
     real = tmp_path / "real"
@@ -234,7 +235,7 @@ def test_mirror_directory_is_never_a_folder_of_real_runs_and_never_shared(tmp_pa
 
 
 def test_targets_and_the_remote_command_line():
-    from engine.live.remote import remote_shell_command
+    from engine.live.ssh import remote_shell_command
 
     assert Target.parse("me@box:~/fnotui").study_dir == "fnotui"  # ssh starts in the home
     assert Target.parse("box:~").study_dir == ""

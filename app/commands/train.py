@@ -82,13 +82,11 @@ def check_devices_can_train(arms, devices: list[str], force: bool) -> None:
     compile mode none of them honours, or, unless ``force``, a memory estimate above the
     roomiest one's memory. run, launch and sweep call it before anything is written; the
     estimates missing from the cache are traced in one child process."""
-    from engine.training.compiling import check_compile
-    from engine.training.devices import check_precision
     from engine.training.memory_check import check_fits
+    from engine.training.train import check_modes
 
     for cfg in arms:
-        check_precision(cfg.train.precision, devices)
-        check_compile(cfg.train.compile, devices)
+        check_modes(cfg, devices)
     if not force:
         check_fits(list(arms), devices)
 

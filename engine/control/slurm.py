@@ -274,9 +274,10 @@ def job_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def refresh(run_dirs: list[Path]) -> dict[Path, str]:
-    """Record in status.json how the Slurm jobs of these runs ended, for the runs whose job
-    may have ended unseen (not finished or failed by the engine, no end recorded yet): one
-    squeue call for all of them. Returns {run dir: Slurm state} of what was recorded."""
+    """Record in status.json how the Slurm jobs of these runs ended, or that Slurm requeued
+    them, for the runs whose job may have changed unseen (not ended by the engine itself, no
+    end recorded yet, or requeued and perhaps ended since): one squeue call for all of them.
+    Returns {run dir: Slurm state} of what was recorded."""
     pending: dict[str, Path] = {}
     for run_dir in run_dirs:
         st = read_status(run_dir) or {}
@@ -295,7 +296,8 @@ def refresh(run_dirs: list[Path]) -> dict[Path, str]:
                 recorded[run_dir] = state
         elif state in REQUEUED_STATES and (read_status(run_dir) or {}).get("state") == "killed":
             # The engine stopped (SIGTERM) but the job is back in the queue: Slurm, not the
-            # user, stopped it, and the job's next attempt continues the run by itself.
+            # user, stopped it, and the job's next attempt continues the run by itself. (Read
+            # again: the engine may have written its stop since the read above.)
             why = f"requeued by Slurm ({reason or state.lower()})"
             if record_slurm_state(run_dir, job_id, SLURM_REQUEUED, why):
                 recorded[run_dir] = SLURM_REQUEUED

@@ -28,13 +28,12 @@ import threading
 import time
 from pathlib import Path
 
-from engine.live.ssh import (  # noqa: F401 (RemoteError, Target: part of this module's API)
+from engine.live.ssh import (
     BACKOFF_S,
     SSH_OPTIONS,
     RemoteError,
     Target,
     Watchdog,
-    default_mirror_root,
     drain,
     remote_shell_command,
 )

@@ -129,11 +129,9 @@ def _torch_version() -> str:
         return "unknown"
 
 
-def cached(cfg: ArmConfig) -> MemoryEstimate | None:
+def _cached_by_key(key: str) -> MemoryEstimate | None:
     try:
-        return MemoryEstimate.from_dict(
-            json.loads((cache_dir() / f"{estimate_key(cfg)}.json").read_text())
-        )
+        return MemoryEstimate.from_dict(json.loads((cache_dir() / f"{key}.json").read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -149,20 +147,17 @@ def estimates(cfgs: dict[str, ArmConfig], compute: bool = True) -> dict[str, Mem
     """Each arm's estimate, from the cache, else traced (once per distinct config, all in one
     child process so that the caller never imports torch). An arm whose trace failed maps to
     the reason, a string; with ``compute=False`` the uncached arms are left out."""
-    found: dict[str, MemoryEstimate | str] = {}
-    missing: dict[str, ArmConfig] = {}
-    for name, cfg in cfgs.items():
-        hit = cached(cfg)
-        if hit is not None:
-            found[name] = hit
-        else:
-            missing.setdefault(estimate_key(cfg), cfg)
+    # Each config hashed once, each distinct one looked up once: the points of a seed sweep
+    # share one estimate.
+    keys = {name: estimate_key(cfg) for name, cfg in cfgs.items()}
+    by_key: dict[str, MemoryEstimate | str | None] = {
+        k: _cached_by_key(k) for k in set(keys.values())
+    }
+    missing = {k: cfgs[n] for n, k in keys.items() if by_key[k] is None}
     if missing and compute:
         traced = _trace_in_child(list(missing.values()))
-        for name, cfg in cfgs.items():
-            if name not in found:
-                found[name] = traced.get(estimate_key(cfg), "no estimate")
-    return found
+        by_key.update({k: traced.get(k, "no estimate") for k in missing})
+    return {name: by_key[k] for name, k in keys.items() if by_key[k] is not None}
 
 
 def _trace_in_child(cfgs: list[ArmConfig]) -> dict[str, MemoryEstimate | str]:

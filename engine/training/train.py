@@ -67,10 +67,10 @@ def train_arm(
     on one of ``device``'s devices, with status ``queued``; stopped while queued, it leaves the
     run directory as it found it and raises Dequeued.
     """
-    # A precision none of the candidate devices can honour is bad input: refused before the run
-    # directory is touched. (A GPU's own capability is checked again when its slot is known.)
-    check_precision(cfg.train.precision, resolve_devices(device))
-    check_compile(cfg.train.compile, resolve_devices(device))
+    # A precision or compile mode none of the candidate devices can honour is bad input: refused
+    # before the run
+    # directory is touched. (The slot's own device is checked again once it is known.)
+    check_modes(cfg, resolve_devices(device))
     run = RunDir(Path(run_dir))
     lock = RunLock(run)
     lock.acquire()
@@ -156,10 +156,16 @@ class DeviceCannotTrain(FnotuiError):
     run directory already holds the queued run's status."""
 
 
+def check_modes(cfg: ArmConfig, devices: list[str]) -> None:
+    """Raise ConfigError unless one of ``devices`` can honour the arm's precision and compile
+    mode (the CLI calls it before anything is written; train_arm again per slot)."""
+    check_precision(cfg.train.precision, devices)
+    check_compile(cfg.train.compile, devices)
+
+
 def _check_slot_device(cfg: ArmConfig, device: str) -> None:
     try:
-        check_precision(cfg.train.precision, [device])
-        check_compile(cfg.train.compile, [device])
+        check_modes(cfg, [device])
     except ConfigError as exc:
         raise DeviceCannotTrain(f"the slot's device {device}: {exc}") from None
 

@@ -394,7 +394,8 @@ def test_a_config_validates_itself_however_it_is_made():
 def test_knob_metadata_lives_on_the_fields():
     import dataclasses
 
-    from engine.config import KNOB, TRAIN_KNOBS, TrainConfig
+    from engine.config import TRAIN_KNOBS, TrainConfig
+    from engine.knobs import KNOB
 
     fields = dataclasses.fields(TrainConfig)
     assert [f.name for f in fields] == [k.name for k in TRAIN_KNOBS]
