@@ -40,8 +40,10 @@ log = logging.getLogger("fnotui")
 # The reader waits at least this many times the CPU time of its last poll (next_poll_in).
 READER_IDLE_RATIO = 19.0
 # While the first read runs, the rows read so far are posted at most this often: a table
-# update per run would cost the UI more than the reading (200 runs in ~4 s).
-FIRST_READ_BATCH_S = 0.3
+# update per run would cost the UI more than the reading (200 runs in ~4 s), and a longer
+# batch keeps the rows on screen waiting (0.3 s cost the 200-run study 0.3 s of its first
+# full frame, docs/benchmarks.md).
+FIRST_READ_BATCH_S = 0.1
 
 
 def next_poll_in(poll_interval: float, took_s: float, cpu_s: float) -> float:

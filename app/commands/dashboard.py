@@ -61,11 +61,37 @@ def _connect_remote(args):
 def cmd_dashboard(args) -> int:
     import os
 
+    from engine.live.prefetch import start_prefetch
+
+    # The child process that will read the runs, started first: its imports (numpy, polars)
+    # overlap with loading the study and Textual's start-up here.
+    prefetch = start_prefetch()
+    try:
+        session = _local_or_remote_session(args, prefetch)
+    except BaseException:
+        if prefetch is not None:
+            prefetch.close()
+        raise
+    session.start_first_read()
     # Textual reads the colour system when it is imported: set it first. ssh does not forward
     # COLORTERM, so a truecolor terminal reached over ssh is seen as 256 colours anyway.
     if args.color_system:
         os.environ["TEXTUAL_COLOR_SYSTEM"] = args.color_system
+    from app.tui import FnotuiApp
+
+    try:
+        FnotuiApp(session).run()
+    finally:
+        session.control.close()
+    return EXIT_OK
+
+
+def _local_or_remote_session(args, prefetch):
+    """The dashboard's session and its run store, whose first read (possibly a million
+    records) the child process ``prefetch`` does while Textual is imported and set up; the
+    rows are shown as it goes."""
     from app.session import Session
+    from engine.live.runstore import RunStore
 
     if args.remote:
         study, arms_file, control = _connect_remote(args)
@@ -82,19 +108,8 @@ def cmd_dashboard(args) -> int:
             overrides=args.overrides,
             force=args.force,
         )
-    from engine.live.runstore import RunStore
-
-    # The first read (possibly a million records) runs while Textual is imported and set up;
-    # the rows are shown as it goes.
-    session.store = RunStore.from_study(study)
-    session.start_first_read()
-    from app.tui import FnotuiApp
-
-    try:
-        FnotuiApp(session).run()
-    finally:
-        session.control.close()
-    return EXIT_OK
+    session.store = RunStore.from_study(study, prefetch=prefetch)
+    return session
 
 
 def cmd_stream(args) -> int:

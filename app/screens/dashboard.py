@@ -3,6 +3,7 @@ highlighted row under it."""
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.text import Text
@@ -29,10 +30,11 @@ INFO_MAX_LINES = 10
 MEMORY_REREAD_S = 15.0
 
 
-def info_text(s: ArmSnapshot | None, memory: str | None = None) -> Text:
+def info_text(s: ArmSnapshot | None, memory: str | None = None, memory_read: bool = True) -> Text:
     """Everything the table has for one arm, wrapped to the terminal: at 80 columns the
     right-hand table columns are off screen, so they are repeated here. ``memory`` is the arm's
-    memory estimate as text, shown before the arm runs (None: no estimate cached)."""
+    memory estimate as text, shown before the arm runs (None: no estimate cached, or, while
+    ``memory_read`` is False, the cache not read yet)."""
     if s is None:
         return Text("no arms", style="dim")
     t = Text()
@@ -53,7 +55,12 @@ def info_text(s: ArmSnapshot | None, memory: str | None = None) -> Text:
     t.append_text(state_text(s.state, s.collapsed))
     # The estimate is traced by fnotui list, run, launch and sweep (engine/training/
     # memory_check.py); the dashboard only reads the cache, so it never loads torch.
-    needs = f"memory {memory}" if memory else "memory not estimated yet (fnotui list does it)"
+    if memory:
+        needs = f"memory {memory}"
+    elif memory_read:
+        needs = "memory not estimated yet (fnotui list does it)"
+    else:
+        needs = f"memory estimate {READING}"
     if s.state == "not started" and not s.has_run:
         t.append(
             f"\n{s.epochs_total} epochs configured · {needs}; r starts it as a background engine",
@@ -132,7 +139,8 @@ class DashboardScreen(Screen):
         self._info_shown: tuple | None = None
         self.grouped = False  # g: one row per sweep group instead of one per run
         self.memory: dict[str, str] = {}  # run -> its cached memory estimate, as text
-        self._memory_read_at = time.monotonic()  # on_mount reads it once at once
+        self.memory_read = False  # the cache was read once (until then no estimate is known)
+        self._memory_read_at = -math.inf
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,7 +152,6 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshots", self._show)
-        self.run_worker(self._read_memory_estimates, thread=True, group="memory")
         self.query_one("#filter", Input).display = False
         self.query_one(ArmTable).focus()
 
@@ -159,24 +166,28 @@ class DashboardScreen(Screen):
         return self.query_one("#groups" if self.grouped else "#arms", DataTable)
 
     def _show(self, snapshots) -> None:
-        self._refresh_memory(snapshots)
         with self.app.batch_update():  # one repaint for the table and the info panel
             self.query_one(ArmTable).show(snapshots)
             if self.grouped:
                 self._show_groups(snapshots)
             self._show_info()
-        if any(not s.loaded for s in snapshots):
-            self._read_visible_first()
+        # The memory estimates (a hash of every config, a file per distinct one) wait until the
+        # rows on screen are read rather than compete with that read.
+        if any(not s.loaded for s in snapshots) and not self._read_visible_first(snapshots):
+            return
+        self._refresh_memory(snapshots)
 
-    def _read_visible_first(self) -> None:
+    def _read_visible_first(self, snapshots) -> bool:
         """Ask the store's first read for the rows on screen (in the table's order, after a
-        sort, a filter or a scroll too) before the rest."""
+        sort, a filter or a scroll too) before the rest; True if they are all read."""
         table = self.table
         top = int(table.scroll_y)
         shown = table.names()[top : top + max(table.size.height, 1)]
         if self.grouped:
             shown = [run for name in shown for run in self._group_runs(name)]
         self.app.store.prioritize(shown)
+        loaded = {s.name for s in snapshots if s.loaded}
+        return all(name in loaded for name in shown)
 
     def _show_groups(self, snapshots) -> None:
         from app.sweep_groups import group_rows
@@ -210,7 +221,8 @@ class DashboardScreen(Screen):
             text = group_info_text(table.group(table.current_name))
         else:
             name = table.current_arm
-            text = info_text(table.snapshot(name) if name else None, self.memory.get(name))
+            snapshot = table.snapshot(name) if name else None
+            text = info_text(snapshot, self.memory.get(name), self.memory_read)
         signature = (text.plain, tuple(text.spans))
         if signature != self._info_shown:
             # A layout only when the number of lines changes (the panel's height follows it);
@@ -245,6 +257,7 @@ class DashboardScreen(Screen):
 
     def _show_memory(self, texts: dict[str, str]) -> None:
         self.memory = texts
+        self.memory_read = True
         self._show_info()
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:

@@ -12,7 +12,9 @@ engine/live/parse.py for the bulk path. Even so, the first read of a large study
 so it is published run by run: every run first gets a placeholder row from its status.json
 (``placeholder_snapshot``: ``loaded`` False, no telemetry value), then the runs are read in
 the order the dashboard asks for (``prioritize``: the rows on screen first) and each row is
-replaced by its true one as its run is read.
+replaced by its true one as its run is read. The dashboard has that read done by a child
+process (``prefetch``, engine/live/prefetch.py), which keeps it off the UI's core; the runs
+the child does not deliver are read here, in threads.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from engine.live.prefetch import Prefetch, RunState
 from engine.live.series import ArmSeries
 from engine.live.snapshot import (
     SPARK_BUCKETS,
@@ -108,6 +111,18 @@ class ArmRun:
                 self.tailer.too_long = 0
             if not chunk.more:
                 return changed
+
+    def adopt(self, state: RunState) -> None:
+        """Go on from what another reader (the first read's child process) read of this run,
+        as if this arm's own ``poll`` had read it."""
+        with self.lock:
+            # a version past the old series' so that nothing keyed on it mistakes the two
+            state.series.version += self.series.version
+            self.tailer, self.series = state.tailer, state.series
+            self.error, self.long_lines, self._seen = state.error, state.long_lines, state.seen
+            self._sparks = SparkCache()
+            self._memo = None
+        self.read = True
 
     def snapshot(self, now: float) -> ArmSnapshot:
         """The arm's row; the previous row object while nothing it shows can have changed (a
@@ -221,9 +236,18 @@ def _read_error(path: Path, exc: Exception) -> str:
 class RunStore:
     """Every arm of a study (plus run directories found beside them), polled together."""
 
-    def __init__(self, output_dir: Path, arms: dict[str, int | None], *, discover: bool = True):
+    def __init__(
+        self,
+        output_dir: Path,
+        arms: dict[str, int | None],
+        *,
+        discover: bool = True,
+        prefetch: Prefetch | None = None,
+    ):
         self.output_dir = Path(output_dir)
         self.discover = discover
+        # The child process that does the first read (see _first_read); None once it is done.
+        self._prefetch = prefetch
         self.arms: dict[str, ArmRun] = {
             name: ArmRun(name, self.output_dir / name, True, epochs)
             for name, epochs in arms.items()
@@ -304,15 +328,22 @@ class RunStore:
         """Every run's placeholder row at once, then every backlog, in threads, each run's
         true row published as soon as it is read. Threads: polars releases the GIL while it
         parses one run, so another run's Python work (tailing, decoding its epoch records)
-        proceeds on the other core."""
-        for arm in arms:
-            self._publish(arm, now)
+        proceeds on the other core. With a ``prefetch`` child process, the child reads them
+        (it is given the runs before the placeholders are made) and the threads read what it
+        did not deliver."""
         with self._lock:
             # runs that prioritize() named before the read began stay in front
             first = [n for n in self._pending if n in self.arms]
             self._pending = first + [a.name for a in arms if a.name not in set(first)]
+            if self._prefetch is not None:
+                self._prefetch.read([(n, self.arms[n].run.root) for n in self._pending])
+        for arm in arms:
+            self._publish(arm, now)
+        with self._lock:
             self._first_started = True
-        threads = min(FIRST_READ_THREADS, len(arms))
+        if self._prefetch is not None:
+            self._adopt_prefetched(self._prefetch)
+        threads = min(FIRST_READ_THREADS, len(self._pending))
         if threads <= 1:
             self._read_pending()
         else:
@@ -320,6 +351,31 @@ class RunStore:
                 for future in [pool.submit(self._read_pending) for _ in range(threads)]:
                     future.result()
         self._first_done = True
+
+    def _adopt_prefetched(self, prefetch: Prefetch) -> None:
+        """Each run the child sends, adopted and its row published, until the child is done."""
+        try:
+            for name, state in prefetch:
+                with self._lock:
+                    if name not in self._pending:
+                        continue
+                    self._pending.remove(name)
+                arm = self.arms[name]
+                arm.adopt(state)
+                self._publish(arm, time.time())
+        except Exception:  # whatever went wrong, the runs not adopted are read here
+            log.exception("first read: adopting the child's runs")
+        finally:
+            with self._lock:
+                self._prefetch = None
+            code = prefetch.close()
+            if self._pending:
+                log.warning(
+                    "first read: the child process ended (exit %s) with %d runs unread; "
+                    "reading them here",
+                    code,
+                    len(self._pending),
+                )
 
     def _read_pending(self) -> None:
         """One thread of the first read: the next run in line, until none is left."""
@@ -342,6 +398,8 @@ class RunStore:
             front = [n for n in dict.fromkeys(names) if n in waiting or not self._first_started]
             rest = [n for n in self._pending if n not in set(front)]
             self._pending = front + rest
+            if self._prefetch is not None:
+                self._prefetch.prioritize([n for n in front if n in waiting])
 
     @property
     def unread(self) -> int:

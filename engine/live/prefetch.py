@@ -1,0 +1,222 @@
+"""The first read of a study in a child process, so that it has a core of its own.
+
+Reading a study's backlog is mostly Python work: polars parses the lines, but tailing, decoding
+the records polars leaves, building each run's series and its row hold the GIL. In the
+dashboard that read ran in threads of the process that was importing and starting Textual at
+the same moment, so on a small machine the two took turns on one core and the rows on screen
+waited for both (docs/benchmarks.md, "Dashboard"). Here a child process reads the runs instead,
+in the order the dashboard asks for, and hands back each run's reader state (its ``Tailer``
+position and its ``ArmSeries``, exactly as ``ArmRun.poll`` left them) through a pipe; the
+dashboard adopts that state and follows the run from there as if it had read it itself.
+
+The child only makes the first read faster, never different: it runs the same ``ArmRun.poll``
+on the same files, and whatever it does not deliver (it could not start, died, or sent a frame
+that does not unpickle) is read in process as before (engine/live/runstore.py).
+
+The dashboard starts the child first thing, before it loads the study, so that the child's
+imports (numpy, polars) overlap with its own; ``read`` then hands it the runs.
+
+Protocol. The parent writes JSON lines to the child's stdin: first ``{"runs": [[name, dir],
+...]}`` in reading order, then any number of ``{"first": [name, ...]}`` (read these next, the
+rows now on screen). The child answers on stdout with frames: an 8-byte big-endian length, then
+a pickle of ``(name, RunState)``. End of stdin (the dashboard quit) ends the child. Pickle is safe
+here: the only writer is our own child, started from the same interpreter and code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the parent imports this module before numpy is loaded
+    from engine.live.series import ArmSeries
+    from engine.live.tail import Tailer
+
+log = logging.getLogger("fnotui.reader")
+
+_LENGTH = struct.Struct(">Q")
+
+
+@dataclass
+class RunState:
+    """What ``ArmRun.poll`` leaves behind for one run: enough to go on polling it."""
+
+    tailer: Tailer
+    series: ArmSeries
+    error: str
+    long_lines: int
+    seen: bool
+
+
+class Prefetch:
+    """The parent's side: start the child, give it the runs, steer their order, receive them."""
+
+    COMMAND = [sys.executable, "-m", "engine.live.prefetch"]
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # where the ``engine`` package lives
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self._lock = threading.Lock()  # the order is written from the UI's and reader's threads
+        self._reading = False
+        self.proc = subprocess.Popen(
+            self.COMMAND,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # never the terminal: the dashboard owns it, and a stray line would corrupt the
+            # screen; what goes wrong in the child shows as runs read in process (logged)
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def read(self, runs: list[tuple[str, Path]]) -> None:
+        """The runs to read, in this order (``prioritize`` reorders what is left)."""
+        self._send({"runs": [[name, str(path)] for name, path in runs]})
+        self._reading = True
+
+    def _send(self, message: dict) -> None:
+        line = (json.dumps(message) + "\n").encode()
+        with self._lock:
+            try:
+                self.proc.stdin.write(line)
+                self.proc.stdin.flush()
+            except (OSError, ValueError):  # the child is gone: its runs are read in process
+                pass
+
+    def prioritize(self, names: list[str]) -> None:
+        """Read these runs next (those the child has not sent yet). Before ``read`` there is
+        nothing to reorder: the order ``read`` gives is the caller's."""
+        if self._reading:
+            self._send({"first": list(names)})
+
+    def __iter__(self) -> Iterator[tuple[str, RunState]]:
+        """Each run as the child sends it, until it is done or gone."""
+        while True:
+            try:
+                head = self.proc.stdout.read(_LENGTH.size)
+                if len(head) < _LENGTH.size:
+                    return
+                name, state = pickle.loads(self._body(_LENGTH.unpack(head)[0]))
+            except Exception as exc:  # a truncated frame (the child was killed while writing)
+                log.warning("first read: a frame from the child did not unpickle: %r", exc)
+                return
+            yield name, state
+
+    def _body(self, size: int) -> bytes:
+        """``size`` bytes, or fewer at the end of the pipe; read in pieces, so that a length
+        that is garbage costs nothing before the pipe ends."""
+        parts, left = [], size
+        while left > 0:
+            part = self.proc.stdout.read(min(left, 1 << 24))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
+    def close(self) -> int | None:
+        """Stop the child (if it is still reading) and reap it; its exit code."""
+        with self._lock:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait()
+        self.proc.stdout.close()
+        return code
+
+
+def start_prefetch() -> Prefetch | None:
+    """A child process for the first read, or None if none can be started (the store then
+    reads every run in process)."""
+    try:
+        return Prefetch()
+    except OSError as exc:
+        log.warning("first read: cannot start a child process (%s); reading in process", exc)
+        return None
+
+
+# -- the child ------------------------------------------------------------------------------
+
+
+class _Order:
+    """The runs still to read, reordered by the parent's ``first`` messages as they come."""
+
+    def __init__(self, names: list[str]):
+        self._names = list(names)
+        self._lock = threading.Lock()
+
+    def first(self, names: list[str]) -> None:
+        with self._lock:
+            waiting = set(self._names)
+            front = [n for n in dict.fromkeys(names) if n in waiting]
+            self._names = front + [n for n in self._names if n not in set(front)]
+
+    def pop(self) -> str | None:
+        with self._lock:
+            return self._names.pop(0) if self._names else None
+
+
+def _listen(order: _Order) -> None:
+    """The parent's later messages; its end of the pipe closing means it is gone: stop too."""
+    for line in sys.stdin.buffer:
+        try:
+            order.first(json.loads(line)["first"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    os._exit(0)
+
+
+def main() -> int:
+    # Run as ``-m``, this module is __main__: RunState must be pickled under its importable
+    # name for the parent to find it.
+    from engine.live.prefetch import RunState as ImportableRunState
+    from engine.live.runstore import ArmRun
+
+    try:  # now, while the parent loads the study, rather than at the first large run
+        import polars  # noqa: F401
+    except ImportError:  # the reader falls back to reading line by line
+        pass
+    request: dict = {}
+    while "runs" not in request:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            return 0
+        try:
+            request = json.loads(line)
+        except ValueError:
+            continue
+    dirs = {name: Path(path) for name, path in request["runs"]}
+    order = _Order(list(dirs))
+    threading.Thread(target=_listen, args=(order,), daemon=True).start()
+    out = sys.stdout.buffer
+    while (name := order.pop()) is not None:
+        arm = ArmRun(name, dirs[name], True, None)
+        arm.poll()  # never raises: a run it cannot read carries the reason in ``error``
+        state = ImportableRunState(arm.tailer, arm.series, arm.error, arm.long_lines, arm._seen)
+        body = pickle.dumps((name, state), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            out.write(_LENGTH.pack(len(body)) + body)
+            out.flush()
+        except BrokenPipeError:  # the dashboard quit
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    # No interpreter shutdown: the listener thread is still blocked on stdin, and polars' own
+    # threads are still up; nothing is left to flush.
+    os._exit(code)

@@ -1,0 +1,219 @@
+"""The first read in a child process (engine/live/prefetch.py): it must read every run exactly as
+the store's own first read does, hand over where to go on following, honour the dashboard's
+order, and lose nothing when the child dies or talks nonsense (the store reads the rest itself).
+
+The runs are real training traces (tests/fixtures/traces) replayed through the engine's
+``TelemetryWriter`` and ``StatusFile``; one is long enough for the polars path, one stops in the
+middle of a line, one has a corrupt line, one has not started, one has no directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.live import series as series_mod
+from engine.live.prefetch import Prefetch, start_prefetch
+from engine.live.runstore import RunStore
+from engine.runs.rundir import RunDir
+from engine.runs.status import StatusFile
+from engine.runs.telemetry import TelemetryWriter, decode_record, encode_record
+
+TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
+
+
+def trace(name: str) -> list[dict]:
+    path = TRACES / f"{name}.jsonl"
+    return [decode_record(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_run(runs: Path, name: str, records: list[dict], state: str | None) -> Path:
+    run = RunDir(runs / name)
+    run.root.mkdir(parents=True, exist_ok=True)
+    writer = TelemetryWriter(run.telemetry)
+    try:
+        for record in records:
+            writer.write(record)
+    finally:
+        writer.close()
+    if state is not None:
+        status = StatusFile(run, name, epochs=4)
+        if state == "running":
+            status.write(epoch=1)
+        else:
+            status.finish(state, exit_code=0 if state == "finished" else 1)
+    return run.telemetry
+
+
+def long_run(records: list[dict], copies: int) -> list[dict]:
+    """The trace's steps and epochs repeated, renumbered, past the bulk threshold."""
+    header = [r for r in records if r["type"] == "header"][:1]
+    body = [r for r in records if r["type"] in ("step", "epoch")]
+    out, step, epoch = list(header), 0, 0
+    for _ in range(copies):
+        for record in body:
+            record = dict(record)
+            if record["type"] == "step":
+                record["step"], record["epoch"] = step, epoch
+                step += 1
+            else:
+                record["epoch"] = epoch
+                epoch += 1
+            out.append(record)
+    return out
+
+
+@pytest.fixture
+def study(tmp_path) -> tuple[Path, list[str]]:
+    runs = tmp_path / "runs"
+    healthy, collapse = trace("real_healthy_cnn"), trace("real_collapse_fno_lr01")
+    nan = trace("real_nan_hybrid_sgd_lr10")
+    write_run(runs, "healthy", healthy, "finished")
+    write_run(runs, "collapse", collapse, "finished")
+    write_run(runs, "nan", nan, "failed")
+    long = long_run(healthy, copies=1 + series_mod.BULK_MIN_LINES // len(healthy))
+    write_run(runs, "long", long, "finished")
+    telemetry = write_run(runs, "half", collapse[:30], "running")
+    with open(telemetry, "ab") as f:  # the writer is in the middle of its next line
+        f.write(encode_record(collapse[30]).encode()[:25])
+    telemetry = write_run(runs, "corrupt", healthy[:20], "finished")
+    with open(telemetry, "ab") as f:
+        f.write(b'{"type": "step", "step": 99, "lo\n')
+        f.write("".join(encode_record(r) for r in healthy[20:40]).encode())
+    (runs / "idle").mkdir()  # made, not started
+    names = ["healthy", "collapse", "nan", "long", "half", "corrupt", "idle", "absent"]
+    return runs, names
+
+
+def store_of(runs: Path, names: list[str], prefetch=None) -> RunStore:
+    store = RunStore(runs, {name: 4 for name in names}, discover=False, prefetch=prefetch)
+    store.read_here = []  # runs the store read itself, not the child
+    store.before_read = store.read_here.append
+    return store
+
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def assert_same_reading(here: RunStore, child: RunStore) -> None:
+    """Every row and every plot's data the same, whoever read them."""
+    rows_here = {s.name: s for s in here.snapshots()}
+    rows_child = {s.name: s for s in child.snapshots()}
+    assert rows_here.keys() == rows_child.keys()
+    for name, row in rows_here.items():
+        assert row.loaded and rows_child[name].loaded, name
+        for f in dataclasses.fields(row):
+            # a change counter of the store's own objects; what moves with the wall clock (a
+            # running run's ETA and age, taken when each store published the row)
+            if f.name in ("version", "updated_age_s", "eta_s", "note"):
+                continue
+            mine, theirs = getattr(row, f.name), getattr(rows_child[name], f.name)
+            assert same(mine, theirs), (name, f.name, mine, theirs)
+        plot_here, plot_child = here.plot_data(name), child.plot_data(name)
+        for f in ("steps", "epochs", "events", "header", "steps_per_epoch", "metrics"):
+            assert same(getattr(plot_here, f), getattr(plot_child, f)), (name, f)
+
+
+def test_child_reads_every_run_as_the_store_does_and_following_goes_on(study):
+    runs, names = study
+    here = store_of(runs, names)
+    here.poll()
+    child = store_of(runs, names, prefetch=start_prefetch())
+    child.poll()
+    assert child.read_here == []  # the child read them all
+    assert here.read_here == names
+    assert_same_reading(here, child)
+    corrupt = child.arms["corrupt"].series.stats.bad_lines
+    assert corrupt == here.arms["corrupt"].series.stats.bad_lines == 1
+
+    # Following from where the child stopped: the half line completed, more records after it.
+    collapse = trace("real_collapse_fno_lr01")
+    with open(runs / "half" / "telemetry.jsonl", "ab") as f:
+        f.write(encode_record(collapse[30]).encode()[25:])
+        f.write("".join(encode_record(r) for r in collapse[31:60]).encode())
+    assert here.poll() and child.poll()
+    assert_same_reading(here, child)
+    fresh = store_of(runs, names)
+    fresh.poll()
+    assert_same_reading(fresh, child)
+    assert len(child.arms["half"].series.steps["loss"]) > 0
+
+
+def test_the_child_reads_the_runs_the_dashboard_names_first(study):
+    runs, names = study
+    delivered: list[str] = []
+
+    class Recorded(Prefetch):
+        def __iter__(self):
+            for name, state in super().__iter__():
+                delivered.append(name)
+                yield name, state
+
+    store = store_of(runs, names, prefetch=Recorded())
+    store.prioritize(["idle", "long"])  # the rows on screen, before the read begins
+    store.poll()
+    assert delivered[:2] == ["idle", "long"]
+    assert sorted(delivered) == sorted(names)
+
+
+def test_a_child_killed_mid_read_loses_no_run(study):
+    runs, names = study
+
+    class Killed(Prefetch):
+        def __iter__(self):
+            for name, state in super().__iter__():
+                yield name, state
+                self.proc.kill()  # a real SIGKILL, after the first run
+
+    here = store_of(runs, names)
+    here.poll()
+    child = store_of(runs, names, prefetch=Killed())
+    child.poll()
+    # the first run came from the child; how many more it had written into the pipe before
+    # the kill depends on the machine, and the store read the rest
+    assert names[0] not in child.read_here
+    assert_same_reading(here, child)
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import sys; sys.exit(3)",  # dies at once
+        "import sys; sys.stdout.buffer.write(b'\\x00' * 7 + b'\\x05garbage'); sys.stdout.flush()",
+        "import sys; sys.stdout.buffer.write(b'\\xff' * 8); sys.stdout.flush()",  # a huge length
+    ],
+)
+def test_a_child_that_fails_or_talks_nonsense_leaves_the_read_to_the_store(
+    study, program, monkeypatch
+):
+    runs, names = study
+    monkeypatch.setattr(Prefetch, "COMMAND", [sys.executable, "-c", program])
+    here = store_of(runs, names)
+    here.poll()
+    child = store_of(runs, names, prefetch=start_prefetch())
+    child.poll()
+    assert child.read_here == names
+    assert_same_reading(here, child)
+
+
+def test_no_child_process_at_all_is_not_an_error(study, monkeypatch):
+    runs, names = study
+    monkeypatch.setattr(Prefetch, "COMMAND", ["/nonexistent/python"])
+    assert start_prefetch() is None
+    store = store_of(runs, names, prefetch=None)
+    store.poll()
+    assert store.read_here == names
