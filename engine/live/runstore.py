@@ -262,8 +262,9 @@ class RunStore:
         self._first_started = False
         self._first_done = False
         self.progress = 0  # bumped whenever a row is replaced: "is there anything new to show"
-        # Called with a run's name just before the first read reads it (tests hold the read
-        # there, to see the rows before and after; None in the dashboard).
+        # Called with a run's name just before the first read reads it in this process (tests
+        # hold the read there, to see the rows before and after; None in the dashboard). Runs
+        # the prefetch child delivers do not pass here.
         self.before_read: Callable[[str], None] | None = None
 
     @classmethod

@@ -114,7 +114,8 @@ def classify_run(records: Iterable[dict], state: str, metrics: dict | None = Non
     if state == "not started":
         return Verdict("incomplete", detail="not started")
     if state == "queued":
-        return Verdict("incomplete", detail="queued for a device")
+        # here a free device, on a cluster the scheduler: the row's note says which
+        return Verdict("incomplete", detail="queued, waiting for its turn to start")
     # "killed" is the engine's state name for a stop (the user's s, or a signal)
     said = "stopped" if state == "killed" else state
     if not seen_header:
