@@ -85,19 +85,26 @@ class Prefetch:
         self._reading = True
 
     def _send(self, message: dict) -> None:
-        line = (json.dumps(message) + "\n").encode()
         with self._lock:
-            try:
-                self.proc.stdin.write(line)
-                self.proc.stdin.flush()
-            except (OSError, ValueError):  # the child is gone: its runs are read in process
-                pass
+            self._write(message)
+
+    def _write(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # the child is gone: its runs are read in process
+            pass
 
     def prioritize(self, names: list[str]) -> None:
         """Read these runs next (those the child has not sent yet). Before ``read`` there is
-        nothing to reorder: the order ``read`` gives is the caller's."""
-        if self._reading:
-            self._send({"first": list(names)})
+        nothing to reorder: the order ``read`` gives is the caller's. Never waits (the UI calls
+        it): while another message is being written, this one is dropped, and the caller sends
+        its order again with its next update."""
+        if self._reading and self._lock.acquire(blocking=False):
+            try:
+                self._write({"first": list(names)})
+            finally:
+                self._lock.release()
 
     def __iter__(self) -> Iterator[tuple[str, RunState]]:
         """Each run as the child sends it, until it is done or gone."""
@@ -143,7 +150,7 @@ def start_prefetch() -> Prefetch | None:
     reads every run in process)."""
     try:
         return Prefetch()
-    except OSError as exc:
+    except Exception as exc:  # (an OSError, or no interpreter to run): never the dashboard's end
         log.warning("first read: cannot start a child process (%s); reading in process", exc)
         return None
 

@@ -336,8 +336,9 @@ class RunStore:
             # runs that prioritize() named before the read began stay in front
             first = [n for n in self._pending if n in self.arms]
             self._pending = first + [a.name for a in arms if a.name not in set(first)]
-            if self._prefetch is not None:
-                self._prefetch.read([(n, self.arms[n].run.root) for n in self._pending])
+            order = [(n, self.arms[n].run.root) for n in self._pending]
+        if self._prefetch is not None:  # not under the lock: a long list may wait for the pipe
+            self._prefetch.read(order)
         for arm in arms:
             self._publish(arm, now)
         with self._lock:
