@@ -169,7 +169,8 @@ class _Order:
         with self._lock:
             waiting = set(self._names)
             front = [n for n in dict.fromkeys(names) if n in waiting]
-            self._names = front + [n for n in self._names if n not in set(front)]
+            moved = set(front)
+            self._names = front + [n for n in self._names if n not in moved]
 
     def pop(self) -> str | None:
         with self._lock:
@@ -187,15 +188,14 @@ def _listen(order: _Order) -> None:
 
 
 def main() -> int:
-    # Run as ``-m``, this module is __main__: RunState must be pickled under its importable
-    # name for the parent to find it.
+    # polars now, while the parent loads the study, rather than at the first large run. Run as
+    # ``-m``, this module is __main__: RunState must be pickled under its importable name for
+    # the parent to find it.
+    import polars  # noqa: F401
+
     from engine.live.prefetch import RunState as ImportableRunState
     from engine.live.runstore import ArmRun
 
-    try:  # now, while the parent loads the study, rather than at the first large run
-        import polars  # noqa: F401
-    except ImportError:  # the reader falls back to reading line by line
-        pass
     request: dict = {}
     while "runs" not in request:
         line = sys.stdin.buffer.readline()

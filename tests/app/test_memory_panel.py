@@ -36,3 +36,16 @@ def test_an_arm_without_an_estimate_says_how_to_get_one(study_file, tmp_path, mo
         assert "memory not estimated yet (fnotui list does it)" in info
 
     drive(study_file, check)
+
+
+def test_until_the_cache_is_read_the_panel_says_so_not_that_there_is_no_estimate(study_file):
+    from app.screens.dashboard import info_text
+
+    async def check(pilot):
+        idle = {s.name: s for s in pilot.app.snapshots}["arm_idle"]
+        waiting = info_text(idle, None, memory_read=False).plain
+        assert "memory estimate reading" in waiting and "not estimated" not in waiting
+        assert "not estimated yet" in info_text(idle, None, memory_read=True).plain
+        assert "memory ~1 GiB" in info_text(idle, "~1 GiB", memory_read=False).plain
+
+    drive(study_file, check)
