@@ -151,26 +151,17 @@ def write_telemetry(path: Path, records: list[dict], partial: bytes = b"") -> No
 
 
 def queue_arm(study_file: Path, arm: str, reason: str) -> None:
-    """``arm`` queued by a live process of this host (status.json as engine/runs/status.py
-    writes it for a queued arm), with the reason it waits."""
-    import os
-    import socket
-    import time
+    """``arm`` queued by a live process of this host (this one), with the reason it waits:
+    status.json written by the engine's own StatusFile, as engine/training/devices.py does
+    while an arm waits for a device."""
+    from engine.runs.rundir import RunDir
+    from engine.runs.status import StatusFile
+    from engine.study.arms import load_study
 
-    run = study_file.parent / "runs" / arm
-    run.mkdir(parents=True)
-    (run / "status.json").write_text(
-        json.dumps(
-            {
-                "arm": arm,
-                "state": "queued",
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "heartbeat": time.time(),
-                "queue": reason,
-            }
-        )
-    )
+    epochs = load_study(study_file, validate_models=False).arms[arm].train.epochs
+    run = RunDir(study_file.parent / "runs" / arm)
+    run.root.mkdir(parents=True)
+    StatusFile(run, arm, epochs).write(state="queued", queue=reason)
 
 
 def write_status(run: Path, **fields) -> None:
