@@ -18,8 +18,11 @@ imports (numpy, polars) overlap with its own; ``read`` then hands it the runs.
 
 Protocol. The parent writes JSON lines to the child's stdin: first ``{"runs": [[name, dir],
 ...]}`` in reading order, then any number of ``{"first": [name, ...]}`` (read these next, the
-rows now on screen). The child answers on stdout with frames: an 8-byte big-endian length, then
-a pickle of ``(name, RunState)``. End of stdin (the dashboard quit) ends the child. Pickle is safe
+rows now on screen) and perhaps ``{"stop": true}`` (no run after the one in hand: a run that
+takes long, or a file that blocks, must not hold the others back, so the parent's threads take
+them). The child answers on stdout with frames: an 8-byte big-endian length, then a pickle of
+``(name, None)`` as it takes a run and ``(name, RunState)`` once it has read it. End of stdin
+(the dashboard quit) ends the child. Pickle is safe
 here: the only writer is our own child, started from the same interpreter and code.
 """
 
@@ -34,7 +37,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,13 +52,15 @@ _LENGTH = struct.Struct(">Q")
 
 @dataclass
 class RunState:
-    """What ``ArmRun.poll`` leaves behind for one run: enough to go on polling it."""
+    """What ``ArmRun.poll`` leaves behind for one run: enough to go on polling it, and what it
+    logged on the way (level, message), for the parent's log."""
 
     tailer: Tailer
     series: ArmSeries
     error: str
     long_lines: int
     seen: bool
+    logs: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Prefetch:
@@ -77,12 +82,19 @@ class Prefetch:
             # screen; what goes wrong in the child shows as runs read in process (logged)
             stderr=subprocess.DEVNULL,
             env=env,
+            # not the user's directory: ``-m`` puts the working directory first on sys.path,
+            # and an ``engine`` package there must not stand in for ours
+            cwd=root,
         )
 
     def read(self, runs: list[tuple[str, Path]]) -> None:
         """The runs to read, in this order (``prioritize`` reorders what is left)."""
-        self._send({"runs": [[name, str(path)] for name, path in runs]})
+        self._send({"runs": [[name, os.path.abspath(path)] for name, path in runs]})
         self._reading = True
+
+    def stop(self) -> None:
+        """Read no further run after the one in hand (the parent's threads take the rest)."""
+        self._send({"stop": True})
 
     def _send(self, message: dict) -> None:
         with self._lock:
@@ -106,8 +118,9 @@ class Prefetch:
             finally:
                 self._lock.release()
 
-    def __iter__(self) -> Iterator[tuple[str, RunState]]:
-        """Each run as the child sends it, until it is done or gone."""
+    def __iter__(self) -> Iterator[tuple[str, RunState | None]]:
+        """What the child sends, until it is done or gone: ``(name, None)`` when it takes a
+        run, ``(name, state)`` when it has read it."""
         while True:
             try:
                 head = self.proc.stdout.read(_LENGTH.size)
@@ -158,36 +171,68 @@ def start_prefetch() -> Prefetch | None:
 # -- the child ------------------------------------------------------------------------------
 
 
-class _Order:
-    """The runs still to read, reordered by the parent's ``first`` messages as they come."""
+class _Inbox:
+    """What the parent said: the runs, then reorders and a stop; drained from stdin by its own
+    thread from the child's first instant, so the parent's writes never wait on a full pipe."""
 
-    def __init__(self, names: list[str]):
-        self._names = list(names)
+    def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._given = threading.Event()
+        self.dirs: dict[str, Path] = {}
+        self._names: list[str] = []
 
-    def first(self, names: list[str]) -> None:
+    def take(self, message: dict) -> None:
         with self._lock:
-            waiting = set(self._names)
-            front = [n for n in dict.fromkeys(names) if n in waiting]
-            moved = set(front)
-            self._names = front + [n for n in self._names if n not in moved]
+            if "runs" in message:
+                self.dirs = {name: Path(path) for name, path in message["runs"]}
+                self._names = list(self.dirs)
+                self._given.set()
+            elif message.get("stop"):
+                self._names = []
+            elif "first" in message:
+                waiting = set(self._names)
+                front = [n for n in dict.fromkeys(message["first"]) if n in waiting]
+                moved = set(front)
+                self._names = front + [n for n in self._names if n not in moved]
+
+    def wait_for_runs(self) -> None:
+        self._given.wait()
 
     def pop(self) -> str | None:
         with self._lock:
             return self._names.pop(0) if self._names else None
 
 
-def _listen(order: _Order) -> None:
-    """The parent's later messages; its end of the pipe closing means it is gone: stop too."""
+def _listen(inbox: _Inbox) -> None:
+    """The parent's messages; its end of the pipe closing means it is gone: stop too."""
     for line in sys.stdin.buffer:
         try:
-            order.first(json.loads(line)["first"])
-        except (ValueError, KeyError, TypeError):
+            inbox.take(json.loads(line))
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
     os._exit(0)
 
 
+class _Kept(logging.Handler):
+    """The reader's log records of the run being read, for the parent to log as its own (the
+    child's stderr goes nowhere)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.records: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, self.format(record)))
+
+
 def main() -> int:
+    # The frames get stdout's pipe to themselves: anything printed goes nowhere instead of
+    # into the middle of a frame.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    inbox = _Inbox()
+    threading.Thread(target=_listen, args=(inbox,), daemon=True).start()
     # polars now, while the parent loads the study, rather than at the first large run. Run as
     # ``-m``, this module is __main__: RunState must be pickled under its importable name for
     # the parent to find it.
@@ -196,29 +241,35 @@ def main() -> int:
     from engine.live.prefetch import RunState as ImportableRunState
     from engine.live.runstore import ArmRun
 
-    request: dict = {}
-    while "runs" not in request:
-        line = sys.stdin.buffer.readline()
-        if not line:
-            return 0
-        try:
-            request = json.loads(line)
-        except ValueError:
-            continue
-    dirs = {name: Path(path) for name, path in request["runs"]}
-    order = _Order(list(dirs))
-    threading.Thread(target=_listen, args=(order,), daemon=True).start()
-    out = sys.stdout.buffer
-    while (name := order.pop()) is not None:
-        arm = ArmRun(name, dirs[name], True, None)
-        arm.poll()  # never raises: a run it cannot read carries the reason in ``error``
-        state = ImportableRunState(arm.tailer, arm.series, arm.error, arm.long_lines, arm._seen)
-        body = pickle.dumps((name, state), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            out.write(_LENGTH.pack(len(body)) + body)
-            out.flush()
-        except BrokenPipeError:  # the dashboard quit
-            break
+    kept = _Kept()
+    reader_log = logging.getLogger("fnotui")
+    reader_log.addHandler(kept)
+    reader_log.setLevel(logging.INFO)
+    reader_log.propagate = False
+    inbox.wait_for_runs()
+
+    def send(frame: tuple) -> None:
+        body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(_LENGTH.pack(len(body)))
+        out.write(body)
+        out.flush()
+
+    try:
+        while (name := inbox.pop()) is not None:
+            send((name, None))  # taken: the parent's own threads leave it to us
+            arm = ArmRun(name, inbox.dirs[name], True, None)
+            kept.records = []
+            arm.poll()  # never raises: a run it cannot read carries the reason in ``error``
+            send(
+                (
+                    name,
+                    ImportableRunState(
+                        arm.tailer, arm.series, arm.error, arm.long_lines, arm._seen, kept.records
+                    ),
+                )
+            )
+    except BrokenPipeError:  # the dashboard quit
+        pass
     return 0
 
 

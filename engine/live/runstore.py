@@ -51,6 +51,9 @@ __all__ = ["SPARK_BUCKETS", "ArmRun", "ArmSnapshot", "PlotData", "RunStore"]
 DISCOVER_EVERY_S = 5.0
 # Threads for the first read of a study (see RunStore._first_read).
 FIRST_READ_THREADS = min(4, os.cpu_count() or 1)
+# Silence from the first read's child process after which the store's own threads read the
+# runs it has not taken (a huge run or a blocking file must not hold the others back).
+PREFETCH_STALL_S = 3.0
 
 
 class ArmRun:
@@ -122,6 +125,8 @@ class ArmRun:
             self.error, self.long_lines, self._seen = state.error, state.long_lines, state.seen
             self._sparks = SparkCache()
             self._memo = None
+        for level, message in state.logs:  # what the other reader logged, in our log
+            log.log(level, "%s", message)
         self.read = True
 
     def snapshot(self, now: float) -> ArmSnapshot:
@@ -248,6 +253,8 @@ class RunStore:
         self.discover = discover
         # The child process that does the first read (see _first_read); None once it is done.
         self._prefetch = prefetch
+        self._child_has: set[str] = set()  # runs the child took and has not sent back yet
+        self._child_heard = 0.0  # monotonic time of its last frame
         self.arms: dict[str, ArmRun] = {
             name: ArmRun(name, self.output_dir / name, True, epochs)
             for name, epochs in arms.items()
@@ -344,7 +351,11 @@ class RunStore:
         with self._lock:
             self._first_started = True
         if self._prefetch is not None:
-            self._adopt_prefetched(self._prefetch)
+            self._read_with_child(self._prefetch)
+        self._read_in_threads()  # all of them without a child; what it did not deliver with one
+        self._first_done = True
+
+    def _read_in_threads(self) -> None:
         threads = min(FIRST_READ_THREADS, len(self._pending))
         if threads <= 1:
             self._read_pending()
@@ -352,16 +363,43 @@ class RunStore:
             with ThreadPoolExecutor(threads, thread_name_prefix="fnotui-read") as pool:
                 for future in [pool.submit(self._read_pending) for _ in range(threads)]:
                     future.result()
-        self._first_done = True
+
+    def _read_with_child(self, prefetch: Prefetch) -> None:
+        """The child's runs adopted as they come; if it goes silent for PREFETCH_STALL_S (a
+        huge run, a file that blocks), it finishes the run in hand and our threads read the
+        runs it has not taken meanwhile."""
+        self._child_heard = time.monotonic()
+        adopter = threading.Thread(
+            target=self._adopt_prefetched, args=(prefetch,), name="fnotui-adopt", daemon=True
+        )
+        adopter.start()
+        while adopter.is_alive():
+            adopter.join(0.2)
+            if adopter.is_alive() and time.monotonic() - self._child_heard > PREFETCH_STALL_S:
+                log.warning(
+                    "first read: nothing from the child process for %g s; the other runs "
+                    "are read here",
+                    PREFETCH_STALL_S,
+                )
+                prefetch.stop()
+                self._read_in_threads()
+                adopter.join()
 
     def _adopt_prefetched(self, prefetch: Prefetch) -> None:
-        """Each run the child sends, adopted and its row published, until the child is done."""
+        """What the child sends, until it is done: a run it takes is no longer ours to read,
+        a run it has read is adopted and its row published."""
         try:
             for name, state in prefetch:
+                self._child_heard = time.monotonic()
                 with self._lock:
-                    if name not in self._pending:
+                    if state is None:  # taken by the child (unless a thread of ours has it)
+                        if name in self._pending:
+                            self._pending.remove(name)
+                            self._child_has.add(name)
                         continue
-                    self._pending.remove(name)
+                    if name not in self._child_has:
+                        continue
+                    self._child_has.discard(name)
                 arm = self.arms[name]
                 arm.adopt(state)
                 self._publish(arm, time.time())
@@ -370,13 +408,17 @@ class RunStore:
         finally:
             with self._lock:
                 self._prefetch = None
+                # taken and never sent back (the child died): ours again
+                self._pending[:0] = sorted(self._child_has)
+                self._child_has.clear()
+                unread = len(self._pending)
             code = prefetch.close()
-            if self._pending:
+            if unread:
                 log.warning(
                     "first read: the child process ended (exit %s) with %d runs unread; "
                     "reading them here",
                     code,
-                    len(self._pending),
+                    unread,
                 )
 
     def _read_pending(self) -> None:
@@ -400,8 +442,9 @@ class RunStore:
             front = [n for n in dict.fromkeys(names) if n in waiting or not self._first_started]
             rest = [n for n in self._pending if n not in set(front)]
             self._pending = front + rest
-            if self._prefetch is not None:
-                self._prefetch.prioritize([n for n in front if n in waiting])
+            prefetch = self._prefetch
+        if prefetch is not None:  # not under the lock: the UI must never wait on a pipe
+            prefetch.prioritize([n for n in front if n in waiting])
 
     @property
     def unread(self) -> int:

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from engine.live import runstore as runstore_mod
 from engine.live import series as series_mod
 from engine.live.prefetch import Prefetch, start_prefetch
 from engine.live.runstore import RunStore
 from engine.runs.rundir import RunDir
 from engine.runs.status import StatusFile
-from engine.runs.telemetry import TelemetryWriter, decode_record, encode_record
+from engine.runs.telemetry import MAX_LINE_BYTES, TelemetryWriter, decode_record, encode_record
 
 TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 
@@ -84,9 +88,11 @@ def study(tmp_path) -> tuple[Path, list[str]]:
     telemetry = write_run(runs, "corrupt", healthy[:20], "finished")
     with open(telemetry, "ab") as f:
         f.write(b'{"type": "step", "step": 99, "lo\n')
+        f.write(b'{"type": "event", "message": "' + b"x" * MAX_LINE_BYTES + b'"}\n')  # too long
         f.write("".join(encode_record(r) for r in healthy[20:40]).encode())
     (runs / "idle").mkdir()  # made, not started
-    names = ["healthy", "collapse", "nan", "long", "half", "corrupt", "idle", "absent"]
+    (runs / "dir" / "telemetry.jsonl").mkdir(parents=True)  # unreadable: said, never a crash
+    names = ["healthy", "collapse", "nan", "long", "half", "corrupt", "idle", "absent", "dir"]
     return runs, names
 
 
@@ -119,7 +125,7 @@ def assert_same_reading(here: RunStore, child: RunStore) -> None:
         for f in dataclasses.fields(row):
             # a change counter of the store's own objects; what moves with the wall clock (a
             # running run's ETA and age, taken when each store published the row)
-            if f.name in ("version", "updated_age_s", "eta_s", "note"):
+            if f.name in ("version", "updated_age_s", "eta_s"):
                 continue
             mine, theirs = getattr(row, f.name), getattr(rows_child[name], f.name)
             assert same(mine, theirs), (name, f.name, mine, theirs)
@@ -137,8 +143,11 @@ def test_child_reads_every_run_as_the_store_does_and_following_goes_on(study):
     assert child.read_here == []  # the child read them all
     assert here.read_here == names
     assert_same_reading(here, child)
-    corrupt = child.arms["corrupt"].series.stats.bad_lines
-    assert corrupt == here.arms["corrupt"].series.stats.bad_lines == 1
+    # the broken line and the over-long one, counted alike by both readers
+    assert child.arms["corrupt"].series.stats.bad_lines == 2
+    assert here.arms["corrupt"].series.stats.bad_lines == 2
+    assert child.arms["corrupt"].long_lines == here.arms["corrupt"].long_lines == 1
+    assert child.arms["dir"].error == here.arms["dir"].error != ""
 
     # Following from where the child stopped: the half line completed, more records after it.
     collapse = trace("real_collapse_fno_lr01")
@@ -160,7 +169,8 @@ def test_the_child_reads_the_runs_the_dashboard_names_first(study):
     class Recorded(Prefetch):
         def __iter__(self):
             for name, state in super().__iter__():
-                delivered.append(name)
+                if state is not None:
+                    delivered.append(name)
                 yield name, state
 
     store = store_of(runs, names, prefetch=Recorded())
@@ -177,7 +187,8 @@ def test_a_child_killed_mid_read_loses_no_run(study):
         def __iter__(self):
             for name, state in super().__iter__():
                 yield name, state
-                self.proc.kill()  # a real SIGKILL, after the first run
+                if state is not None:
+                    self.proc.kill()  # a real SIGKILL, after the first run
 
     here = store_of(runs, names)
     here.poll()
@@ -217,3 +228,76 @@ def test_no_child_process_at_all_is_not_an_error(study, monkeypatch):
     store = store_of(runs, names, prefetch=None)
     store.poll()
     assert store.read_here == names
+
+
+def test_the_childs_log_reaches_the_dashboards_log(study, caplog):
+    runs, names = study
+    store = store_of(runs, names, prefetch=start_prefetch())
+    with caplog.at_level("WARNING", logger="fnotui.reader"):
+        store.poll()
+    assert store.read_here == []
+    assert "dir: cannot read telemetry.jsonl: it is a directory" in caplog.text
+
+
+def test_a_reorder_during_the_read_is_honoured(tmp_path):
+    # Runs whose state is larger than a pipe's buffer: the child is at most a run ahead.
+    runs, healthy = tmp_path / "runs", trace("real_healthy_cnn")
+    names = [f"r{i}" for i in range(6)]
+    for name in names:
+        write_run(
+            runs,
+            name,
+            long_run(healthy, copies=3 * series_mod.BULK_MIN_LINES // len(healthy)),
+            "finished",
+        )
+    delivered: list[str] = []
+    store = store_of(runs, names)
+
+    class Scrolled(Prefetch):
+        def __iter__(self):
+            for name, state in super().__iter__():
+                if state is not None:
+                    delivered.append(name)
+                    if len(delivered) == 1:  # the user scrolls to the end
+                        store.prioritize(["r5", "r4"])
+                yield name, state
+
+    store._prefetch = Scrolled()
+    store.poll()
+    assert store.read_here == []
+    assert set(delivered[1:4]) >= {"r5", "r4"}, delivered
+
+
+def test_a_run_that_blocks_the_child_does_not_hold_the_others_back(study, monkeypatch):
+    runs, names = study
+    fifo = runs / "blocked" / "telemetry.jsonl"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)  # opening it waits for a writer: a stalled network filesystem, say
+    names = ["blocked", *names]
+    # Patient until the child has taken the blocking run (its start-up is slow on a loaded
+    # machine), impatient after.
+    monkeypatch.setattr(runstore_mod, "PREFETCH_STALL_S", 60.0)
+
+    class Watched(Prefetch):
+        def __iter__(self):
+            for name, state in super().__iter__():
+                if name == "blocked" and state is None:
+                    monkeypatch.setattr(runstore_mod, "PREFETCH_STALL_S", 0.5)
+                yield name, state
+
+    store = store_of(runs, names, prefetch=Watched())
+    reader = threading.Thread(target=store.poll, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        loaded = {s.name for s in store.snapshots() if s.loaded}
+        if loaded >= set(names[1:]):
+            break
+        time.sleep(0.05)
+    assert {s.name for s in store.snapshots() if s.loaded} == set(names[1:])
+    assert "blocked" not in store.read_here  # the child has it: nobody reads it twice
+    with open(fifo, "wb"):  # the file answers at last (a pipe reads as empty: no records)
+        pass
+    reader.join(30)
+    assert not reader.is_alive()
+    assert {s.name for s in store.snapshots() if s.loaded} == set(names)
