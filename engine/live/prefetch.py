@@ -144,6 +144,11 @@ class Prefetch:
             left -= len(part)
         return b"".join(parts)
 
+    def abandon(self) -> None:
+        """Kill the child now; the reader of its frames sees the pipe end."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+
     def close(self) -> int | None:
         """Stop the child (if it is still reading) and reap it; its exit code."""
         with self._lock:

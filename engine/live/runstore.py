@@ -383,6 +383,10 @@ class RunStore:
                 )
                 prefetch.stop()
                 self._read_in_threads()
+                with self._lock:
+                    in_hand = bool(self._child_has)
+                if not in_hand:  # it never took a run (stuck starting?): nothing to wait for
+                    prefetch.abandon()
                 adopter.join()
 
     def _adopt_prefetched(self, prefetch: Prefetch) -> None:

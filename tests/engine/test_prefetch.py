@@ -301,3 +301,18 @@ def test_a_run_that_blocks_the_child_does_not_hold_the_others_back(study, monkey
     reader.join(30)
     assert not reader.is_alive()
     assert {s.name for s in store.snapshots() if s.loaded} == set(names)
+
+
+def test_a_child_that_never_answers_is_given_up(study, monkeypatch):
+    runs, names = study
+    monkeypatch.setattr(runstore_mod, "PREFETCH_STALL_S", 0.5)
+    # alive, reading nothing, saying nothing: stuck in its start-up, say
+    monkeypatch.setattr(Prefetch, "COMMAND", [sys.executable, "-c", "import time; time.sleep(60)"])
+    here = store_of(runs, names)
+    here.poll()
+    child = store_of(runs, names, prefetch=start_prefetch())
+    started = time.monotonic()
+    child.poll()
+    assert time.monotonic() - started < 20
+    assert child.read_here == names
+    assert_same_reading(here, child)
