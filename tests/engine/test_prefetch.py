@@ -10,6 +10,7 @@ middle of a line, one has a corrupt line, one has not started, one has no direct
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import sys
@@ -230,13 +231,23 @@ def test_no_child_process_at_all_is_not_an_error(study, monkeypatch):
     assert store.read_here == names
 
 
-def test_the_childs_log_reaches_the_dashboards_log(study, caplog):
+def test_the_childs_log_reaches_the_dashboards_log(study):
     runs, names = study
-    store = store_of(runs, names, prefetch=start_prefetch())
-    with caplog.at_level("WARNING", logger="fnotui.reader"):
+    # A handler of our own on the reader's logger: a dashboard started earlier in this process
+    # stops "fnotui" propagating to the root logger (its log goes to a file), so caplog would
+    # see nothing.
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    reader_log = logging.getLogger("fnotui.reader")
+    reader_log.addHandler(handler)
+    try:
+        store = store_of(runs, names, prefetch=start_prefetch())
         store.poll()
+    finally:
+        reader_log.removeHandler(handler)
     assert store.read_here == []
-    assert "dir: cannot read telemetry.jsonl: it is a directory" in caplog.text
+    assert "dir: cannot read telemetry.jsonl: it is a directory" in seen
 
 
 def test_a_reorder_during_the_read_is_honoured(tmp_path):
