@@ -196,9 +196,8 @@ def machine() -> str:
 
 
 def first_frames(arms: Path, needle: bytes, runs: int) -> float:
-    """Median seconds to the first full frame over ``runs`` starts, each printed (with the
-    first frame, placeholders and all, and when the last run is read: the loaded settled
-    frame, which the group view's statistics wait for)."""
+    """Median seconds to the first full frame over ``runs`` starts, each printed with its
+    first frame (placeholders and all)."""
     frames, firsts = [], []
     for _ in range(runs):
         tui = Tui(arms)

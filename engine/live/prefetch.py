@@ -36,7 +36,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,15 @@ if TYPE_CHECKING:  # annotations only: the parent imports this module before num
 log = logging.getLogger("fnotui.reader")
 
 _LENGTH = struct.Struct(">Q")
+
+
+def move_to_front(order: list[str], names: Iterable[str]) -> list[str]:
+    """``order`` with those of ``names`` it holds moved to its front, in the order of ``names``
+    (the rows on screen, read next): the one reordering rule of the store and of the child."""
+    waiting = set(order)
+    front = [n for n in dict.fromkeys(names) if n in waiting]
+    moved = set(front)
+    return front + [n for n in order if n not in moved]
 
 
 @dataclass
@@ -195,10 +204,7 @@ class _Inbox:
             elif message.get("stop"):
                 self._names = []
             elif "first" in message:
-                waiting = set(self._names)
-                front = [n for n in dict.fromkeys(message["first"]) if n in waiting]
-                moved = set(front)
-                self._names = front + [n for n in self._names if n not in moved]
+                self._names = move_to_front(self._names, message["first"])
 
     def wait_for_runs(self) -> None:
         self._given.wait()

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from engine.live.prefetch import Prefetch, RunState
+from engine.live.prefetch import Prefetch, RunState, move_to_front
 from engine.live.series import ArmSeries
 from engine.live.snapshot import (
     SPARK_BUCKETS,
@@ -341,8 +341,7 @@ class RunStore:
         did not deliver."""
         with self._lock:
             # runs that prioritize() named before the read began stay in front
-            first = [n for n in self._pending if n in self.arms]
-            self._pending = first + [a.name for a in arms if a.name not in set(first)]
+            self._pending = move_to_front([a.name for a in arms], self._pending)
             order = [(n, self.arms[n].run.root) for n in self._pending]
         if self._prefetch is not None:  # not under the lock: a long list may wait for the pipe
             self._prefetch.read(order)
@@ -441,14 +440,15 @@ class RunStore:
     def prioritize(self, names) -> None:
         """Read these runs (the rows on screen, in table order) before the others still
         waiting for the first read."""
+        names = list(names)
         with self._lock:
-            waiting = set(self._pending)
-            front = [n for n in dict.fromkeys(names) if n in waiting or not self._first_started]
-            rest = [n for n in self._pending if n not in set(front)]
-            self._pending = front + rest
+            if not self._first_started:  # _first_read starts with these (if they are runs)
+                self._pending = list(dict.fromkeys([*names, *self._pending]))
+                return
+            self._pending = move_to_front(self._pending, names)
             prefetch = self._prefetch
         if prefetch is not None:  # not under the lock: the UI must never wait on a pipe
-            prefetch.prioritize([n for n in front if n in waiting])
+            prefetch.prioritize(names)
 
     @property
     def unread(self) -> int:

@@ -68,8 +68,8 @@ def train_arm(
     run directory as it found it and raises Dequeued.
     """
     # A precision or compile mode none of the candidate devices can honour is bad input: refused
-    # before the run
-    # directory is touched. (The slot's own device is checked again once it is known.)
+    # before the run directory is touched. (The slot's own device is checked again once it is
+    # known.)
     check_modes(cfg, resolve_devices(device))
     run = RunDir(Path(run_dir))
     lock = RunLock(run)

@@ -35,7 +35,6 @@ class Gate:
     def __init__(self) -> None:
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self.closed = False
 
     def _event(self, name: str) -> threading.Event:
         with self._lock:
@@ -48,9 +47,6 @@ class Gate:
     def release(self, *names: str) -> None:
         for name in names:
             self._event(name).set()
-
-    def release_all(self, names) -> None:
-        self.release(*names)
 
 
 def cells(table, name: str, columns) -> tuple[str, ...]:
@@ -119,7 +115,7 @@ def test_rows_show_reading_until_their_run_is_read_then_the_true_values(sweep_fi
             assert "reading" not in " ".join(early_rows["arm_a"])
             assert table.get_cell("arm_a.seed-11", "loss").plain == "reading"
 
-            gate.release_all(names)
+            gate.release(*names)
             await settle(pilot)
             for name in names:
                 settled_rows[name] = cells(table, name, RUN_COLUMNS)
